@@ -1,0 +1,298 @@
+//! Configuration: built-in defaults, then a TOML file (`--config` or `OAUTHIMAP_CONFIG`), then
+//! `OAUTHIMAP_*` environment variables (`__` separates nested keys). The secret settings
+//! (`database_url`, `master_key`) can instead be read from a file: `database_url_file` in TOML,
+//! `OAUTHIMAP_DATABASE_URL_FILE=/run/secrets/db` in the environment.
+//!
+//! Only the `app` crate reads this; every other crate gets plain values.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Value};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+const ENV_PREFIX: &str = "OAUTHIMAP_";
+/// `OAUTHIMAP_*` environment variables that are not settings (lower-cased, prefix removed).
+const NOT_SETTINGS: &[&str] = &["config"];
+
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// All settings, after defaults, file and environment have been merged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Folder for the SQLite database, the key file and collected mail.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://...`; defaults to `sqlite://{data_dir}/oauthimap.db`.
+    pub database_url: Option<SecretString>,
+    /// The master key file; defaults to `{data_dir}/master.key`.
+    pub key_file: Option<PathBuf>,
+    /// A file holding `database_url` (for secret stores that mount files).
+    #[serde(default)]
+    database_url_file: Option<PathBuf>,
+    /// Master keys given directly (base64, or `ID:BASE64,...`); overrides `key_file`.
+    pub master_key: Option<SecretString>,
+    /// A file holding `master_key`.
+    #[serde(default)]
+    master_key_file: Option<PathBuf>,
+    /// Where the HTTP service listens.
+    pub listen: SocketAddr,
+    /// The URL users and providers reach the service at; the OAuth redirect URL is derived from it.
+    pub external_base_url: Option<Url>,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `oauthimap=debug,info`.
+    pub log_level: String,
+}
+
+#[derive(Serialize)]
+struct Defaults {
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    log_format: LogFormat,
+    log_level: String,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("oauthimap-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// A setting that could not be read; the message names the key and where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Settings {
+    /// Loads settings from defaults, the optional TOML file and the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with an explicit environment (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Defaults::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::Read {
+                    what: "the configuration file",
+                    path: path.to_owned(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(EnvVars(
+            env.into_iter()
+                .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+                .collect(),
+        ));
+        let mut settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(&e)))?;
+        settings.read_secret_files()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Resolves `database_url_file` and `master_key_file` into their settings.
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        for (name, file, value) in [
+            ("database_url", self.database_url_file.take(), &mut self.database_url),
+            ("master_key", self.master_key_file.take(), &mut self.master_key),
+        ] {
+            let Some(path) = file else { continue };
+            if value.is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} and {name}_file are both set: keep one of them"
+                )));
+            }
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                what: "the secret file",
+                path: path.clone(),
+                source,
+            })?;
+            let text = text.trim_end_matches(['\r', '\n']);
+            if text.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "{name}_file {}: the file is empty",
+                    path.display()
+                )));
+            }
+            *value = Some(SecretString::from(text.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.external_base_url {
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "external_base_url {url}: must be an http:// or https:// URL with a host, such as https://oauthimap.example.com"
+                )));
+            }
+            if url.query().is_some() || url.fragment().is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "external_base_url {url}: must not have a query or fragment"
+                )));
+            }
+        }
+        if let Some(db) = &self.database_url {
+            let db = db.expose_secret();
+            if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid(
+                    "database_url: must start with sqlite:// or postgres:// (the value is not shown because it may hold a password)".into(),
+                ));
+            }
+        }
+        if self.log_level.trim().is_empty() {
+            return Err(ConfigError::Invalid("log_level: must not be empty (try `info`)".into()));
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to SQLite in the data folder.
+    pub fn database_url(&self) -> SecretString {
+        self.database_url.clone().unwrap_or_else(|| {
+            SecretString::from(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("oauthimap.db").display()
+            ))
+        })
+    }
+
+    /// The key file path, defaulting to `master.key` in the data folder.
+    pub fn key_file(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
+    }
+
+    /// The base URL the service is reached at: the configured external URL, else derived from the
+    /// listen address (`http://localhost:PORT` for loopback).
+    pub fn external_base_url(&self) -> Url {
+        if let Some(url) = &self.external_base_url {
+            return url.clone();
+        }
+        let host = if self.listen.ip().is_loopback() || self.listen.ip().is_unspecified() {
+            "localhost".to_owned()
+        } else {
+            self.listen.ip().to_string()
+        };
+        Url::parse(&format!("http://{host}:{}/", self.listen.port()))
+            .expect("a host and port always make a valid URL")
+    }
+
+    /// Whether the external URL was set explicitly (required when the listener is not loopback).
+    pub fn has_external_base_url(&self) -> bool {
+        self.external_base_url.is_some()
+    }
+}
+
+/// Formats a figment error as "key `x` (from source): problem".
+fn describe(error: &figment::Error) -> String {
+    error
+        .clone()
+        .into_iter()
+        .map(|e| {
+            let key = if e.path.is_empty() {
+                String::new()
+            } else {
+                format!("key `{}`", e.path.join("."))
+            };
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| match &m.source {
+                    Some(src) => format!("{} {src}", m.name),
+                    None => m.name.to_string(),
+                })
+                .unwrap_or_default();
+            let mut kind = e.kind.to_string();
+            if let figment::error::Kind::UnknownField(field, _) = &e.kind {
+                kind = format!("unknown setting `{field}` (check its spelling; `oauthimap --help` lists where settings are documented)");
+            }
+            match (key.is_empty(), source.is_empty()) {
+                (false, false) => format!("{key} from {source}: {kind}"),
+                (false, true) => format!("{key}: {kind}"),
+                (true, false) => format!("{source}: {kind}"),
+                (true, true) => kind,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `OAUTHIMAP_*` variables as a figment provider: the prefix is dropped, names are lower-cased and
+/// `__` nests (`OAUTHIMAP_TOKENS__REFRESH_MARGIN` is `tokens.refresh_margin`).
+struct EnvVars(Vec<(String, String)>);
+
+impl figment::Provider for EnvVars {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("environment variable")
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, Dict>, figment::Error> {
+        let mut root = Dict::new();
+        for (name, value) in &self.0 {
+            let key = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+            if key.is_empty() || NOT_SETTINGS.contains(&key.as_str()) {
+                continue;
+            }
+            let parts: Vec<&str> = key.split("__").collect();
+            let parsed: Value = value.parse().unwrap_or_else(|_| Value::from(value.clone()));
+            insert_nested(&mut root, &parts, parsed);
+        }
+        Ok(figment::Profile::Default.collect(root))
+    }
+}
+
+fn insert_nested(dict: &mut Dict, parts: &[&str], value: Value) {
+    match parts {
+        [] => {}
+        [last] => {
+            dict.insert((*last).to_owned(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry((*first).to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_nested(inner, rest, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,113 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[test]
+fn defaults() {
+    let s = Settings::load_from(None, env(&[])).unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("oauthimap-data"));
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(s.key_file(), PathBuf::from("oauthimap-data/master.key"));
+    assert_eq!(
+        s.database_url().expose_secret(),
+        "sqlite://oauthimap-data/oauthimap.db?mode=rwc"
+    );
+    assert_eq!(s.external_base_url().as_str(), "http://localhost:8080/");
+    assert_eq!(s.log_format, LogFormat::Text);
+}
+
+#[test]
+fn file_then_env_with_file_indirection() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("oauthimap.toml");
+    std::fs::write(
+        &cfg,
+        "data_dir = \"/var/lib/oauthimap\"\nlisten = \"127.0.0.1:9000\"\nlog_format = \"json\"\n",
+    )
+    .unwrap();
+    let secret = dir.path().join("db");
+    std::fs::write(&secret, "postgres://u:pw@127.0.0.1/db\n").unwrap();
+    let s = Settings::load_from(
+        Some(&cfg),
+        env(&[
+            ("OAUTHIMAP_LISTEN", "127.0.0.1:9100"),
+            ("OAUTHIMAP_DATABASE_URL_FILE", secret.to_str().unwrap()),
+            ("OAUTHIMAP_EXTERNAL_BASE_URL", "https://mail-oauth.example.com"),
+            ("OAUTHIMAP_CONFIG", "ignored"),
+            ("OTHER_VAR", "ignored"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/var/lib/oauthimap"));
+    assert_eq!(s.listen.port(), 9100, "env wins over the file");
+    assert_eq!(s.log_format, LogFormat::Json);
+    assert_eq!(
+        s.database_url().expose_secret(),
+        "postgres://u:pw@127.0.0.1/db"
+    );
+    assert_eq!(
+        s.external_base_url().as_str(),
+        "https://mail-oauth.example.com/"
+    );
+}
+
+#[test]
+fn unknown_key_names_key_and_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "listen_adress = \"127.0.0.1:1\"\n").unwrap();
+    let err = Settings::load_from(Some(&cfg), env(&[])).unwrap_err().to_string();
+    assert!(err.contains("listen_adress"), "{err}");
+    assert!(err.contains("c.toml"), "{err}");
+
+    let err = Settings::load_from(None, env(&[("OAUTHIMAP_LISTEN_FILE", "/x")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listen_file") && err.contains("environment variable"), "{err}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let err = Settings::load_from(None, env(&[("OAUTHIMAP_LISTEN", "localhost")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("key `listen`") && err.contains("environment variable"), "{err}");
+    let err = Settings::load_from(None, env(&[("OAUTHIMAP_LOG_FORMAT", "xml")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("log_format"), "{err}");
+    let err = Settings::load_from(None, env(&[("OAUTHIMAP_EXTERNAL_BASE_URL", "ftp://x")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("external_base_url"), "{err}");
+    let err = Settings::load_from(None, env(&[("OAUTHIMAP_DATABASE_URL", "mysql://root:hunter2@x/db")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("database_url") && !err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn missing_config_file_and_double_secret() {
+    let err = Settings::load_from(Some(Path::new("/nonexistent/o.toml")), env(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/nonexistent/o.toml"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("k");
+    std::fs::write(&f, "abc").unwrap();
+    let err = Settings::load_from(
+        None,
+        env(&[
+            ("OAUTHIMAP_MASTER_KEY", "abc"),
+            ("OAUTHIMAP_MASTER_KEY_FILE", f.to_str().unwrap()),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("master_key and master_key_file"), "{err}");
+}

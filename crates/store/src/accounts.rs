@@ -1,0 +1,257 @@
+//! Accounts (authorizations): one mailbox reachable through one application, with its sealed
+//! access and refresh tokens and its health.
+
+use oauthimap_types::{AccountId, AccountState, AppId, GrantKind, TokenSet, now_millis};
+use secrecy::SecretString;
+
+use crate::models::Account;
+use crate::{Result, Store, StoreError, on_db, parse_name};
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    application_id: i64,
+    application_name: String,
+    identity: String,
+    mailbox: String,
+    grant_kind: String,
+    state: String,
+    failure_count: i64,
+    has_access: bool,
+    access_expires_at: Option<i64>,
+    has_refresh: bool,
+    refresh_issued_at: Option<i64>,
+    refresh_last_used_at: Option<i64>,
+    scopes: String,
+    last_refresh_at: Option<i64>,
+    next_attempt_at: Option<i64>,
+    last_error: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const SELECT: &str = "SELECT c.id, c.application_id, a.name AS application_name, c.identity, c.mailbox, \
+     c.grant_kind, c.state, c.failure_count, (c.access_token IS NOT NULL) AS has_access, \
+     c.access_expires_at, (c.refresh_token IS NOT NULL) AS has_refresh, c.refresh_issued_at, \
+     c.refresh_last_used_at, c.scopes, c.last_refresh_at, c.next_attempt_at, c.last_error, \
+     c.created_at, c.updated_at FROM accounts c JOIN applications a ON a.id = c.application_id";
+
+impl TryFrom<Row> for Account {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Self> {
+        Ok(Account {
+            id: AccountId(r.id),
+            application_id: AppId(r.application_id),
+            application_name: r.application_name,
+            identity: r.identity,
+            mailbox: r.mailbox,
+            grant_kind: parse_name(&r.grant_kind, "accounts.grant_kind")?,
+            state: parse_name(&r.state, "accounts.state")?,
+            failure_count: r.failure_count,
+            has_access_token: r.has_access,
+            access_expires_at: r.access_expires_at,
+            has_refresh_token: r.has_refresh,
+            refresh_issued_at: r.refresh_issued_at,
+            refresh_last_used_at: r.refresh_last_used_at,
+            scopes: r.scopes,
+            last_refresh_at: r.last_refresh_at,
+            next_attempt_at: r.next_attempt_at,
+            last_error: r.last_error,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// Opened tokens of an account, for the token service only.
+#[derive(Debug, Clone)]
+pub struct AccountTokens {
+    pub access_token: Option<SecretString>,
+    pub access_expires_at: Option<i64>,
+    pub refresh_token: Option<SecretString>,
+}
+
+impl Store {
+    /// Creates the account for (application, identity, mailbox), or renews its grant if it exists:
+    /// tokens replaced, state back to active, errors cleared. Returns the account and whether it
+    /// was created.
+    pub async fn upsert_account(
+        &self,
+        application: AppId,
+        identity: &str,
+        mailbox: &str,
+        grant: GrantKind,
+        tokens: &TokenSet,
+    ) -> Result<(Account, bool)> {
+        let now = now_millis();
+        let (id, created) = on_db!(self.db(), |pool| {
+            let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
+            let existing: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM accounts WHERE application_id = $1 AND identity = $2 AND mailbox = $3",
+            )
+            .bind(application.0)
+            .bind(identity)
+            .bind(mailbox)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::db("look up the account"))?;
+            let (id, created) = if let Some(id) = existing {
+                (id, false)
+            } else {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO accounts (application_id, identity, mailbox, grant_kind, state, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, 'active', $5, $5) RETURNING id",
+                )
+                .bind(application.0)
+                .bind(identity)
+                .bind(mailbox)
+                .bind(grant.as_str())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::unique("an account for", mailbox, "create the account"))?;
+                (id, true)
+            };
+            let access = self.seal("accounts", "access_token", id, &tokens.access_token)?;
+            let refresh = tokens
+                .refresh_token
+                .as_ref()
+                .map(|t| self.seal("accounts", "refresh_token", id, t))
+                .transpose()?;
+            sqlx::query(
+                "UPDATE accounts SET grant_kind = $1, state = 'active', failure_count = 0, access_token = $2, \
+                 access_expires_at = $3, refresh_token = $4, refresh_issued_at = $5, refresh_last_used_at = NULL, \
+                 scopes = $6, last_refresh_at = $7, next_attempt_at = NULL, last_error = NULL, updated_at = $7 \
+                 WHERE id = $8",
+            )
+            .bind(grant.as_str())
+            .bind(access)
+            .bind(tokens.expires_at)
+            .bind(&refresh)
+            .bind(refresh.as_ref().map(|_| now))
+            .bind(&tokens.scopes)
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("store the account's tokens"))?;
+            tx.commit().await.map_err(StoreError::db("commit the account"))?;
+            (id, created)
+        });
+        Ok((self.account(AccountId(id)).await?, created))
+    }
+
+    /// One account by id.
+    pub async fn account(&self, id: AccountId) -> Result<Account> {
+        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE c.id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("read the account"))?);
+        row.ok_or_else(|| StoreError::NotFound {
+            what: "account",
+            key: id.to_string(),
+        })?
+        .try_into()
+    }
+
+    /// Accounts, all or those of one application, by application then mailbox.
+    pub async fn accounts(&self, application: Option<AppId>) -> Result<Vec<Account>> {
+        let rows: Vec<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE ($1 IS NULL OR c.application_id = $1) ORDER BY a.name, c.mailbox, c.id"
+        )))
+        .bind(application.map(|a| a.0))
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::db("list the accounts"))?);
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
+    /// The account's tokens, opened.
+    pub async fn account_tokens(&self, id: AccountId) -> Result<AccountTokens> {
+        let row: Option<(Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>)> = on_db!(self.db(), |pool| {
+            sqlx::query_as("SELECT access_token, access_expires_at, refresh_token FROM accounts WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::db("read the account's tokens"))?
+        });
+        let (access, expires, refresh) = row.ok_or_else(|| StoreError::NotFound {
+            what: "account",
+            key: id.to_string(),
+        })?;
+        Ok(AccountTokens {
+            access_token: access
+                .map(|s| self.open("accounts", "access_token", id.0, &s))
+                .transpose()?,
+            access_expires_at: expires,
+            refresh_token: refresh
+                .map(|s| self.open("accounts", "refresh_token", id.0, &s))
+                .transpose()?,
+        })
+    }
+
+    /// Sets an account's state and last error (None clears it).
+    pub async fn set_account_state(
+        &self,
+        id: AccountId,
+        state: AccountState,
+        last_error: Option<&str>,
+    ) -> Result<()> {
+        let done = on_db!(self.db(), |pool| sqlx::query(
+            "UPDATE accounts SET state = $1, last_error = $2, updated_at = $3 WHERE id = $4"
+        )
+        .bind(state.as_str())
+        .bind(last_error)
+        .bind(now_millis())
+        .bind(id.0)
+        .execute(pool)
+        .await
+        .map_err(StoreError::db("change the account's state"))?
+        .rows_affected());
+        if done == 0 {
+            return Err(StoreError::NotFound {
+                what: "account",
+                key: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes an account; its receivers stay, deactivated and detached, with `reason`.
+    /// Returns how many receivers were deactivated.
+    pub async fn delete_account(&self, id: AccountId, reason: &str) -> Result<u64> {
+        let now = now_millis();
+        let deactivated = on_db!(self.db(), |pool| {
+            let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
+            let n = sqlx::query(
+                "UPDATE receivers SET active = FALSE, paused_reason = $1, account_id = NULL, updated_at = $2 \
+                 WHERE account_id = $3",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("deactivate the account's receivers"))?
+            .rows_affected();
+            let deleted = sqlx::query("DELETE FROM accounts WHERE id = $1")
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("delete the account"))?
+                .rows_affected();
+            if deleted == 0 {
+                return Err(StoreError::NotFound {
+                    what: "account",
+                    key: id.to_string(),
+                });
+            }
+            tx.commit().await.map_err(StoreError::db("commit the account removal"))?;
+            n
+        });
+        Ok(deactivated)
+    }
+}

@@ -1,0 +1,288 @@
+//! OAuth applications: create, read, update with cascades, delete, and the sealed client secret.
+
+use oauthimap_types::{AppId, now_millis};
+use secrecy::SecretString;
+
+use crate::models::{Application, ApplicationCascade, ApplicationFields, CascadeReport, Endpoints, SecretChange};
+use crate::{Result, Store, StoreError, on_db, parse_name};
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    name: String,
+    active: bool,
+    provider: String,
+    cloud: String,
+    client_id: String,
+    has_secret: bool,
+    tenant: Option<String>,
+    endpoint_base: Option<String>,
+    authorize_url: Option<String>,
+    token_url: Option<String>,
+    device_url: Option<String>,
+    userinfo_url: Option<String>,
+    scopes: Option<String>,
+    secret_expires_at: Option<i64>,
+    comment: String,
+    account_count: i64,
+    receiver_count: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const SELECT: &str = "SELECT a.id, a.name, a.active, a.provider, a.cloud, a.client_id, \
+     (a.client_secret IS NOT NULL) AS has_secret, a.tenant, a.endpoint_base, a.authorize_url, \
+     a.token_url, a.device_url, a.userinfo_url, a.scopes, a.secret_expires_at, a.comment, \
+     (SELECT COUNT(*) FROM accounts c WHERE c.application_id = a.id) AS account_count, \
+     (SELECT COUNT(*) FROM receivers r WHERE r.application_id = a.id) AS receiver_count, \
+     a.created_at, a.updated_at FROM applications a";
+
+impl TryFrom<Row> for Application {
+    type Error = StoreError;
+    fn try_from(r: Row) -> Result<Self> {
+        Ok(Application {
+            id: AppId(r.id),
+            fields: ApplicationFields {
+                name: r.name,
+                active: r.active,
+                provider: parse_name(&r.provider, "applications.provider")?,
+                cloud: parse_name(&r.cloud, "applications.cloud")?,
+                client_id: r.client_id,
+                tenant: r.tenant,
+                endpoints: Endpoints {
+                    base: r.endpoint_base,
+                    authorize: r.authorize_url,
+                    token: r.token_url,
+                    device: r.device_url,
+                    userinfo: r.userinfo_url,
+                },
+                scopes: r.scopes,
+                secret_expires_at: r.secret_expires_at,
+                comment: r.comment,
+            },
+            has_client_secret: r.has_secret,
+            account_count: r.account_count,
+            receiver_count: r.receiver_count,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+impl Store {
+    /// Creates an application; its secret is sealed to the new row in the same transaction.
+    pub async fn insert_application(
+        &self,
+        f: &ApplicationFields,
+        secret: Option<&SecretString>,
+    ) -> Result<Application> {
+        let now = now_millis();
+        let id: i64 = on_db!(self.db(), |pool| {
+            let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO applications (name, active, provider, cloud, client_id, tenant, \
+                 endpoint_base, authorize_url, token_url, device_url, userinfo_url, scopes, \
+                 secret_expires_at, comment, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING id",
+            )
+            .bind(&f.name)
+            .bind(f.active)
+            .bind(f.provider.as_str())
+            .bind(f.cloud.as_str())
+            .bind(&f.client_id)
+            .bind(&f.tenant)
+            .bind(&f.endpoints.base)
+            .bind(&f.endpoints.authorize)
+            .bind(&f.endpoints.token)
+            .bind(&f.endpoints.device)
+            .bind(&f.endpoints.userinfo)
+            .bind(&f.scopes)
+            .bind(f.secret_expires_at)
+            .bind(&f.comment)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::unique("an application named", &f.name, "create the application"))?;
+            if let Some(secret) = secret {
+                sqlx::query("UPDATE applications SET client_secret = $1 WHERE id = $2")
+                    .bind(self.seal("applications", "client_secret", id, secret)?)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("store the client secret"))?;
+            }
+            tx.commit().await.map_err(StoreError::db("commit the new application"))?;
+            id
+        });
+        self.application(AppId(id)).await
+    }
+
+    /// One application by id.
+    pub async fn application(&self, id: AppId) -> Result<Application> {
+        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE a.id = $1"
+        )))
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("read the application"))?);
+        row.ok_or_else(|| StoreError::NotFound {
+            what: "application",
+            key: id.to_string(),
+        })?
+        .try_into()
+    }
+
+    /// One application by its unique name.
+    pub async fn application_by_name(&self, name: &str) -> Result<Application> {
+        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} WHERE a.name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("read the application"))?);
+        row.ok_or_else(|| StoreError::NotFound {
+            what: "application",
+            key: name.to_owned(),
+        })?
+        .try_into()
+    }
+
+    /// Every application, by name.
+    pub async fn applications(&self) -> Result<Vec<Application>> {
+        let rows: Vec<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{SELECT} ORDER BY a.name"
+        )))
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::db("list the applications"))?);
+        rows.into_iter().map(Application::try_from).collect()
+    }
+
+    /// The application's client secret, opened. Only the OAuth client should need this.
+    pub async fn application_secret(&self, id: AppId) -> Result<Option<SecretString>> {
+        let sealed: Option<Option<Vec<u8>>> = on_db!(self.db(), |pool| sqlx::query_scalar(
+            "SELECT client_secret FROM applications WHERE id = $1"
+        )
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("read the client secret"))?);
+        match sealed {
+            None => Err(StoreError::NotFound {
+                what: "application",
+                key: id.to_string(),
+            }),
+            Some(None) => Ok(None),
+            Some(Some(sealed)) => self.open("applications", "client_secret", id.0, &sealed).map(Some),
+        }
+    }
+
+    /// Writes the application's new fields and applies `cascade` in the same transaction.
+    pub async fn update_application(
+        &self,
+        id: AppId,
+        f: &ApplicationFields,
+        secret: &SecretChange,
+        cascade: &ApplicationCascade,
+    ) -> Result<(Application, CascadeReport)> {
+        let now = now_millis();
+        let sealed = match secret {
+            SecretChange::Set(value) => Some(self.seal("applications", "client_secret", id.0, value)?),
+            SecretChange::Keep | SecretChange::Clear => None,
+        };
+        let mut report = CascadeReport::default();
+        on_db!(self.db(), |pool| {
+            let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
+            let updated = sqlx::query(
+                "UPDATE applications SET name = $1, active = $2, provider = $3, cloud = $4, \
+                 client_id = $5, tenant = $6, endpoint_base = $7, authorize_url = $8, token_url = $9, \
+                 device_url = $10, userinfo_url = $11, scopes = $12, secret_expires_at = $13, \
+                 comment = $14, updated_at = $15 WHERE id = $16",
+            )
+            .bind(&f.name)
+            .bind(f.active)
+            .bind(f.provider.as_str())
+            .bind(f.cloud.as_str())
+            .bind(&f.client_id)
+            .bind(&f.tenant)
+            .bind(&f.endpoints.base)
+            .bind(&f.endpoints.authorize)
+            .bind(&f.endpoints.token)
+            .bind(&f.endpoints.device)
+            .bind(&f.endpoints.userinfo)
+            .bind(&f.scopes)
+            .bind(f.secret_expires_at)
+            .bind(&f.comment)
+            .bind(now)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::unique("an application named", &f.name, "update the application"))?;
+            if updated.rows_affected() == 0 {
+                return Err(StoreError::NotFound {
+                    what: "application",
+                    key: id.to_string(),
+                });
+            }
+            match secret {
+                SecretChange::Keep => {}
+                SecretChange::Set(_) | SecretChange::Clear => {
+                    sqlx::query("UPDATE applications SET client_secret = $1 WHERE id = $2")
+                        .bind(&sealed)
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("store the client secret"))?;
+                }
+            }
+            if let Some(reason) = &cascade.revoke_accounts {
+                report.accounts_revoked = sqlx::query(
+                    "UPDATE accounts SET state = 'revoked', access_token = NULL, access_expires_at = NULL, \
+                     refresh_token = NULL, refresh_issued_at = NULL, last_error = $1, updated_at = $2 \
+                     WHERE application_id = $3",
+                )
+                .bind(reason)
+                .bind(now)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("revoke the application's accounts"))?
+                .rows_affected();
+            }
+            if let Some(reason) = &cascade.deactivate_receivers {
+                report.receivers_deactivated = sqlx::query(
+                    "UPDATE receivers SET active = FALSE, paused_reason = $1, updated_at = $2 \
+                     WHERE application_id = $3 AND active = TRUE",
+                )
+                .bind(reason)
+                .bind(now)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("deactivate the application's receivers"))?
+                .rows_affected();
+            }
+            tx.commit().await.map_err(StoreError::db("commit the application update"))?;
+        });
+        Ok((self.application(id).await?, report))
+    }
+
+    /// Deletes an application with its accounts and receivers (the database cascades).
+    pub async fn delete_application(&self, id: AppId) -> Result<()> {
+        let deleted = on_db!(self.db(), |pool| sqlx::query("DELETE FROM applications WHERE id = $1")
+            .bind(id.0)
+            .execute(pool)
+            .await
+            .map_err(StoreError::db("delete the application"))?
+            .rows_affected());
+        if deleted == 0 {
+            return Err(StoreError::NotFound {
+                what: "application",
+                key: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+}

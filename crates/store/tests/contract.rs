@@ -1,0 +1,418 @@
+//! The store contract: every test runs once on SQLite and once on PostgreSQL (see the `sqlite::`
+//! and `postgres::` prefixes in the test output), against real databases.
+
+use std::sync::Arc;
+
+use oauthimap_crypto::KeyRing;
+use oauthimap_store::{
+    ApplicationCascade, ApplicationFields, Backend, Endpoints, Level, NewEvent, ReceiverFields,
+    SecretChange, Store, StoreError,
+};
+use oauthimap_testkit::TestDb;
+use oauthimap_types::{
+    AccountState, AfterDelivery, AppId, Cloud, GrantKind, Mechanism, Provider, Security, SinkKind,
+    TokenSet, Trigger, now_millis,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+const CLIENT_SECRET: &str = "Zq8Q~client-secret-VALUE-4711";
+const ACCESS: &str = "eyJ0eXAiOiJKV1Qi.access-TOKEN-0815";
+const REFRESH: &str = "M.C533_BAY.refresh-TOKEN-42";
+const SINK_SECRET: &str = "whsec_sink-SECRET-99";
+
+fn app_fields(name: &str) -> ApplicationFields {
+    ApplicationFields {
+        name: name.into(),
+        active: true,
+        provider: Provider::Microsoft,
+        cloud: Cloud::Global,
+        client_id: "11111111-2222-3333-4444-555555555555".into(),
+        tenant: Some("contoso.onmicrosoft.com".into()),
+        endpoints: Endpoints::default(),
+        scopes: None,
+        secret_expires_at: None,
+        comment: String::new(),
+    }
+}
+
+fn receiver_fields(name: &str, app: AppId, account: Option<oauthimap_types::AccountId>) -> ReceiverFields {
+    ReceiverFields {
+        name: name.into(),
+        active: true,
+        application_id: app,
+        account_id: account,
+        host: "outlook.office365.com".into(),
+        port: 993,
+        security: Security::Tls,
+        mechanism: Mechanism::Auto,
+        folder: "INBOX".into(),
+        trigger: Trigger::Idle,
+        poll_interval_secs: 300,
+        after_delivery: AfterDelivery::MarkSeen,
+        accepted_folder: None,
+        refused_folder: None,
+        size_limit_bytes: 25 * 1024 * 1024,
+        sink: SinkKind::Store,
+        sink_target: None,
+        ca_file: None,
+    }
+}
+
+fn tokens(access: &str, refresh: Option<&str>) -> TokenSet {
+    TokenSet {
+        access_token: SecretString::from(access.to_owned()),
+        expires_at: now_millis() + 3_600_000,
+        refresh_token: refresh.map(|r| SecretString::from(r.to_owned())),
+        scopes: "https://outlook.office.com/IMAP.AccessAsUser.All offline_access".into(),
+    }
+}
+
+async fn setup(backend: Backend) -> (TestDb, Store) {
+    let t = TestDb::new(backend).await;
+    let store = t.store().await;
+    (t, store)
+}
+
+async fn applications_crud(backend: Backend) {
+    let (t, store) = setup(backend).await;
+    let secret = SecretString::from(CLIENT_SECRET.to_owned());
+    let app = store.insert_application(&app_fields("Contoso"), Some(&secret)).await.unwrap();
+    assert!(app.has_client_secret);
+    assert_eq!(app.fields.provider, Provider::Microsoft);
+    assert_eq!(store.application_secret(app.id).await.unwrap().unwrap().expose_secret(), CLIENT_SECRET);
+    assert_eq!(store.application_by_name("Contoso").await.unwrap().id, app.id);
+
+    let dup = store.insert_application(&app_fields("Contoso"), None).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Duplicate { .. }), "{dup}");
+    assert!(dup.to_string().contains("Contoso"));
+
+    let mut f = app.fields.clone();
+    f.comment = "helpdesk".into();
+    let (updated, report) = store
+        .update_application(app.id, &f, &SecretChange::Keep, &ApplicationCascade::default())
+        .await
+        .unwrap();
+    assert_eq!(updated.fields.comment, "helpdesk");
+    assert!(updated.has_client_secret, "Keep keeps the secret");
+    assert_eq!(report.accounts_revoked + report.receivers_deactivated, 0);
+    let (cleared, _) = store
+        .update_application(app.id, &f, &SecretChange::Clear, &ApplicationCascade::default())
+        .await
+        .unwrap();
+    assert!(!cleared.has_client_secret);
+
+    store.insert_application(&app_fields("Another"), None).await.unwrap();
+    let names: Vec<String> = store.applications().await.unwrap().into_iter().map(|a| a.fields.name).collect();
+    assert_eq!(names, ["Another", "Contoso"]);
+    store.delete_application(app.id).await.unwrap();
+    assert!(matches!(store.application(app.id).await, Err(StoreError::NotFound { .. })));
+    t.cleanup().await;
+}
+
+async fn accounts_and_receivers(backend: Backend) {
+    let (t, store) = setup(backend).await;
+    let app = store.insert_application(&app_fields("A"), None).await.unwrap();
+    let (acc, created) = store
+        .upsert_account(app.id, "help@contoso.com", "help@contoso.com", GrantKind::AuthorizationCode, &tokens(ACCESS, Some(REFRESH)))
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(acc.state, AccountState::Active);
+    assert!(acc.has_access_token && acc.has_refresh_token);
+    let opened = store.account_tokens(acc.id).await.unwrap();
+    assert_eq!(opened.access_token.unwrap().expose_secret(), ACCESS);
+    assert_eq!(opened.refresh_token.unwrap().expose_secret(), REFRESH);
+
+    // Re-authorizing the same identity renews the same account and restores its state.
+    store.set_account_state(acc.id, AccountState::NeedsReauth, Some("invalid_grant")).await.unwrap();
+    let (again, created) = store
+        .upsert_account(app.id, "help@contoso.com", "help@contoso.com", GrantKind::AuthorizationCode, &tokens("new-access", None))
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.id, acc.id);
+    assert_eq!(again.state, AccountState::Active);
+    assert_eq!(again.last_error, None);
+    assert!(!again.has_refresh_token, "a grant without refresh token stores none");
+
+    let shared = store
+        .upsert_account(app.id, "help@contoso.com", "shared@contoso.com", GrantKind::AuthorizationCode, &tokens(ACCESS, Some(REFRESH)))
+        .await
+        .unwrap()
+        .0;
+    assert_ne!(shared.id, acc.id, "a shared mailbox is its own account");
+    assert_eq!(store.accounts(Some(app.id)).await.unwrap().len(), 2);
+
+    let secret = SecretString::from(SINK_SECRET.to_owned());
+    let r = store.insert_receiver(&receiver_fields("inbox", app.id, Some(acc.id)), Some(&secret)).await.unwrap();
+    assert_eq!(r.account_mailbox.as_deref(), Some("help@contoso.com"));
+    assert!(r.has_sink_secret);
+    assert_eq!(store.receiver_sink_secret(r.id).await.unwrap().unwrap().expose_secret(), SINK_SECRET);
+    let dup = store.insert_receiver(&receiver_fields("inbox", app.id, None), None).await.unwrap_err();
+    assert!(matches!(dup, StoreError::Duplicate { .. }));
+
+    let mut f = r.fields.clone();
+    f.folder = "Helpdesk".into();
+    f.after_delivery = AfterDelivery::Move;
+    f.accepted_folder = Some("Done".into());
+    let r2 = store.update_receiver(r.id, &f, &SecretChange::Keep).await.unwrap();
+    assert_eq!(r2.fields, f);
+    assert!(r2.has_sink_secret);
+
+    // Removing the account keeps the receiver, deactivated and detached, with a reason.
+    assert_eq!(store.delete_account(acc.id, "account removed").await.unwrap(), 1);
+    let r3 = store.receiver(r.id).await.unwrap();
+    assert!(!r3.fields.active);
+    assert_eq!(r3.fields.account_id, None);
+    assert_eq!(r3.paused_reason.as_deref(), Some("account removed"));
+    // Re-activating clears the reason.
+    let mut f = r3.fields.clone();
+    f.active = true;
+    f.account_id = Some(shared.id);
+    assert_eq!(store.update_receiver(r.id, &f, &SecretChange::Keep).await.unwrap().paused_reason, None);
+    t.cleanup().await;
+}
+
+async fn application_cascades(backend: Backend) {
+    let (t, store) = setup(backend).await;
+    let app = store.insert_application(&app_fields("A"), None).await.unwrap();
+    let other = store.insert_application(&app_fields("B"), None).await.unwrap();
+    let acc = store
+        .upsert_account(app.id, "u@x", "u@x", GrantKind::AuthorizationCode, &tokens(ACCESS, Some(REFRESH)))
+        .await
+        .unwrap()
+        .0;
+    let other_acc = store
+        .upsert_account(other.id, "u@x", "u@x", GrantKind::AuthorizationCode, &tokens(ACCESS, Some(REFRESH)))
+        .await
+        .unwrap()
+        .0;
+    let r = store.insert_receiver(&receiver_fields("r1", app.id, Some(acc.id)), None).await.unwrap();
+    let r_other = store.insert_receiver(&receiver_fields("r2", other.id, Some(other_acc.id)), None).await.unwrap();
+
+    let mut f = app.fields.clone();
+    f.client_id = "new-client".into();
+    let cascade = ApplicationCascade {
+        deactivate_receivers: Some("client ID changed".into()),
+        revoke_accounts: Some("client ID changed: authorize again".into()),
+    };
+    let (_, report) = store.update_application(app.id, &f, &SecretChange::Keep, &cascade).await.unwrap();
+    assert_eq!((report.accounts_revoked, report.receivers_deactivated), (1, 1));
+    let acc = store.account(acc.id).await.unwrap();
+    assert_eq!(acc.state, AccountState::Revoked);
+    assert!(!acc.has_access_token && !acc.has_refresh_token, "tokens of a revoked grant are dropped");
+    assert!(!store.receiver(r.id).await.unwrap().fields.active);
+    // The other application's rows are untouched.
+    assert_eq!(store.account(other_acc.id).await.unwrap().state, AccountState::Active);
+    assert!(store.receiver(r_other.id).await.unwrap().fields.active);
+    t.cleanup().await;
+}
+
+/// Reads every byte the database holds and looks for each secret, in plain and hex form.
+async fn raw_bytes(t: &TestDb) -> Vec<u8> {
+    match t.db.backend() {
+        Backend::Sqlite => {
+            let mut all = Vec::new();
+            for entry in std::fs::read_dir(t.dir.path()).unwrap() {
+                let path = entry.unwrap().path();
+                if path.file_name().unwrap().to_string_lossy().starts_with("test.db") {
+                    all.extend(std::fs::read(&path).unwrap());
+                }
+            }
+            assert!(all.len() > 4096, "read the SQLite file and its WAL");
+            all
+        }
+        Backend::Postgres => {
+            let oauthimap_store::Db::Postgres(pool) = &t.db else { unreachable!() };
+            let mut all = Vec::new();
+            for table in ["meta", "applications", "accounts", "receivers", "events", "leases"] {
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT t::text FROM {table} t"
+                )))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+                for row in rows {
+                    all.extend(row.into_bytes());
+                }
+            }
+            assert!(!all.is_empty());
+            all
+        }
+    }
+}
+
+async fn no_plaintext_secret_in_raw_bytes(backend: Backend) {
+    let (t, store) = setup(backend).await;
+    let app = store
+        .insert_application(&app_fields("A"), Some(&SecretString::from(CLIENT_SECRET.to_owned())))
+        .await
+        .unwrap();
+    let acc = store
+        .upsert_account(app.id, "u@x", "u@x", GrantKind::AuthorizationCode, &tokens(ACCESS, Some(REFRESH)))
+        .await
+        .unwrap()
+        .0;
+    store
+        .insert_receiver(&receiver_fields("r", app.id, Some(acc.id)), Some(&SecretString::from(SINK_SECRET.to_owned())))
+        .await
+        .unwrap();
+    let bytes = raw_bytes(&t).await;
+    // The non-secret fields are there in clear: proof that the scan sees the data at all.
+    assert!(bytes.windows(14).any(|w| w == b"11111111-2222-"), "client id visible");
+    for secret in [CLIENT_SECRET, ACCESS, REFRESH, SINK_SECRET] {
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        for needle in [secret.as_bytes(), hex.as_bytes()] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{backend}: a secret appears in plaintext in the database"
+            );
+        }
+    }
+    t.cleanup().await;
+}
+
+async fn wrong_key_file_is_refused(backend: Backend) {
+    let (t, store) = setup(backend).await;
+    store
+        .insert_application(&app_fields("A"), Some(&SecretString::from(CLIENT_SECRET.to_owned())))
+        .await
+        .unwrap();
+    assert!(t.db.is_sealed().await.unwrap());
+    let other = tempfile::tempdir().unwrap();
+    let other_path = other.path().join("other.key");
+    let (keys, _) = KeyRing::from_file(&other_path, true).unwrap();
+    let err = Store::new(t.db.clone(), Arc::new(keys)).await.unwrap_err().to_string();
+    assert!(err.contains(&other_path.display().to_string()), "{err}");
+    assert!(err.contains("does not match"), "{err}");
+    t.cleanup().await;
+}
+
+async fn leases_give_single_ownership(backend: Backend) {
+    let (t, store) = setup(backend).await;
+    assert!(store.try_lease("refresh:1", "instance-a", 60_000).await.unwrap());
+    assert!(!store.try_lease("refresh:1", "instance-b", 60_000).await.unwrap());
+    assert!(store.try_lease("refresh:1", "instance-a", 60_000).await.unwrap(), "the holder renews");
+    store.release_lease("refresh:1", "instance-b").await.unwrap();
+    assert!(!store.try_lease("refresh:1", "instance-b", 60_000).await.unwrap(), "only the holder releases");
+    store.release_lease("refresh:1", "instance-a").await.unwrap();
+    assert!(store.try_lease("refresh:1", "instance-b", 1).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(store.try_lease("refresh:1", "instance-a", 60_000).await.unwrap(), "an expired lease is taken over");
+
+    // Many contenders at once: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.try_lease("race", &format!("h{i}"), 60_000).await.unwrap() }));
+    }
+    let mut winners = 0;
+    for task in tasks {
+        winners += usize::from(task.await.unwrap());
+    }
+    assert_eq!(winners, 1);
+    t.cleanup().await;
+}
+
+async fn events_page_newest_first(backend: Backend) {
+    let (t, store) = setup(backend).await;
+    for i in 0..5 {
+        store
+            .record_event(&NewEvent {
+                level: Level::Info,
+                kind: "test.event",
+                application_id: None,
+                account_id: None,
+                receiver_id: None,
+                message: format!("event {i}"),
+            })
+            .await
+            .unwrap();
+    }
+    let page = store.events(None, None, 3).await.unwrap();
+    assert_eq!(page.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["event 4", "event 3", "event 2"]);
+    let next = store.events(None, Some(page[2].id), 3).await.unwrap();
+    assert_eq!(next.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["event 1", "event 0"]);
+    t.cleanup().await;
+}
+
+async fn rotation_while_reads_continue(backend: Backend) {
+    let (t, store) = setup(backend).await;
+    let mut accounts = Vec::new();
+    for i in 0..30 {
+        let secret = SecretString::from(format!("secret-{i}"));
+        let app = store.insert_application(&app_fields(&format!("app{i}")), Some(&secret)).await.unwrap();
+        let acc = store
+            .upsert_account(app.id, "u@x", "u@x", GrantKind::AuthorizationCode, &tokens(&format!("access-{i}"), Some(&format!("refresh-{i}"))))
+            .await
+            .unwrap()
+            .0;
+        accounts.push((app.id, acc.id, i));
+    }
+    assert_eq!(store.key_usage().await.unwrap().by_key.get(&1), Some(&91), "30 secrets + 60 tokens + key check");
+
+    // Readers keep opening every secret while the keys rotate underneath them.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..3 {
+        let (store, stop, accounts) = (store.clone(), stop.clone(), accounts.clone());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || reads == 0 {
+                for (app, acc, i) in &accounts {
+                    let s = store.application_secret(*app).await.unwrap().unwrap();
+                    assert_eq!(s.expose_secret(), format!("secret-{i}"));
+                    let tk = store.account_tokens(*acc).await.unwrap();
+                    assert_eq!(tk.refresh_token.unwrap().expose_secret(), format!("refresh-{i}"));
+                    reads += 1;
+                }
+            }
+            reads
+        }));
+    }
+    let new_id = store.keys().rotate().unwrap();
+    assert_eq!(new_id, 2);
+    let report = store.reseal_all().await.unwrap();
+    assert_eq!(report.resealed, 90);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in readers {
+        assert!(r.await.unwrap() > 0);
+    }
+    let usage = store.key_usage().await.unwrap();
+    assert_eq!(usage.by_key.keys().copied().collect::<Vec<_>>(), [2], "everything is under the new key");
+    // A second pass has nothing to do: the re-seal is restartable.
+    assert_eq!(store.reseal_all().await.unwrap().resealed, 0);
+    // With the old key retired, every secret still opens.
+    assert_eq!(store.keys().retire_old_keys().unwrap(), vec![1]);
+    let (app, acc, i) = accounts[7];
+    assert_eq!(store.application_secret(app).await.unwrap().unwrap().expose_secret(), format!("secret-{i}"));
+    assert!(store.account_tokens(acc).await.unwrap().access_token.is_some());
+    // And a fresh process with the rotated key file opens the database.
+    let (keys, _) = KeyRing::from_file(&t.dir.path().join("master.key"), false).unwrap();
+    Store::new(t.db.clone(), Arc::new(keys)).await.unwrap();
+    t.cleanup().await;
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await })+
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await })+
+        }
+    };
+}
+
+on_both_backends!(
+    applications_crud,
+    accounts_and_receivers,
+    application_cascades,
+    no_plaintext_secret_in_raw_bytes,
+    wrong_key_file_is_refused,
+    leases_give_single_ownership,
+    events_page_newest_first,
+    rotation_while_reads_continue,
+);

@@ -1,0 +1,261 @@
+//! Vocabulary shared by every oauthimap crate: identifiers, provider kinds, account states and the
+//! error taxonomy that decides what happens after a failure (retry or ask a human).
+//!
+//! This crate does no I/O and holds no policy: it only names things so that the store, the OAuth
+//! client, the IMAP layer and the shells agree on them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Declares a string-backed enum with a stable wire/storage name per variant, `Display`,
+/// `FromStr` (with an error listing the accepted names) and serde in the same spelling.
+macro_rules! named_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stable name used in storage, the CLI and the API.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s.trim().to_ascii_lowercase().as_str() {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownName {
+                        what: $what,
+                        given: s.to_owned(),
+                        accepted: &[$($text),+],
+                    }),
+                }
+            }
+        }
+    };
+}
+
+/// A name that is not one of an enum's accepted spellings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {given:?}: use one of {}", accepted.join(", "))]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub given: String,
+    pub accepted: &'static [&'static str],
+}
+
+named_enum!(
+    /// Which identity provider an application is registered at.
+    Provider, "provider" {
+        /// Microsoft Entra ID (Azure AD), identity platform v2.0.
+        Microsoft = "microsoft",
+        /// Google Identity (Gmail and Google Workspace).
+        Google = "google",
+        /// Any other OAuth 2.0 server, with explicit endpoints.
+        Generic = "generic",
+    }
+);
+
+named_enum!(
+    /// The Microsoft cloud an Entra application lives in (national clouds have their own hosts).
+    Cloud, "cloud" {
+        /// The worldwide cloud (login.microsoftonline.com).
+        Global = "global",
+        /// US Government GCC High (login.microsoftonline.us).
+        UsGov = "usgov",
+        /// US Government DoD (login.microsoftonline.us, DoD IMAP host).
+        Dod = "dod",
+        /// China, operated by 21Vianet (login.chinacloudapi.cn).
+        China = "china",
+    }
+);
+
+named_enum!(
+    /// How an account's tokens were granted.
+    GrantKind, "grant kind" {
+        /// Browser sign-in with the authorization code flow (PKCE).
+        AuthorizationCode = "authorization_code",
+        /// Device code flow (RFC 8628) for headless servers.
+        DeviceCode = "device_code",
+        /// App-only access with the client credentials grant (no user, no refresh token).
+        ClientCredentials = "client_credentials",
+    }
+);
+
+named_enum!(
+    /// The health of an account's tokens. Only `Active` and `Failing` accounts serve tokens.
+    AccountState, "account state" {
+        /// Tokens are valid or renewable.
+        Active = "active",
+        /// A refresh is under way.
+        Refreshing = "refreshing",
+        /// Recent refreshes failed transiently; the token is kept and retried with backoff.
+        Failing = "failing",
+        /// The provider refused the refresh token for good; a human must sign in again.
+        NeedsReauth = "needs_reauth",
+        /// The grant was revoked (by the provider, or because the application changed).
+        Revoked = "revoked",
+        /// Switched off by an administrator.
+        Disabled = "disabled",
+    }
+);
+
+named_enum!(
+    /// How a receiver secures its IMAP connection.
+    Security, "security" {
+        /// TLS from the first byte (port 993).
+        Tls = "tls",
+        /// Plain connection upgraded with STARTTLS (port 143); refused if the server does not offer it.
+        StartTls = "starttls",
+        /// No TLS at all: only allowed to loopback addresses.
+        Plain = "plain",
+    }
+);
+
+named_enum!(
+    /// The SASL mechanism a receiver logs in with.
+    Mechanism, "SASL mechanism" {
+        /// OAUTHBEARER when offered, else XOAUTH2.
+        Auto = "auto",
+        /// Google's and Microsoft's XOAUTH2.
+        Xoauth2 = "xoauth2",
+        /// RFC 7628 OAUTHBEARER.
+        Oauthbearer = "oauthbearer",
+    }
+);
+
+named_enum!(
+    /// What wakes a receiver up.
+    Trigger, "trigger" {
+        /// IMAP IDLE where offered, with polling as fallback.
+        Idle = "idle",
+        /// Poll at the receiver's interval.
+        Poll = "poll",
+    }
+);
+
+named_enum!(
+    /// What a receiver does on the server with a message once the sink has it.
+    AfterDelivery, "after-delivery action" {
+        /// Set `\Seen`.
+        MarkSeen = "mark_seen",
+        /// Move to the accepted folder.
+        Move = "move",
+        /// Delete (and expunge).
+        Delete = "delete",
+    }
+);
+
+named_enum!(
+    /// Where collected messages go.
+    SinkKind, "sink" {
+        /// The built-in store (database and data folder).
+        Store = "store",
+        /// An HTTPS webhook receiving the normalized JSON.
+        Webhook = "webhook",
+        /// A maildir folder.
+        Maildir = "maildir",
+        /// A command reading the raw message on stdin (like an MDA).
+        Command = "command",
+    }
+);
+
+/// Declares an integer row id newtype.
+macro_rules! id_type {
+    ($($(#[$meta:meta])* $name:ident;)+) => {$(
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    )+};
+}
+
+id_type! {
+    /// Row id of an OAuth application.
+    AppId;
+    /// Row id of an account (an authorization for one mailbox).
+    AccountId;
+    /// Row id of a receiver (mail collector).
+    ReceiverId;
+    /// Row id of an event.
+    EventId;
+}
+
+/// Whether a failure may heal by itself. This decides everything downstream: a transient failure
+/// keeps the token and retries with backoff; a permanent one needs a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// Network errors, timeouts, HTTP 408/429/5xx, a server that cannot validate tokens right now.
+    Transient,
+    /// Refused credentials or grants: retrying without a change will not help.
+    Permanent,
+}
+
+/// What a token endpoint handed out, ready to be sealed and stored.
+#[derive(Debug, Clone)]
+pub struct TokenSet {
+    /// The bearer token IMAP logs in with.
+    pub access_token: secrecy::SecretString,
+    /// When the access token stops working.
+    pub expires_at: EpochMillis,
+    /// The refresh token, when the grant has one; `None` keeps the stored one.
+    pub refresh_token: Option<secrecy::SecretString>,
+    /// The scopes granted, space-separated as the provider returned them.
+    pub scopes: String,
+}
+
+/// Milliseconds since the Unix epoch: the one timestamp representation in storage and APIs.
+pub type EpochMillis = i64;
+
+/// The current time in epoch milliseconds.
+pub fn now_millis() -> EpochMillis {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_errors_list_choices() {
+        for p in Provider::ALL {
+            assert_eq!(p.as_str().parse::<Provider>().unwrap(), *p);
+        }
+        assert_eq!("MICROSOFT".parse::<Provider>().unwrap(), Provider::Microsoft);
+        let err = "yahoo".parse::<Provider>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown provider \"yahoo\": use one of microsoft, google, generic"
+        );
+        assert_eq!(
+            serde_json::to_string(&AccountState::NeedsReauth).unwrap(),
+            "\"needs_reauth\""
+        );
+    }
+}
