@@ -1,1 +1,113 @@
-//! placeholder
+//! The application core: every use case the web UI, the REST API and the CLI offer, built from
+//! the configuration. The shells translate their input into calls here and render the result;
+//! no business rule lives in them.
+//!
+//! Policy lives here (which changes invalidate accounts, what a valid receiver is); the store
+//! applies multi-row changes atomically; the OAuth and IMAP crates speak the protocols.
+
+mod accounts;
+mod applications;
+mod error;
+mod keys;
+mod receivers;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use oauthimap_config::Settings;
+use oauthimap_crypto::{CryptoError, KeyFileError, KeyRing};
+use oauthimap_store::{Db, Store};
+use secrecy::ExposeSecret;
+
+pub use accounts::AccountSelector;
+pub use applications::{ApplicationInput, ApplicationView};
+pub use error::{AppError, Result};
+pub use keys::{KeyRotation, KeyStatus};
+pub use oauthimap_config as config;
+pub use oauthimap_crypto as crypto;
+pub use oauthimap_oauth as oauth;
+pub use oauthimap_store as store;
+pub use oauthimap_types as types;
+pub use receivers::ReceiverInput;
+
+/// The running core: settings, the store with its keys.
+#[derive(Debug, Clone)]
+pub struct App {
+    settings: Arc<Settings>,
+    store: Store,
+}
+
+impl App {
+    /// Opens the data folder, the database (migrating it) and the master keys. On first run the
+    /// folder, the SQLite database and a 0600 key file are created; a database that holds sealed
+    /// data but whose key file is missing is refused, never silently given a new key.
+    pub async fn open(settings: Settings) -> Result<App> {
+        create_private_dir(&settings.data_dir)?;
+        let db = Db::connect(&settings.database_url()).await?;
+        let keys = match &settings.master_key {
+            Some(value) => KeyRing::from_env_value(value.expose_secret())?,
+            None => {
+                let path = settings.key_file();
+                let create = !db.is_sealed().await?;
+                if !create && !path.exists() {
+                    return Err(CryptoError::KeyFile(KeyFileError::Missing { path }).into());
+                }
+                let (ring, created) = KeyRing::from_file(&path, create)?;
+                if created {
+                    tracing::info!(
+                        key_file = %path.display(),
+                        "created a new master key file; back it up together with the database"
+                    );
+                }
+                ring
+            }
+        };
+        let store = Store::new(db, Arc::new(keys)).await?;
+        Ok(App {
+            settings: Arc::new(settings),
+            store,
+        })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The redirect URL to register at the provider: `{external_base_url}/oauth/callback`,
+    /// always computed from configuration, never from a request.
+    pub fn redirect_url(&self) -> url::Url {
+        let mut url = self.settings.external_base_url();
+        let path = format!("{}/oauth/callback", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url
+    }
+
+    /// Whether the database answers (for readiness probes).
+    pub async fn ready(&self) -> Result<()> {
+        Ok(self.store.db().ping().await?)
+    }
+
+    /// Closes the database pool.
+    pub async fn close(&self) {
+        self.store.db().close().await;
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| AppError::Io {
+            action: format!("create the data folder {}", dir.display()),
+            source: e,
+        })
+}

@@ -1,1 +1,37 @@
-fn main() {}
+//! `oauthimap`: the command-line shell and composition root.
+//!
+//! Architecture: `oauthimap-config` reads settings; `oauthimap-app` opens the store (SQLite or
+//! PostgreSQL, secrets sealed by `oauthimap-crypto`) and offers every use case; this binary and
+//! `oauthimap-web` only translate input into those calls and render the results. Data goes to
+//! stdout (text, or JSON with `--json`), logs to stderr. Exit codes: 0 success, 1 failure of the
+//! system, 2 bad input (what to fix is in the message).
+
+mod cli;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            if error.is_user_error() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -264,6 +264,19 @@ impl Store {
                 .map_err(StoreError::db("deactivate the application's receivers"))?
                 .rows_affected();
             }
+            if let Some(reason) = &cascade.reactivate_paused_for {
+                report.receivers_reactivated = sqlx::query(
+                    "UPDATE receivers SET active = TRUE, paused_reason = NULL, updated_at = $1 \
+                     WHERE application_id = $2 AND active = FALSE AND paused_reason = $3 AND account_id IS NOT NULL",
+                )
+                .bind(now)
+                .bind(id.0)
+                .bind(reason)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("re-activate the application's receivers"))?
+                .rows_affected();
+            }
             tx.commit().await.map_err(StoreError::db("commit the application update"))?;
         });
         Ok((self.application(id).await?, report))

@@ -83,6 +83,11 @@ pub enum StoreError {
     Duplicate { what: &'static str, key: String },
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    #[error(
+        "the master keys in {source_desc} do not fit this database; use the key file (or OAUTHIMAP_MASTER_KEY) \
+         the database was written with ({detail})"
+    )]
+    KeysDoNotFit { source_desc: String, detail: String },
     #[error("the database holds a value this version cannot read: {0}")]
     Corrupt(String),
 }
@@ -130,12 +135,17 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true);
-            if let Some(parent) = options.get_filename().parent() {
+            let file = options.get_filename().to_owned();
+            if let Some(parent) = file.parent() {
                 create_private_dir(parent).map_err(|e| StoreError::Connect {
                     backend: Backend::Sqlite,
                     reason: format!("cannot create the folder {}: {e}", parent.display()),
                 })?;
             }
+            create_private_file(&file).map_err(|e| StoreError::Connect {
+                backend: Backend::Sqlite,
+                reason: format!("cannot create {}: {e}", file.display()),
+            })?;
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .connect_with(options)
@@ -214,6 +224,21 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .create(dir)
 }
 
+/// Creates an empty file readable by its owner only; SQLite gives its WAL and shared-memory files
+/// the same permissions.
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.as_os_str().is_empty() || path.exists() || path.to_str() == Some(":memory:") {
+        return Ok(());
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
 /// The database plus the keys that open its secrets: what every use case works with.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -234,7 +259,10 @@ impl Store {
         .map_err(StoreError::db("read the key check"))?);
         match existing {
             Some(sealed) => {
-                let opened = store.keys.open(KEY_CHECK_CONTEXT, &sealed)?;
+                let opened = store.keys.open(KEY_CHECK_CONTEXT, &sealed).map_err(|e| StoreError::KeysDoNotFit {
+                    source_desc: store.keys.source_desc(),
+                    detail: e.to_string(),
+                })?;
                 if opened.as_slice() != KEY_CHECK {
                     return Err(StoreError::Corrupt("the key check holds an unexpected value".into()));
                 }

@@ -57,12 +57,16 @@ pub struct ApplicationCascade {
     pub deactivate_receivers: Option<String>,
     /// Drop every account's tokens and mark it revoked, with this reason.
     pub revoke_accounts: Option<String>,
+    /// Re-activate the receivers that were paused with exactly this reason and still have an
+    /// account.
+    pub reactivate_paused_for: Option<String>,
 }
 
 /// What an application update did beyond the application row.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CascadeReport {
     pub receivers_deactivated: u64,
+    pub receivers_reactivated: u64,
     pub accounts_revoked: u64,
 }
 

@@ -260,6 +260,20 @@ impl Store {
         }
     }
 
+    /// Switches a receiver off with a reason shown to the admin.
+    pub async fn pause_receiver(&self, id: ReceiverId, reason: &str) -> Result<()> {
+        on_db!(self.db(), |pool| {
+            sqlx::query("UPDATE receivers SET active = FALSE, paused_reason = $1, updated_at = $2 WHERE id = $3")
+                .bind(reason)
+                .bind(now_millis())
+                .bind(id.0)
+                .execute(pool)
+                .await
+                .map_err(StoreError::db("pause the receiver"))?;
+        });
+        Ok(())
+    }
+
     pub async fn delete_receiver(&self, id: ReceiverId) -> Result<()> {
         let n = on_db!(self.db(), |pool| sqlx::query("DELETE FROM receivers WHERE id = $1")
             .bind(id.0)

@@ -1,0 +1,359 @@
+//! Use cases for OAuth applications, and the seed's rules about them:
+//! - deactivating an application deactivates its receivers (re-activating brings back those it
+//!   paused);
+//! - changing the provider, cloud, client ID, tenant or sign-in endpoints revokes its accounts
+//!   (their grants belong to the old registration) and pauses their receivers;
+//! - rotating only the client secret keeps every account: refresh tokens are bound to the client
+//!   ID, not to the secret.
+
+use oauthimap_oauth::{EndpointSettings, Profile};
+use oauthimap_store::{
+    Application, ApplicationCascade, ApplicationFields, CascadeReport, Endpoints, Level, NewEvent,
+    SecretChange,
+};
+use oauthimap_types::{Cloud, EpochMillis, Provider};
+use secrecy::SecretString;
+use serde::Serialize;
+
+use crate::{App, AppError, Result};
+
+/// Why receivers were paused when their application was deactivated; re-activation looks for it.
+const PAUSED_APP_INACTIVE: &str = "its OAuth application was deactivated";
+
+/// Fields to set on an application. `None` leaves a field as it is (on update) or takes the
+/// default (on add); an empty string clears an optional field.
+#[derive(Debug, Default, Clone)]
+pub struct ApplicationInput {
+    pub name: Option<String>,
+    pub active: Option<bool>,
+    pub provider: Option<Provider>,
+    pub cloud: Option<Cloud>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub clear_client_secret: bool,
+    pub tenant: Option<String>,
+    pub endpoint_base: Option<String>,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub device_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub scopes: Option<String>,
+    pub secret_expires_at: Option<Option<EpochMillis>>,
+    pub comment: Option<String>,
+}
+
+/// An application with everything an admin needs to finish the provider-side setup.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplicationView {
+    #[serde(flatten)]
+    pub application: Application,
+    /// The exact redirect URL to register at the provider (type "Web").
+    pub redirect_url: String,
+    pub profile: Profile,
+    /// For Microsoft: the Exchange Online PowerShell commands that allow app-only access.
+    pub app_only_setup: Vec<String>,
+}
+
+/// Trims a value; an empty one means "not set".
+fn opt(value: Option<String>) -> Option<Option<String>> {
+    value.map(|v| {
+        let v = v.trim().to_owned();
+        (!v.is_empty()).then_some(v)
+    })
+}
+
+fn check_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid("name", "must not be empty"));
+    }
+    if name.chars().count() > 100 {
+        return Err(AppError::invalid("name", "must be at most 100 characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::invalid("name", "must not contain control characters"));
+    }
+    if name.parse::<i64>().is_ok() {
+        return Err(AppError::invalid("name", "must not be a plain number (numbers select by id)"));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_client_id(id: &str) -> Result<String> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Err(AppError::invalid("client_id", "must not be empty: copy the Application (client) ID from the provider"));
+    }
+    if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(AppError::invalid("client_id", "must not contain spaces"));
+    }
+    Ok(id.to_owned())
+}
+
+fn check_tenant(tenant: &str) -> Result<()> {
+    if !tenant
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
+        return Err(AppError::invalid(
+            "tenant",
+            format!("{tenant:?} is not a tenant ID: use the Directory (tenant) ID, a verified domain, or common / organizations / consumers"),
+        ));
+    }
+    Ok(())
+}
+
+/// Merges `input` over `base` (or over defaults) into checked fields.
+fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<ApplicationFields> {
+    let name = match (&input.name, base) {
+        (Some(n), _) => check_name(n)?,
+        (None, Some(b)) => b.name.clone(),
+        (None, None) => return Err(AppError::invalid("name", "is required")),
+    };
+    let provider = input
+        .provider
+        .or(base.map(|b| b.provider))
+        .ok_or_else(|| AppError::invalid("provider", "is required: microsoft, google or generic"))?;
+    let client_id = match (&input.client_id, base) {
+        (Some(c), _) => check_client_id(c)?,
+        (None, Some(b)) => b.client_id.clone(),
+        (None, None) => return Err(AppError::invalid("client_id", "is required")),
+    };
+    let keep = |new: &Option<String>, old: Option<&Option<String>>| -> Option<String> {
+        match opt(new.clone()) {
+            Some(v) => v,
+            None => old.cloned().flatten(),
+        }
+    };
+    let b = base;
+    let tenant = keep(&input.tenant, b.map(|b| &b.tenant));
+    if let Some(t) = &tenant {
+        check_tenant(t)?;
+    }
+    let endpoints = Endpoints {
+        base: keep(&input.endpoint_base, b.map(|b| &b.endpoints.base)),
+        authorize: keep(&input.authorize_url, b.map(|b| &b.endpoints.authorize)),
+        token: keep(&input.token_url, b.map(|b| &b.endpoints.token)),
+        device: keep(&input.device_url, b.map(|b| &b.endpoints.device)),
+        userinfo: keep(&input.userinfo_url, b.map(|b| &b.endpoints.userinfo)),
+    };
+    let fields = ApplicationFields {
+        name,
+        active: input.active.or(b.map(|b| b.active)).unwrap_or(true),
+        provider,
+        cloud: input.cloud.or(b.map(|b| b.cloud)).unwrap_or(Cloud::Global),
+        client_id,
+        tenant,
+        endpoints,
+        scopes: keep(&input.scopes, b.map(|b| &b.scopes)).map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")),
+        secret_expires_at: input
+            .secret_expires_at
+            .unwrap_or_else(|| b.and_then(|b| b.secret_expires_at)),
+        comment: input
+            .comment
+            .clone()
+            .or_else(|| b.map(|b| b.comment.clone()))
+            .unwrap_or_default(),
+    };
+    profile_of(&fields)?;
+    Ok(fields)
+}
+
+/// The provider profile an application's fields describe.
+pub(crate) fn profile_of(f: &ApplicationFields) -> Result<Profile> {
+    Ok(oauthimap_oauth::resolve(
+        f.provider,
+        f.cloud,
+        f.tenant.as_deref(),
+        EndpointSettings {
+            base: f.endpoints.base.as_deref(),
+            authorize: f.endpoints.authorize.as_deref(),
+            token: f.endpoints.token.as_deref(),
+            device: f.endpoints.device.as_deref(),
+            userinfo: f.endpoints.userinfo.as_deref(),
+        },
+        f.scopes.as_deref(),
+    )?)
+}
+
+fn secret_of(input: &ApplicationInput) -> Result<Option<&SecretString>> {
+    use secrecy::ExposeSecret;
+    match &input.client_secret {
+        Some(s) if s.expose_secret().trim().is_empty() => Err(AppError::invalid(
+            "client_secret",
+            "is empty: paste the secret's Value (not its ID) from the provider",
+        )),
+        Some(s) if s.expose_secret().contains(['\n', '\r']) => Err(AppError::invalid(
+            "client_secret",
+            "contains a line break: give the secret on one line",
+        )),
+        other => Ok(other.as_ref()),
+    }
+}
+
+impl App {
+    /// Registers an application.
+    pub async fn add_application(&self, input: &ApplicationInput) -> Result<ApplicationView> {
+        let fields = merge(None, input)?;
+        let secret = secret_of(input)?;
+        let app = self.store().insert_application(&fields, secret).await?;
+        self.event(Level::Info, "application.created", &app, format!("application {} created", app.fields.name))
+            .await?;
+        self.view(app)
+    }
+
+    /// Finds an application by name or numeric id.
+    pub async fn find_application(&self, selector: &str) -> Result<Application> {
+        let found = match selector.trim().parse::<i64>() {
+            Ok(id) => self.store().application(oauthimap_types::AppId(id)).await,
+            Err(_) => self.store().application_by_name(selector.trim()).await,
+        };
+        found.map_err(|e| match AppError::from(e) {
+            AppError::NotFound { what, key, .. } => AppError::NotFound {
+                what,
+                key,
+                hint: "; `oauthimap app list` shows the applications".into(),
+            },
+            other => other,
+        })
+    }
+
+    pub async fn application_view(&self, selector: &str) -> Result<ApplicationView> {
+        let app = self.find_application(selector).await?;
+        self.view(app)
+    }
+
+    pub async fn list_applications(&self) -> Result<Vec<Application>> {
+        Ok(self.store().applications().await?)
+    }
+
+    /// Changes an application, applying the seed's rules in the same transaction.
+    pub async fn update_application(
+        &self,
+        selector: &str,
+        input: &ApplicationInput,
+    ) -> Result<(ApplicationView, CascadeReport)> {
+        let old = self.find_application(selector).await?;
+        let new = merge(Some(&old.fields), input)?;
+        let secret = match (secret_of(input)?, input.clear_client_secret) {
+            (Some(_), true) => {
+                return Err(AppError::invalid("client_secret", "give a new secret or clear it, not both"));
+            }
+            (Some(s), false) => SecretChange::Set(s.clone()),
+            (None, true) => SecretChange::Clear,
+            (None, false) => SecretChange::Keep,
+        };
+        let o = &old.fields;
+        let mut grant_changes = Vec::new();
+        if o.provider != new.provider {
+            grant_changes.push("provider");
+        }
+        if o.cloud != new.cloud {
+            grant_changes.push("cloud");
+        }
+        if o.client_id != new.client_id {
+            grant_changes.push("client ID");
+        }
+        if o.tenant != new.tenant {
+            grant_changes.push("tenant");
+        }
+        if o.endpoints != new.endpoints {
+            grant_changes.push("endpoints");
+        }
+        let mut cascade = ApplicationCascade::default();
+        if !grant_changes.is_empty() && old.account_count > 0 {
+            let why = format!(
+                "the application's {} changed, so its authorizations no longer apply; authorize again",
+                grant_changes.join(", ")
+            );
+            cascade.revoke_accounts = Some(why.clone());
+            cascade.deactivate_receivers = Some(why);
+        }
+        if o.active && !new.active {
+            cascade.deactivate_receivers = Some(PAUSED_APP_INACTIVE.into());
+        }
+        if !o.active && new.active && cascade.revoke_accounts.is_none() {
+            cascade.reactivate_paused_for = Some(PAUSED_APP_INACTIVE.into());
+        }
+        let (app, report) = self
+            .store()
+            .update_application(old.id, &new, &secret, &cascade)
+            .await?;
+        let mut message = format!("application {} updated", app.fields.name);
+        if matches!(secret, SecretChange::Set(_)) {
+            message.push_str("; client secret replaced, authorizations kept");
+        }
+        if report.accounts_revoked > 0 {
+            message.push_str(&format!(
+                "; {} changed: {} account(s) revoked",
+                grant_changes.join(", "),
+                report.accounts_revoked
+            ));
+        }
+        if report.receivers_deactivated > 0 {
+            message.push_str(&format!("; {} receiver(s) deactivated", report.receivers_deactivated));
+        }
+        if report.receivers_reactivated > 0 {
+            message.push_str(&format!("; {} receiver(s) re-activated", report.receivers_reactivated));
+        }
+        let level = if report.accounts_revoked > 0 { Level::Warn } else { Level::Info };
+        self.event(level, "application.updated", &app, message).await?;
+        Ok((self.view(app)?, report))
+    }
+
+    /// Removes an application. With receivers still attached it refuses unless `cascade` is set,
+    /// so nobody loses a collector by accident.
+    pub async fn remove_application(&self, selector: &str, cascade: bool) -> Result<Application> {
+        let app = self.find_application(selector).await?;
+        if !cascade && (app.receiver_count > 0 || app.account_count > 0) {
+            return Err(AppError::Conflict(format!(
+                "application {} still has {} account(s) and {} receiver(s); remove them first, or confirm removing them all (--cascade)",
+                app.fields.name, app.account_count, app.receiver_count
+            )));
+        }
+        self.store().delete_application(app.id).await?;
+        self.event(Level::Warn, "application.removed", &app, format!(
+            "application {} removed with {} account(s) and {} receiver(s)",
+            app.fields.name, app.account_count, app.receiver_count
+        ))
+        .await?;
+        Ok(app)
+    }
+
+    fn view(&self, application: Application) -> Result<ApplicationView> {
+        let profile = profile_of(&application.fields)?;
+        let app_only_setup = if application.fields.provider == Provider::Microsoft {
+            let tenant = application.fields.tenant.as_deref().unwrap_or("<your tenant>");
+            vec![
+                format!("Connect-ExchangeOnline -Organization {tenant}"),
+                format!(
+                    "New-ServicePrincipal -AppId {} -ObjectId <Object ID from Enterprise applications, not App registrations> -DisplayName \"oauthimap {}\"",
+                    application.fields.client_id, application.fields.name
+                ),
+                "Add-MailboxPermission -Identity <mailbox@your-domain> -User <the same Object ID> -AccessRights FullAccess".into(),
+            ]
+        } else {
+            Vec::new()
+        };
+        Ok(ApplicationView {
+            redirect_url: self.redirect_url().to_string(),
+            profile,
+            app_only_setup,
+            application,
+        })
+    }
+
+    async fn event(&self, level: Level, kind: &'static str, app: &Application, message: String) -> Result<()> {
+        self.store()
+            .record_event(&NewEvent {
+                level,
+                kind,
+                application_id: Some(app.id),
+                account_id: None,
+                receiver_id: None,
+                message,
+            })
+            .await?;
+        Ok(())
+    }
+}

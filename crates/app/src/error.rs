@@ -1,0 +1,73 @@
+//! The one error type of the core. It separates the caller's mistakes (bad input, unknown names:
+//! exit code 2, HTTP 4xx) from failures of the system (database, key file, I/O).
+
+use oauthimap_crypto::CryptoError;
+use oauthimap_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Input that cannot be accepted; `field` names the setting, the message says how to fix it.
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("{what} {key:?} does not exist{hint}")]
+    NotFound {
+        what: &'static str,
+        key: String,
+        hint: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Config(#[from] oauthimap_config::ConfigError),
+    #[error("cannot {action}: {source}")]
+    Io {
+        action: String,
+        source: std::io::Error,
+    },
+}
+
+impl AppError {
+    /// Whether the caller can fix this by changing the request (exit code 2, HTTP 4xx).
+    pub fn is_user_error(&self) -> bool {
+        matches!(
+            self,
+            AppError::Invalid { .. } | AppError::NotFound { .. } | AppError::Conflict(_) | AppError::Config(_)
+        )
+    }
+
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        AppError::Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what, key } => AppError::NotFound {
+                what,
+                key,
+                hint: String::new(),
+            },
+            StoreError::Duplicate { .. } => AppError::Conflict(e.to_string()),
+            StoreError::Crypto(c) => AppError::Crypto(c),
+            other => AppError::Store(other),
+        }
+    }
+}
+
+impl From<oauthimap_oauth::ProfileError> for AppError {
+    fn from(e: oauthimap_oauth::ProfileError) -> Self {
+        match e {
+            oauthimap_oauth::ProfileError::Invalid { field, message } => AppError::Invalid { field, message },
+        }
+    }
+}
+
+pub type Result<T, E = AppError> = std::result::Result<T, E>;

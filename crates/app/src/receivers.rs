@@ -1,0 +1,290 @@
+//! Use cases for receivers (mail collectors): an application and one of its accounts instead of a
+//! login and password, the server (prefilled from the provider), and what to do with the mail.
+
+use std::path::Path;
+
+use oauthimap_oauth::{check_endpoint_url, is_loopback_host};
+use oauthimap_store::{Level, NewEvent, Receiver, ReceiverFields, SecretChange};
+use oauthimap_types::{AfterDelivery, Mechanism, ReceiverId, Security, SinkKind, Trigger};
+use secrecy::SecretString;
+
+use crate::applications::profile_of;
+use crate::{AccountSelector, App, AppError, Result};
+
+/// The default size limit of a message: larger ones are refused, not fetched into memory.
+pub const DEFAULT_SIZE_LIMIT: u64 = 50 * 1024 * 1024;
+const PAUSED_NO_ACCOUNT: &str = "no account chosen yet; authorize an account and pick it";
+
+/// Fields to set on a receiver. `None` keeps the current value (update) or takes the default
+/// (add); an empty string clears an optional field.
+#[derive(Debug, Default, Clone)]
+pub struct ReceiverInput {
+    pub name: Option<String>,
+    pub active: Option<bool>,
+    pub application: Option<String>,
+    pub account: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub security: Option<Security>,
+    pub mechanism: Option<Mechanism>,
+    pub folder: Option<String>,
+    pub trigger: Option<Trigger>,
+    pub poll_interval_secs: Option<u32>,
+    pub after_delivery: Option<AfterDelivery>,
+    pub accepted_folder: Option<String>,
+    pub refused_folder: Option<String>,
+    pub size_limit_bytes: Option<u64>,
+    pub sink: Option<SinkKind>,
+    pub sink_target: Option<String>,
+    pub sink_secret: Option<SecretString>,
+    pub ca_file: Option<String>,
+}
+
+fn text(field: &'static str, value: &str) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(AppError::invalid(field, "must not be empty"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(AppError::invalid(field, "must not contain control characters"));
+    }
+    Ok(v.to_owned())
+}
+
+fn optional(new: Option<&String>, old: Option<&Option<String>>) -> Option<String> {
+    match new {
+        Some(v) if v.trim().is_empty() => None,
+        Some(v) => Some(v.trim().to_owned()),
+        None => old.cloned().flatten(),
+    }
+}
+
+fn check_sink(sink: SinkKind, target: Option<&str>) -> Result<()> {
+    match (sink, target) {
+        (SinkKind::Store, None) => Ok(()),
+        (SinkKind::Store, Some(_)) => Err(AppError::invalid("sink_target", "the built-in store takes no target; remove it")),
+        (SinkKind::Webhook, Some(url)) => check_endpoint_url("sink_target", url).map(|_| ()).map_err(Into::into),
+        (SinkKind::Maildir, Some(path)) if Path::new(path).is_absolute() => Ok(()),
+        (SinkKind::Maildir, Some(path)) => Err(AppError::invalid(
+            "sink_target",
+            format!("the maildir path {path:?} must be absolute, such as /var/mail/helpdesk/Maildir"),
+        )),
+        (SinkKind::Command, Some(_)) => Ok(()),
+        (kind, None) => Err(AppError::invalid(
+            "sink_target",
+            format!(
+                "a {kind} sink needs a target: {}",
+                match kind {
+                    SinkKind::Webhook => "the https URL to POST messages to",
+                    SinkKind::Maildir => "the maildir folder",
+                    _ => "the command line that reads the message on stdin",
+                }
+            ),
+        )),
+    }
+}
+
+impl App {
+    async fn merge_receiver(&self, base: Option<&Receiver>, input: &ReceiverInput) -> Result<ReceiverFields> {
+        let b = base.map(|r| &r.fields);
+        let name = match (&input.name, b) {
+            (Some(n), _) => text("name", n)?,
+            (None, Some(b)) => b.name.clone(),
+            (None, None) => return Err(AppError::invalid("name", "is required")),
+        };
+        let application = match (&input.application, b) {
+            (Some(a), _) => self.find_application(a).await?,
+            (None, Some(b)) => self.store().application(b.application_id).await?,
+            (None, None) => {
+                return Err(AppError::invalid(
+                    "application",
+                    "is required: the OAuth application this receiver logs in with",
+                ));
+            }
+        };
+        let account_id = match (&input.account, b) {
+            (Some(a), _) if a.trim().is_empty() => None,
+            (Some(a), _) => {
+                let account = self
+                    .find_account(&AccountSelector::new(a.clone(), Some(application.id.to_string())))
+                    .await?;
+                Some(account.id)
+            }
+            (None, Some(b)) if b.application_id == application.id => b.account_id,
+            (None, _) => None,
+        };
+        let profile = profile_of(&application.fields)?;
+        let security = input.security.or(b.map(|b| b.security)).unwrap_or(Security::Tls);
+        let host = match (&input.host, b) {
+            (Some(h), _) => text("host", h)?,
+            (None, Some(b)) => b.host.clone(),
+            (None, None) => profile.imap_host.clone().ok_or_else(|| {
+                AppError::invalid("host", "is required for generic applications: the IMAP server's name")
+            })?,
+        };
+        if host.contains(['/', ' ', ':']) && !host.starts_with('[') {
+            return Err(AppError::invalid("host", format!("{host:?} must be a host name or address, without scheme or port")));
+        }
+        if security == Security::Plain && !is_loopback_host(&host) {
+            return Err(AppError::invalid(
+                "security",
+                format!("plain IMAP sends the token unencrypted and is only allowed to this machine, not {host}; use tls or starttls"),
+            ));
+        }
+        let port = input.port.or(b.map(|b| b.port)).unwrap_or(match security {
+            Security::Tls => 993,
+            Security::StartTls | Security::Plain => 143,
+        });
+        if port == 0 {
+            return Err(AppError::invalid("port", "must be between 1 and 65535"));
+        }
+        let after_delivery = input
+            .after_delivery
+            .or(b.map(|b| b.after_delivery))
+            .unwrap_or(AfterDelivery::MarkSeen);
+        let accepted_folder = optional(input.accepted_folder.as_ref(), b.map(|b| &b.accepted_folder));
+        if after_delivery == AfterDelivery::Move && accepted_folder.is_none() {
+            return Err(AppError::invalid(
+                "accepted_folder",
+                "is required when messages are moved after delivery (for example Processed)",
+            ));
+        }
+        let folder = match (&input.folder, b) {
+            (Some(f), _) => text("folder", f)?,
+            (None, Some(b)) => b.folder.clone(),
+            (None, None) => "INBOX".into(),
+        };
+        let refused_folder = optional(input.refused_folder.as_ref(), b.map(|b| &b.refused_folder));
+        for (field, value) in [("accepted_folder", &accepted_folder), ("refused_folder", &refused_folder)] {
+            if value.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(&folder)) {
+                return Err(AppError::invalid(field, "must differ from the folder being collected"));
+            }
+        }
+        let poll_interval_secs = input.poll_interval_secs.or(b.map(|b| b.poll_interval_secs)).unwrap_or(300);
+        if !(10..=86_400).contains(&poll_interval_secs) {
+            return Err(AppError::invalid("poll_interval", "must be between 10 seconds and one day"));
+        }
+        let size_limit_bytes = input
+            .size_limit_bytes
+            .or(b.map(|b| b.size_limit_bytes))
+            .unwrap_or(DEFAULT_SIZE_LIMIT);
+        if size_limit_bytes == 0 {
+            return Err(AppError::invalid("size_limit", "must be more than 0 bytes"));
+        }
+        let sink = input.sink.or(b.map(|b| b.sink)).unwrap_or(SinkKind::Store);
+        let sink_target = if input.sink.is_some_and(|s| Some(s) != b.map(|b| b.sink)) && input.sink_target.is_none() {
+            None
+        } else {
+            optional(input.sink_target.as_ref(), b.map(|b| &b.sink_target))
+        };
+        check_sink(sink, sink_target.as_deref())?;
+        let ca_file = optional(input.ca_file.as_ref(), b.map(|b| &b.ca_file));
+        if let Some(ca) = &ca_file {
+            let path = Path::new(ca);
+            if !path.is_absolute() || !path.is_file() {
+                return Err(AppError::invalid(
+                    "ca_file",
+                    format!("{ca:?} must be the absolute path of a readable PEM certificate file"),
+                ));
+            }
+        }
+        let mut active = input.active.or(b.map(|b| b.active)).unwrap_or(true);
+        if account_id.is_none() {
+            active = false;
+        }
+        if active && !application.fields.active {
+            return Err(AppError::invalid(
+                "active",
+                format!("application {} is deactivated; activate it first", application.fields.name),
+            ));
+        }
+        Ok(ReceiverFields {
+            name,
+            active,
+            application_id: application.id,
+            account_id,
+            host,
+            port,
+            security,
+            mechanism: input.mechanism.or(b.map(|b| b.mechanism)).unwrap_or(Mechanism::Auto),
+            folder,
+            trigger: input.trigger.or(b.map(|b| b.trigger)).unwrap_or(Trigger::Idle),
+            poll_interval_secs,
+            after_delivery,
+            accepted_folder,
+            refused_folder,
+            size_limit_bytes,
+            sink,
+            sink_target,
+            ca_file,
+        })
+    }
+
+    pub async fn add_receiver(&self, input: &ReceiverInput) -> Result<Receiver> {
+        let fields = self.merge_receiver(None, input).await?;
+        let receiver = self.store().insert_receiver(&fields, input.sink_secret.as_ref()).await?;
+        let receiver = if fields.account_id.is_none() {
+            self.store()
+                .pause_receiver(receiver.id, PAUSED_NO_ACCOUNT)
+                .await?;
+            self.store().receiver(receiver.id).await?
+        } else {
+            receiver
+        };
+        self.receiver_event(&receiver, format!("receiver {} created", receiver.fields.name)).await?;
+        Ok(receiver)
+    }
+
+    pub async fn find_receiver(&self, selector: &str) -> Result<Receiver> {
+        let found = match selector.trim().parse::<i64>() {
+            Ok(id) => self.store().receiver(ReceiverId(id)).await,
+            Err(_) => self.store().receiver_by_name(selector.trim()).await,
+        };
+        found.map_err(|e| match AppError::from(e) {
+            AppError::NotFound { what, key, .. } => AppError::NotFound {
+                what,
+                key,
+                hint: "; `oauthimap receiver list` shows the receivers".into(),
+            },
+            other => other,
+        })
+    }
+
+    pub async fn list_receivers(&self) -> Result<Vec<Receiver>> {
+        Ok(self.store().receivers().await?)
+    }
+
+    pub async fn update_receiver(&self, selector: &str, input: &ReceiverInput) -> Result<Receiver> {
+        let old = self.find_receiver(selector).await?;
+        let fields = self.merge_receiver(Some(&old), input).await?;
+        let secret = match &input.sink_secret {
+            Some(s) => SecretChange::Set(s.clone()),
+            None if fields.sink != SinkKind::Webhook => SecretChange::Clear,
+            None => SecretChange::Keep,
+        };
+        let receiver = self.store().update_receiver(old.id, &fields, &secret).await?;
+        self.receiver_event(&receiver, format!("receiver {} updated", receiver.fields.name)).await?;
+        Ok(receiver)
+    }
+
+    pub async fn remove_receiver(&self, selector: &str) -> Result<Receiver> {
+        let receiver = self.find_receiver(selector).await?;
+        self.store().delete_receiver(receiver.id).await?;
+        self.receiver_event(&receiver, format!("receiver {} removed", receiver.fields.name)).await?;
+        Ok(receiver)
+    }
+
+    async fn receiver_event(&self, r: &Receiver, message: String) -> Result<()> {
+        self.store()
+            .record_event(&NewEvent {
+                level: Level::Info,
+                kind: "receiver.changed",
+                application_id: Some(r.fields.application_id),
+                account_id: r.fields.account_id,
+                receiver_id: Some(r.id),
+                message,
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,270 @@
+//! The command line, declared with clap. Each doc comment is that command's `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use oauthimap_app::types::{
+    AfterDelivery, Cloud, Mechanism, Provider, Security, SinkKind, Trigger,
+};
+
+/// OAuth2 for IMAP mail collectors: register OAuth applications (Microsoft Entra ID, Google,
+/// generic), keep their authorizations alive, and collect mail with SASL XOAUTH2/OAUTHBEARER.
+///
+/// Settings come from defaults, then the TOML file (--config or OAUTHIMAP_CONFIG), then
+/// OAUTHIMAP_* environment variables (docs/configuration.md lists them).
+#[derive(Debug, Parser)]
+#[command(name = "oauthimap", version, max_term_width = 100)]
+pub struct Cli {
+    /// The TOML configuration file.
+    #[arg(long, global = true, env = "OAUTHIMAP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print data as JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug); `serve` uses the configured log level.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: the HTTP listener (health, and later UI, API and OAuth callback).
+    /// Stops gracefully on SIGTERM or Ctrl-C.
+    Serve,
+    /// Manage OAuth applications (the client registered at Microsoft, Google or another provider).
+    #[command(subcommand)]
+    App(AppCommand),
+    /// Manage accounts: the authorized mailboxes of an application.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Manage receivers: mail collectors that log in with an account's token.
+    #[command(subcommand)]
+    Receiver(ReceiverCommand),
+    /// Manage the master keys that seal secrets in the database.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Show recent events (audit and health), newest first.
+    Events {
+        /// Only events of this account (id or mailbox).
+        #[arg(long)]
+        account: Option<String>,
+        /// How many events.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Register an application. The client secret is read from a hidden prompt, from stdin
+    /// (--client-secret-stdin) or from a file, never from the command line.
+    Add(AppArgs),
+    /// List applications.
+    List,
+    /// Show an application, the redirect URL to register, and its provider setup.
+    Show {
+        /// Name or id.
+        app: String,
+    },
+    /// Change an application. Changing provider, cloud, client ID, tenant or endpoints revokes
+    /// its accounts; changing only the secret keeps them.
+    Update {
+        /// Name or id.
+        app: String,
+        #[command(flatten)]
+        args: AppArgs,
+    },
+    /// Remove an application.
+    Remove {
+        /// Name or id.
+        app: String,
+        /// Also remove its accounts and receivers.
+        #[arg(long)]
+        cascade: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// Display name (unique).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// microsoft, google or generic.
+    #[arg(long)]
+    pub provider: Option<Provider>,
+    /// Microsoft national cloud: global, usgov, dod or china.
+    #[arg(long)]
+    pub cloud: Option<Cloud>,
+    /// The Application (client) ID.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Read the client secret from the first line of stdin.
+    #[arg(long, conflicts_with_all = ["client_secret_file", "no_client_secret", "clear_client_secret"])]
+    pub client_secret_stdin: bool,
+    /// Read the client secret from this file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["no_client_secret", "clear_client_secret"])]
+    pub client_secret_file: Option<PathBuf>,
+    /// Register without a client secret (public client) and do not prompt for one.
+    #[arg(long)]
+    pub no_client_secret: bool,
+    /// Remove the stored client secret (update only).
+    #[arg(long)]
+    pub clear_client_secret: bool,
+    /// Microsoft: Directory (tenant) ID or domain; common, organizations or consumers. Empty clears.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Microsoft/Google: replace the sign-in host (https://; http only to loopback). Empty clears.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_base: Option<String>,
+    /// Generic: authorization endpoint.
+    #[arg(long, value_name = "URL")]
+    pub authorize_url: Option<String>,
+    /// Generic: token endpoint.
+    #[arg(long, value_name = "URL")]
+    pub token_url: Option<String>,
+    /// Generic: device authorization endpoint (RFC 8628).
+    #[arg(long, value_name = "URL")]
+    pub device_url: Option<String>,
+    /// Generic: OpenID userinfo endpoint.
+    #[arg(long, value_name = "URL")]
+    pub userinfo_url: Option<String>,
+    /// Space-separated scopes, instead of the provider's defaults. Empty restores the defaults.
+    #[arg(long)]
+    pub scopes: Option<String>,
+    /// When the client secret expires (YYYY-MM-DD), for an early warning. Empty clears.
+    #[arg(long, value_name = "DATE")]
+    pub secret_expires: Option<String>,
+    /// Free text.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Switch the application on or off (off also deactivates its receivers).
+    #[arg(long, value_name = "BOOL")]
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// List accounts.
+    List {
+        /// Only the accounts of this application (name or id).
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Show an account's state, token expiry and last error (never the tokens).
+    Show {
+        /// Id or mailbox.
+        account: String,
+        /// The application, when the mailbox is authorized in several.
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Remove an account; its receivers are kept but deactivated.
+    Remove {
+        /// Id or mailbox.
+        account: String,
+        #[arg(long)]
+        app: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReceiverCommand {
+    /// Add a receiver. Server, port and security default to the provider's IMAP server.
+    Add(ReceiverArgs),
+    /// List receivers.
+    List,
+    /// Show a receiver.
+    Show {
+        /// Name or id.
+        receiver: String,
+    },
+    /// Change a receiver.
+    Update {
+        /// Name or id.
+        receiver: String,
+        #[command(flatten)]
+        args: ReceiverArgs,
+    },
+    /// Remove a receiver.
+    Remove {
+        /// Name or id.
+        receiver: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ReceiverArgs {
+    /// Display name (unique).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The OAuth application (name or id).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// The authorized account to log in as (id or mailbox). Empty detaches it.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// IMAP server; defaults to the provider's (outlook.office365.com, imap.gmail.com).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port; defaults to 993 for tls, 143 otherwise.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// tls (implicit, 993), starttls (143) or plain (loopback only).
+    #[arg(long)]
+    pub security: Option<Security>,
+    /// SASL mechanism: auto, xoauth2 or oauthbearer.
+    #[arg(long)]
+    pub mechanism: Option<Mechanism>,
+    /// Folder to collect from.
+    #[arg(long)]
+    pub folder: Option<String>,
+    /// idle (with polling fallback) or poll.
+    #[arg(long)]
+    pub trigger: Option<Trigger>,
+    /// Polling interval, such as 5m or 90s.
+    #[arg(long, value_name = "DURATION")]
+    pub poll_interval: Option<humantime::Duration>,
+    /// After delivery: mark_seen, move or delete.
+    #[arg(long = "after")]
+    pub after_delivery: Option<AfterDelivery>,
+    /// Folder for delivered mail (with --after move).
+    #[arg(long)]
+    pub accepted_folder: Option<String>,
+    /// Folder for refused mail (too large, unparsable). Empty clears.
+    #[arg(long)]
+    pub refused_folder: Option<String>,
+    /// Largest message accepted, in bytes (suffixes k, M, G allowed).
+    #[arg(long, value_name = "SIZE")]
+    pub size_limit: Option<String>,
+    /// Where mail goes: store, webhook, maildir or command.
+    #[arg(long)]
+    pub sink: Option<SinkKind>,
+    /// Webhook URL, maildir path or command line.
+    #[arg(long)]
+    pub sink_target: Option<String>,
+    /// Extra CA certificate (PEM file) to trust for this server. Empty clears.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<String>,
+    /// Switch the receiver on or off.
+    #[arg(long, value_name = "BOOL")]
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a new master key, re-seal every secret under it, and retire the old keys.
+    /// Safe while the service runs. Copy the key file first if you must open older backups.
+    Rotate,
+    /// Re-seal every secret under the current primary key (resumes an interrupted rotation).
+    Reseal,
+    /// Show the keys and how many secrets each seals.
+    Status,
+    /// Print a new random key for OAUTHIMAP_MASTER_KEY.
+    Generate {
+        /// The key id.
+        #[arg(long, default_value_t = 1)]
+        id: u32,
+    },
+}

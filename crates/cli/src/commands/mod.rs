@@ -1,0 +1,52 @@
+//! Command dispatch: load settings, open the core, run one command.
+
+mod account;
+mod app;
+mod keys;
+mod receiver;
+mod serve;
+
+use oauthimap_app::config::{LogFormat, Settings};
+use oauthimap_app::{App, AppError};
+
+use crate::cli::{Cli, Command, KeysCommand};
+use crate::output::Out;
+
+pub async fn run(cli: Cli) -> Result<(), AppError> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    let serving = matches!(cli.command, Command::Serve);
+    init_logging(&settings, serving, cli.verbose);
+    let out = Out { json: cli.json };
+    if let Command::Keys(KeysCommand::Generate { id }) = cli.command {
+        return keys::generate(id);
+    }
+    let app = App::open(settings).await?;
+    let result = match cli.command {
+        Command::Serve => serve::run(app.clone()).await,
+        Command::App(c) => app::run(&app, &out, c).await,
+        Command::Account(c) => account::run(&app, &out, c).await,
+        Command::Receiver(c) => receiver::run(&app, &out, c).await,
+        Command::Keys(c) => keys::run(&app, &out, c).await,
+        Command::Events { account, limit } => account::events(&app, &out, account, limit).await,
+    };
+    app.close().await;
+    result
+}
+
+fn init_logging(settings: &Settings, serving: bool, verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let level = match (serving, verbose) {
+        (true, 0) => settings.log_level.clone(),
+        (false, 0) => "warn".to_owned(),
+        (_, 1) => "info".to_owned(),
+        _ => "debug".to_owned(),
+    };
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match settings.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

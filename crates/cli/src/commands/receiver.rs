@@ -1,0 +1,118 @@
+//! `oauthimap receiver ...`: mail collectors.
+
+use oauthimap_app::store::Receiver;
+use oauthimap_app::{App, AppError, ReceiverInput};
+
+use crate::cli::{ReceiverArgs, ReceiverCommand};
+use crate::output::{Out, fields, time};
+
+pub async fn run(app: &App, out: &Out, cmd: ReceiverCommand) -> Result<(), AppError> {
+    match cmd {
+        ReceiverCommand::Add(args) => {
+            let r = app.add_receiver(&input(&args)?).await?;
+            if let Some(reason) = &r.paused_reason {
+                eprintln!("receiver {} added but inactive: {reason}", r.fields.name);
+            }
+            show(out, &r);
+        }
+        ReceiverCommand::List => {
+            let list = app.list_receivers().await?;
+            out.table(&list, &["ID", "NAME", "ACCOUNT", "SERVER", "FOLDER", "SINK", "ACTIVE"], |r| {
+                vec![
+                    r.id.to_string(),
+                    r.fields.name.clone(),
+                    r.account_mailbox.clone().unwrap_or_else(|| "-".into()),
+                    format!("{}:{} ({})", r.fields.host, r.fields.port, r.fields.security),
+                    r.fields.folder.clone(),
+                    r.fields.sink.to_string(),
+                    if r.fields.active { "yes".into() } else { format!("no: {}", r.paused_reason.as_deref().unwrap_or("switched off")) },
+                ]
+            });
+        }
+        ReceiverCommand::Show { receiver } => show(out, &app.find_receiver(&receiver).await?),
+        ReceiverCommand::Update { receiver, args } => {
+            show(out, &app.update_receiver(&receiver, &input(&args)?).await?);
+        }
+        ReceiverCommand::Remove { receiver } => {
+            let r = app.remove_receiver(&receiver).await?;
+            out.record(&r, || format!("removed receiver {}\n", r.fields.name));
+        }
+    }
+    Ok(())
+}
+
+fn show(out: &Out, r: &Receiver) {
+    out.record(r, || {
+        let f = &r.fields;
+        fields(&[
+            ("id", r.id.to_string()),
+            ("name", f.name.clone()),
+            ("active", if f.active { "yes".into() } else { format!("no ({})", r.paused_reason.as_deref().unwrap_or("switched off")) }),
+            ("application", r.application_name.clone()),
+            ("account", r.account_mailbox.clone().unwrap_or_else(|| "-".into())),
+            ("server", format!("{}:{}", f.host, f.port)),
+            ("security", f.security.to_string()),
+            ("mechanism", f.mechanism.to_string()),
+            ("folder", f.folder.clone()),
+            ("trigger", format!("{} (poll every {}s)", f.trigger, f.poll_interval_secs)),
+            ("after delivery", f.after_delivery.to_string()),
+            ("accepted folder", f.accepted_folder.clone().unwrap_or_else(|| "-".into())),
+            ("refused folder", f.refused_folder.clone().unwrap_or_else(|| "-".into())),
+            ("size limit", format!("{} bytes", f.size_limit_bytes)),
+            ("sink", match &f.sink_target { Some(t) => format!("{} {t}", f.sink), None => f.sink.to_string() }),
+            ("extra CA", f.ca_file.clone().unwrap_or_else(|| "-".into())),
+            ("created", time(Some(r.created_at))),
+            ("updated", time(Some(r.updated_at))),
+        ])
+    });
+}
+
+fn parse_size(text: &str) -> Result<u64, AppError> {
+    let t = text.trim();
+    let (digits, factor) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1024),
+        Some((i, 'm' | 'M')) => (&t[..i], 1024 * 1024),
+        Some((i, 'g' | 'G')) => (&t[..i], 1024 * 1024 * 1024),
+        _ => (t, 1),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(factor))
+        .ok_or_else(|| AppError::Invalid {
+            field: "size_limit",
+            message: format!("{text:?} is not a size; use bytes or a suffix, such as 25M"),
+        })
+}
+
+fn input(a: &ReceiverArgs) -> Result<ReceiverInput, AppError> {
+    let poll_interval_secs = match a.poll_interval {
+        None => None,
+        Some(d) => Some(u32::try_from(d.as_secs()).map_err(|_| AppError::Invalid {
+            field: "poll_interval",
+            message: "is too long".into(),
+        })?),
+    };
+    Ok(ReceiverInput {
+        name: a.name.clone(),
+        active: a.active,
+        application: a.app.clone(),
+        account: a.account.clone(),
+        host: a.host.clone(),
+        port: a.port,
+        security: a.security,
+        mechanism: a.mechanism,
+        folder: a.folder.clone(),
+        trigger: a.trigger,
+        poll_interval_secs,
+        after_delivery: a.after_delivery,
+        accepted_folder: a.accepted_folder.clone(),
+        refused_folder: a.refused_folder.clone(),
+        size_limit_bytes: a.size_limit.as_deref().map(parse_size).transpose()?,
+        sink: a.sink,
+        sink_target: a.sink_target.clone(),
+        sink_secret: None,
+        ca_file: a.ca_file.clone(),
+    })
+}

@@ -1,0 +1,54 @@
+//! `oauthimap serve`: the long-running service.
+
+use oauthimap_app::{App, AppError};
+
+pub async fn run(app: App) -> Result<(), AppError> {
+    let settings = app.settings();
+    let listen = settings.listen;
+    if !listen.ip().is_loopback() && !settings.has_external_base_url() {
+        return Err(AppError::Invalid {
+            field: "external_base_url",
+            message: format!(
+                "the service listens on {listen}, so users reach it through some other URL; set external_base_url \
+                 (OAUTHIMAP_EXTERNAL_BASE_URL) to it, such as https://oauthimap.example.com, so the OAuth redirect URL is right"
+            ),
+        });
+    }
+    let redirect = app.redirect_url();
+    let data_dir = settings.data_dir.display().to_string();
+    let backend = app.store().backend();
+    oauthimap_web::serve(
+        app.clone(),
+        listen,
+        |bound| {
+            tracing::info!(%bound, %redirect, %backend, %data_dir, "oauthimap is listening");
+        },
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| AppError::Io {
+        action: format!("serve HTTP on {listen}"),
+        source: e,
+    })?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,9 @@
+//! The OAuth 2.0 side of oauthimap: provider profiles (endpoints, scopes, IMAP defaults per
+//! provider and national cloud) and, in time, the protocol client for every grant.
+//!
+//! This crate never touches the database: it turns an application's settings into URLs and
+//! requests, and provider answers into token sets and classified errors.
+
+pub mod profile;
+
+pub use profile::{EndpointSettings, Profile, ProfileError, check_endpoint_url, is_loopback, is_loopback_host, resolve};
