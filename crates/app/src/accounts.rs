@@ -58,7 +58,9 @@ impl App {
             .accounts(app)
             .await?
             .into_iter()
-            .filter(|a| a.mailbox.eq_ignore_ascii_case(text) || a.identity.eq_ignore_ascii_case(text))
+            .filter(|a| {
+                a.mailbox.eq_ignore_ascii_case(text) || a.identity.eq_ignore_ascii_case(text)
+            })
             .collect();
         let mut by_mailbox: Vec<&Account> = candidates
             .iter()
@@ -88,7 +90,10 @@ impl App {
     /// Removes an account. Its receivers stay, deactivated, waiting for another account.
     pub async fn remove_account(&self, selector: &AccountSelector) -> Result<(Account, u64)> {
         let account = self.find_account(selector).await?;
-        let paused = self.store().delete_account(account.id, PAUSED_ACCOUNT_REMOVED).await?;
+        let paused = self
+            .store()
+            .delete_account(account.id, PAUSED_ACCOUNT_REMOVED)
+            .await?;
         self.store()
             .record_event(&NewEvent {
                 level: Level::Warn,

@@ -6,6 +6,8 @@
 //! - rotating only the client secret keeps every account: refresh tokens are bound to the client
 //!   ID, not to the secret.
 
+use std::fmt::Write;
+
 use oauthimap_oauth::{EndpointSettings, Profile};
 use oauthimap_store::{
     Application, ApplicationCascade, ApplicationFields, CascadeReport, Endpoints, Level, NewEvent,
@@ -38,6 +40,8 @@ pub struct ApplicationInput {
     pub device_url: Option<String>,
     pub userinfo_url: Option<String>,
     pub scopes: Option<String>,
+    /// `Some(None)` clears the date.
+    #[allow(clippy::option_option)] // keep / clear / set, like every other optional field here
     pub secret_expires_at: Option<Option<EpochMillis>>,
     pub comment: Option<String>,
 }
@@ -54,14 +58,6 @@ pub struct ApplicationView {
     pub app_only_setup: Vec<String>,
 }
 
-/// Trims a value; an empty one means "not set".
-fn opt(value: Option<String>) -> Option<Option<String>> {
-    value.map(|v| {
-        let v = v.trim().to_owned();
-        (!v.is_empty()).then_some(v)
-    })
-}
-
 fn check_name(name: &str) -> Result<String> {
     let name = name.trim();
     if name.is_empty() {
@@ -71,10 +67,16 @@ fn check_name(name: &str) -> Result<String> {
         return Err(AppError::invalid("name", "must be at most 100 characters"));
     }
     if name.chars().any(char::is_control) {
-        return Err(AppError::invalid("name", "must not contain control characters"));
+        return Err(AppError::invalid(
+            "name",
+            "must not contain control characters",
+        ));
     }
     if name.parse::<i64>().is_ok() {
-        return Err(AppError::invalid("name", "must not be a plain number (numbers select by id)"));
+        return Err(AppError::invalid(
+            "name",
+            "must not be a plain number (numbers select by id)",
+        ));
     }
     Ok(name.to_owned())
 }
@@ -82,7 +84,10 @@ fn check_name(name: &str) -> Result<String> {
 fn check_client_id(id: &str) -> Result<String> {
     let id = id.trim();
     if id.is_empty() {
-        return Err(AppError::invalid("client_id", "must not be empty: copy the Application (client) ID from the provider"));
+        return Err(AppError::invalid(
+            "client_id",
+            "must not be empty: copy the Application (client) ID from the provider",
+        ));
     }
     if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(AppError::invalid("client_id", "must not contain spaces"));
@@ -97,7 +102,9 @@ fn check_tenant(tenant: &str) -> Result<()> {
     {
         return Err(AppError::invalid(
             "tenant",
-            format!("{tenant:?} is not a tenant ID: use the Directory (tenant) ID, a verified domain, or common / organizations / consumers"),
+            format!(
+                "{tenant:?} is not a tenant ID: use the Directory (tenant) ID, a verified domain, or common / organizations / consumers"
+            ),
         ));
     }
     Ok(())
@@ -110,18 +117,19 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
         (None, Some(b)) => b.name.clone(),
         (None, None) => return Err(AppError::invalid("name", "is required")),
     };
-    let provider = input
-        .provider
-        .or(base.map(|b| b.provider))
-        .ok_or_else(|| AppError::invalid("provider", "is required: microsoft, google or generic"))?;
+    let provider = input.provider.or(base.map(|b| b.provider)).ok_or_else(|| {
+        AppError::invalid("provider", "is required: microsoft, google or generic")
+    })?;
     let client_id = match (&input.client_id, base) {
         (Some(c), _) => check_client_id(c)?,
         (None, Some(b)) => b.client_id.clone(),
         (None, None) => return Err(AppError::invalid("client_id", "is required")),
     };
+    // Absent keeps the old value; empty clears it.
     let keep = |new: &Option<String>, old: Option<&Option<String>>| -> Option<String> {
-        match opt(new.clone()) {
-            Some(v) => v,
+        match new.as_deref().map(str::trim) {
+            Some("") => None,
+            Some(v) => Some(v.to_owned()),
             None => old.cloned().flatten(),
         }
     };
@@ -145,7 +153,8 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
         client_id,
         tenant,
         endpoints,
-        scopes: keep(&input.scopes, b.map(|b| &b.scopes)).map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")),
+        scopes: keep(&input.scopes, b.map(|b| &b.scopes))
+            .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")),
         secret_expires_at: input
             .secret_expires_at
             .unwrap_or_else(|| b.and_then(|b| b.secret_expires_at)),
@@ -197,8 +206,13 @@ impl App {
         let fields = merge(None, input)?;
         let secret = secret_of(input)?;
         let app = self.store().insert_application(&fields, secret).await?;
-        self.event(Level::Info, "application.created", &app, format!("application {} created", app.fields.name))
-            .await?;
+        self.event(
+            Level::Info,
+            "application.created",
+            &app,
+            format!("application {} created", app.fields.name),
+        )
+        .await?;
         self.view(app)
     }
 
@@ -237,7 +251,10 @@ impl App {
         let new = merge(Some(&old.fields), input)?;
         let secret = match (secret_of(input)?, input.clear_client_secret) {
             (Some(_), true) => {
-                return Err(AppError::invalid("client_secret", "give a new secret or clear it, not both"));
+                return Err(AppError::invalid(
+                    "client_secret",
+                    "give a new secret or clear it, not both",
+                ));
             }
             (Some(s), false) => SecretChange::Set(s.clone()),
             (None, true) => SecretChange::Clear,
@@ -284,20 +301,34 @@ impl App {
             message.push_str("; client secret replaced, authorizations kept");
         }
         if report.accounts_revoked > 0 {
-            message.push_str(&format!(
+            let _ = write!(
+                message,
                 "; {} changed: {} account(s) revoked",
                 grant_changes.join(", "),
                 report.accounts_revoked
-            ));
+            );
         }
         if report.receivers_deactivated > 0 {
-            message.push_str(&format!("; {} receiver(s) deactivated", report.receivers_deactivated));
+            let _ = write!(
+                message,
+                "; {} receiver(s) deactivated",
+                report.receivers_deactivated
+            );
         }
         if report.receivers_reactivated > 0 {
-            message.push_str(&format!("; {} receiver(s) re-activated", report.receivers_reactivated));
+            let _ = write!(
+                message,
+                "; {} receiver(s) re-activated",
+                report.receivers_reactivated
+            );
         }
-        let level = if report.accounts_revoked > 0 { Level::Warn } else { Level::Info };
-        self.event(level, "application.updated", &app, message).await?;
+        let level = if report.accounts_revoked > 0 {
+            Level::Warn
+        } else {
+            Level::Info
+        };
+        self.event(level, "application.updated", &app, message)
+            .await?;
         Ok((self.view(app)?, report))
     }
 
@@ -312,10 +343,15 @@ impl App {
             )));
         }
         self.store().delete_application(app.id).await?;
-        self.event(Level::Warn, "application.removed", &app, format!(
-            "application {} removed with {} account(s) and {} receiver(s)",
-            app.fields.name, app.account_count, app.receiver_count
-        ))
+        self.event(
+            Level::Warn,
+            "application.removed",
+            &app,
+            format!(
+                "application {} removed with {} account(s) and {} receiver(s)",
+                app.fields.name, app.account_count, app.receiver_count
+            ),
+        )
         .await?;
         Ok(app)
     }
@@ -323,7 +359,11 @@ impl App {
     fn view(&self, application: Application) -> Result<ApplicationView> {
         let profile = profile_of(&application.fields)?;
         let app_only_setup = if application.fields.provider == Provider::Microsoft {
-            let tenant = application.fields.tenant.as_deref().unwrap_or("<your tenant>");
+            let tenant = application
+                .fields
+                .tenant
+                .as_deref()
+                .unwrap_or("<your tenant>");
             vec![
                 format!("Connect-ExchangeOnline -Organization {tenant}"),
                 format!(
@@ -343,7 +383,13 @@ impl App {
         })
     }
 
-    async fn event(&self, level: Level, kind: &'static str, app: &Application, message: String) -> Result<()> {
+    async fn event(
+        &self,
+        level: Level,
+        kind: &'static str,
+        app: &Application,
+        message: String,
+    ) -> Result<()> {
         self.store()
             .record_event(&NewEvent {
                 level,

@@ -8,7 +8,10 @@ use oauthimap_store::StoreError;
 pub enum AppError {
     /// Input that cannot be accepted; `field` names the setting, the message says how to fix it.
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("{what} {key:?} does not exist{hint}")]
     NotFound {
         what: &'static str,
@@ -35,7 +38,10 @@ impl AppError {
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
-            AppError::Invalid { .. } | AppError::NotFound { .. } | AppError::Conflict(_) | AppError::Config(_)
+            AppError::Invalid { .. }
+                | AppError::NotFound { .. }
+                | AppError::Conflict(_)
+                | AppError::Config(_)
         )
     }
 
@@ -65,7 +71,9 @@ impl From<StoreError> for AppError {
 impl From<oauthimap_oauth::ProfileError> for AppError {
     fn from(e: oauthimap_oauth::ProfileError) -> Self {
         match e {
-            oauthimap_oauth::ProfileError::Invalid { field, message } => AppError::Invalid { field, message },
+            oauthimap_oauth::ProfileError::Invalid { field, message } => {
+                AppError::Invalid { field, message }
+            }
         }
     }
 }

@@ -52,7 +52,10 @@ impl App {
             if usage.by_key.keys().all(|id| *id == primary) {
                 return Ok(total);
             }
-            tracing::info!(pass, "values sealed with an old key appeared meanwhile; another pass");
+            tracing::info!(
+                pass,
+                "values sealed with an old key appeared meanwhile; another pass"
+            );
             tokio::time::sleep(Duration::from_millis(1200)).await;
         }
         Ok(total)

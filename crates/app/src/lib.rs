@@ -44,23 +44,22 @@ impl App {
     pub async fn open(settings: Settings) -> Result<App> {
         create_private_dir(&settings.data_dir)?;
         let db = Db::connect(&settings.database_url()).await?;
-        let keys = match &settings.master_key {
-            Some(value) => KeyRing::from_env_value(value.expose_secret())?,
-            None => {
-                let path = settings.key_file();
-                let create = !db.is_sealed().await?;
-                if !create && !path.exists() {
-                    return Err(CryptoError::KeyFile(KeyFileError::Missing { path }).into());
-                }
-                let (ring, created) = KeyRing::from_file(&path, create)?;
-                if created {
-                    tracing::info!(
-                        key_file = %path.display(),
-                        "created a new master key file; back it up together with the database"
-                    );
-                }
-                ring
+        let keys = if let Some(value) = &settings.master_key {
+            KeyRing::from_env_value(value.expose_secret())?
+        } else {
+            let path = settings.key_file();
+            let create = !db.is_sealed().await?;
+            if !create && !path.exists() {
+                return Err(CryptoError::KeyFile(KeyFileError::Missing { path }).into());
             }
+            let (ring, created) = KeyRing::from_file(&path, create)?;
+            if created {
+                tracing::info!(
+                    key_file = %path.display(),
+                    "created a new master key file; back it up together with the database"
+                );
+            }
+            ring
         };
         let store = Store::new(db, Arc::new(keys)).await?;
         Ok(App {

@@ -46,7 +46,10 @@ fn text(field: &'static str, value: &str) -> Result<String> {
         return Err(AppError::invalid(field, "must not be empty"));
     }
     if v.chars().any(char::is_control) {
-        return Err(AppError::invalid(field, "must not contain control characters"));
+        return Err(AppError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(v.to_owned())
 }
@@ -61,15 +64,21 @@ fn optional(new: Option<&String>, old: Option<&Option<String>>) -> Option<String
 
 fn check_sink(sink: SinkKind, target: Option<&str>) -> Result<()> {
     match (sink, target) {
-        (SinkKind::Store, None) => Ok(()),
-        (SinkKind::Store, Some(_)) => Err(AppError::invalid("sink_target", "the built-in store takes no target; remove it")),
-        (SinkKind::Webhook, Some(url)) => check_endpoint_url("sink_target", url).map(|_| ()).map_err(Into::into),
+        (SinkKind::Store, None) | (SinkKind::Command, Some(_)) => Ok(()),
         (SinkKind::Maildir, Some(path)) if Path::new(path).is_absolute() => Ok(()),
+        (SinkKind::Store, Some(_)) => Err(AppError::invalid(
+            "sink_target",
+            "the built-in store takes no target; remove it",
+        )),
+        (SinkKind::Webhook, Some(url)) => check_endpoint_url("sink_target", url)
+            .map(|_| ())
+            .map_err(Into::into),
         (SinkKind::Maildir, Some(path)) => Err(AppError::invalid(
             "sink_target",
-            format!("the maildir path {path:?} must be absolute, such as /var/mail/helpdesk/Maildir"),
+            format!(
+                "the maildir path {path:?} must be absolute, such as /var/mail/helpdesk/Maildir"
+            ),
         )),
-        (SinkKind::Command, Some(_)) => Ok(()),
         (kind, None) => Err(AppError::invalid(
             "sink_target",
             format!(
@@ -84,8 +93,161 @@ fn check_sink(sink: SinkKind, target: Option<&str>) -> Result<()> {
     }
 }
 
+/// Where and how to connect: host (default from the provider), security, port.
+fn server(
+    input: &ReceiverInput,
+    b: Option<&ReceiverFields>,
+    default_host: Option<String>,
+) -> Result<(String, u16, Security)> {
+    let security = input
+        .security
+        .or(b.map(|b| b.security))
+        .unwrap_or(Security::Tls);
+    let host = match (&input.host, b) {
+        (Some(h), _) => text("host", h)?,
+        (None, Some(b)) => b.host.clone(),
+        (None, None) => default_host.ok_or_else(|| {
+            AppError::invalid(
+                "host",
+                "is required for generic applications: the IMAP server's name",
+            )
+        })?,
+    };
+    if host.contains(['/', ' ', ':']) && !host.starts_with('[') {
+        return Err(AppError::invalid(
+            "host",
+            format!("{host:?} must be a host name or address, without scheme or port"),
+        ));
+    }
+    if security == Security::Plain && !is_loopback_host(&host) {
+        return Err(AppError::invalid(
+            "security",
+            format!(
+                "plain IMAP sends the token unencrypted and is only allowed to this machine, not {host}; use tls or starttls"
+            ),
+        ));
+    }
+    let port = input.port.or(b.map(|b| b.port)).unwrap_or(match security {
+        Security::Tls => 993,
+        Security::StartTls | Security::Plain => 143,
+    });
+    if port == 0 {
+        return Err(AppError::invalid("port", "must be between 1 and 65535"));
+    }
+    Ok((host, port, security))
+}
+
+/// Which folder to read and what to do with a message afterwards.
+struct Folders {
+    folder: String,
+    after_delivery: AfterDelivery,
+    accepted_folder: Option<String>,
+    refused_folder: Option<String>,
+}
+
+fn folders(input: &ReceiverInput, b: Option<&ReceiverFields>) -> Result<Folders> {
+    let after_delivery = input
+        .after_delivery
+        .or(b.map(|b| b.after_delivery))
+        .unwrap_or(AfterDelivery::MarkSeen);
+    let accepted_folder = optional(
+        input.accepted_folder.as_ref(),
+        b.map(|b| &b.accepted_folder),
+    );
+    if after_delivery == AfterDelivery::Move && accepted_folder.is_none() {
+        return Err(AppError::invalid(
+            "accepted_folder",
+            "is required when messages are moved after delivery (for example Processed)",
+        ));
+    }
+    let folder = match (&input.folder, b) {
+        (Some(f), _) => text("folder", f)?,
+        (None, Some(b)) => b.folder.clone(),
+        (None, None) => "INBOX".into(),
+    };
+    let refused_folder = optional(input.refused_folder.as_ref(), b.map(|b| &b.refused_folder));
+    for (field, value) in [
+        ("accepted_folder", &accepted_folder),
+        ("refused_folder", &refused_folder),
+    ] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case(&folder))
+        {
+            return Err(AppError::invalid(
+                field,
+                "must differ from the folder being collected",
+            ));
+        }
+    }
+    Ok(Folders {
+        folder,
+        after_delivery,
+        accepted_folder,
+        refused_folder,
+    })
+}
+
+/// Polling interval, size limit, sink and extra CA, checked.
+struct Limits {
+    poll: u32,
+    size: u64,
+    sink: SinkKind,
+    sink_target: Option<String>,
+    ca_file: Option<String>,
+}
+
+fn limits_and_sink(input: &ReceiverInput, b: Option<&ReceiverFields>) -> Result<Limits> {
+    let poll = input
+        .poll_interval_secs
+        .or(b.map(|b| b.poll_interval_secs))
+        .unwrap_or(300);
+    if !(10..=86_400).contains(&poll) {
+        return Err(AppError::invalid(
+            "poll_interval",
+            "must be between 10 seconds and one day",
+        ));
+    }
+    let size = input
+        .size_limit_bytes
+        .or(b.map(|b| b.size_limit_bytes))
+        .unwrap_or(DEFAULT_SIZE_LIMIT);
+    if size == 0 {
+        return Err(AppError::invalid("size_limit", "must be more than 0 bytes"));
+    }
+    let sink = input.sink.or(b.map(|b| b.sink)).unwrap_or(SinkKind::Store);
+    let sink_changed = input.sink.is_some_and(|s| Some(s) != b.map(|b| b.sink));
+    let sink_target = if sink_changed && input.sink_target.is_none() {
+        None
+    } else {
+        optional(input.sink_target.as_ref(), b.map(|b| &b.sink_target))
+    };
+    check_sink(sink, sink_target.as_deref())?;
+    let ca_file = optional(input.ca_file.as_ref(), b.map(|b| &b.ca_file));
+    if let Some(ca) = &ca_file {
+        let path = Path::new(ca);
+        if !path.is_absolute() || !path.is_file() {
+            return Err(AppError::invalid(
+                "ca_file",
+                format!("{ca:?} must be the absolute path of a readable PEM certificate file"),
+            ));
+        }
+    }
+    Ok(Limits {
+        poll,
+        size,
+        sink,
+        sink_target,
+        ca_file,
+    })
+}
+
 impl App {
-    async fn merge_receiver(&self, base: Option<&Receiver>, input: &ReceiverInput) -> Result<ReceiverFields> {
+    async fn merge_receiver(
+        &self,
+        base: Option<&Receiver>,
+        input: &ReceiverInput,
+    ) -> Result<ReceiverFields> {
         let b = base.map(|r| &r.fields);
         let name = match (&input.name, b) {
             (Some(n), _) => text("name", n)?,
@@ -105,97 +267,23 @@ impl App {
         let account_id = match (&input.account, b) {
             (Some(a), _) if a.trim().is_empty() => None,
             (Some(a), _) => {
-                let account = self
-                    .find_account(&AccountSelector::new(a.clone(), Some(application.id.to_string())))
-                    .await?;
-                Some(account.id)
+                let selector = AccountSelector::new(a.clone(), Some(application.id.to_string()));
+                Some(self.find_account(&selector).await?.id)
             }
             (None, Some(b)) if b.application_id == application.id => b.account_id,
             (None, _) => None,
         };
-        let profile = profile_of(&application.fields)?;
-        let security = input.security.or(b.map(|b| b.security)).unwrap_or(Security::Tls);
-        let host = match (&input.host, b) {
-            (Some(h), _) => text("host", h)?,
-            (None, Some(b)) => b.host.clone(),
-            (None, None) => profile.imap_host.clone().ok_or_else(|| {
-                AppError::invalid("host", "is required for generic applications: the IMAP server's name")
-            })?,
-        };
-        if host.contains(['/', ' ', ':']) && !host.starts_with('[') {
-            return Err(AppError::invalid("host", format!("{host:?} must be a host name or address, without scheme or port")));
-        }
-        if security == Security::Plain && !is_loopback_host(&host) {
-            return Err(AppError::invalid(
-                "security",
-                format!("plain IMAP sends the token unencrypted and is only allowed to this machine, not {host}; use tls or starttls"),
-            ));
-        }
-        let port = input.port.or(b.map(|b| b.port)).unwrap_or(match security {
-            Security::Tls => 993,
-            Security::StartTls | Security::Plain => 143,
-        });
-        if port == 0 {
-            return Err(AppError::invalid("port", "must be between 1 and 65535"));
-        }
-        let after_delivery = input
-            .after_delivery
-            .or(b.map(|b| b.after_delivery))
-            .unwrap_or(AfterDelivery::MarkSeen);
-        let accepted_folder = optional(input.accepted_folder.as_ref(), b.map(|b| &b.accepted_folder));
-        if after_delivery == AfterDelivery::Move && accepted_folder.is_none() {
-            return Err(AppError::invalid(
-                "accepted_folder",
-                "is required when messages are moved after delivery (for example Processed)",
-            ));
-        }
-        let folder = match (&input.folder, b) {
-            (Some(f), _) => text("folder", f)?,
-            (None, Some(b)) => b.folder.clone(),
-            (None, None) => "INBOX".into(),
-        };
-        let refused_folder = optional(input.refused_folder.as_ref(), b.map(|b| &b.refused_folder));
-        for (field, value) in [("accepted_folder", &accepted_folder), ("refused_folder", &refused_folder)] {
-            if value.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(&folder)) {
-                return Err(AppError::invalid(field, "must differ from the folder being collected"));
-            }
-        }
-        let poll_interval_secs = input.poll_interval_secs.or(b.map(|b| b.poll_interval_secs)).unwrap_or(300);
-        if !(10..=86_400).contains(&poll_interval_secs) {
-            return Err(AppError::invalid("poll_interval", "must be between 10 seconds and one day"));
-        }
-        let size_limit_bytes = input
-            .size_limit_bytes
-            .or(b.map(|b| b.size_limit_bytes))
-            .unwrap_or(DEFAULT_SIZE_LIMIT);
-        if size_limit_bytes == 0 {
-            return Err(AppError::invalid("size_limit", "must be more than 0 bytes"));
-        }
-        let sink = input.sink.or(b.map(|b| b.sink)).unwrap_or(SinkKind::Store);
-        let sink_target = if input.sink.is_some_and(|s| Some(s) != b.map(|b| b.sink)) && input.sink_target.is_none() {
-            None
-        } else {
-            optional(input.sink_target.as_ref(), b.map(|b| &b.sink_target))
-        };
-        check_sink(sink, sink_target.as_deref())?;
-        let ca_file = optional(input.ca_file.as_ref(), b.map(|b| &b.ca_file));
-        if let Some(ca) = &ca_file {
-            let path = Path::new(ca);
-            if !path.is_absolute() || !path.is_file() {
-                return Err(AppError::invalid(
-                    "ca_file",
-                    format!("{ca:?} must be the absolute path of a readable PEM certificate file"),
-                ));
-            }
-        }
-        let mut active = input.active.or(b.map(|b| b.active)).unwrap_or(true);
-        if account_id.is_none() {
-            active = false;
-        }
+        let (host, port, security) = server(input, b, profile_of(&application.fields)?.imap_host)?;
+        let folders = folders(input, b)?;
+        let limits = limits_and_sink(input, b)?;
+        let active = account_id.is_some() && input.active.or(b.map(|b| b.active)).unwrap_or(true);
         if active && !application.fields.active {
             return Err(AppError::invalid(
                 "active",
-                format!("application {} is deactivated; activate it first", application.fields.name),
+                format!(
+                    "application {} is deactivated; activate it first",
+                    application.fields.name
+                ),
             ));
         }
         Ok(ReceiverFields {
@@ -206,23 +294,32 @@ impl App {
             host,
             port,
             security,
-            mechanism: input.mechanism.or(b.map(|b| b.mechanism)).unwrap_or(Mechanism::Auto),
-            folder,
-            trigger: input.trigger.or(b.map(|b| b.trigger)).unwrap_or(Trigger::Idle),
-            poll_interval_secs,
-            after_delivery,
-            accepted_folder,
-            refused_folder,
-            size_limit_bytes,
-            sink,
-            sink_target,
-            ca_file,
+            mechanism: input
+                .mechanism
+                .or(b.map(|b| b.mechanism))
+                .unwrap_or(Mechanism::Auto),
+            folder: folders.folder,
+            trigger: input
+                .trigger
+                .or(b.map(|b| b.trigger))
+                .unwrap_or(Trigger::Idle),
+            poll_interval_secs: limits.poll,
+            after_delivery: folders.after_delivery,
+            accepted_folder: folders.accepted_folder,
+            refused_folder: folders.refused_folder,
+            size_limit_bytes: limits.size,
+            sink: limits.sink,
+            sink_target: limits.sink_target,
+            ca_file: limits.ca_file,
         })
     }
 
     pub async fn add_receiver(&self, input: &ReceiverInput) -> Result<Receiver> {
         let fields = self.merge_receiver(None, input).await?;
-        let receiver = self.store().insert_receiver(&fields, input.sink_secret.as_ref()).await?;
+        let receiver = self
+            .store()
+            .insert_receiver(&fields, input.sink_secret.as_ref())
+            .await?;
         let receiver = if fields.account_id.is_none() {
             self.store()
                 .pause_receiver(receiver.id, PAUSED_NO_ACCOUNT)
@@ -231,7 +328,11 @@ impl App {
         } else {
             receiver
         };
-        self.receiver_event(&receiver, format!("receiver {} created", receiver.fields.name)).await?;
+        self.receiver_event(
+            &receiver,
+            format!("receiver {} created", receiver.fields.name),
+        )
+        .await?;
         Ok(receiver)
     }
 
@@ -262,15 +363,26 @@ impl App {
             None if fields.sink != SinkKind::Webhook => SecretChange::Clear,
             None => SecretChange::Keep,
         };
-        let receiver = self.store().update_receiver(old.id, &fields, &secret).await?;
-        self.receiver_event(&receiver, format!("receiver {} updated", receiver.fields.name)).await?;
+        let receiver = self
+            .store()
+            .update_receiver(old.id, &fields, &secret)
+            .await?;
+        self.receiver_event(
+            &receiver,
+            format!("receiver {} updated", receiver.fields.name),
+        )
+        .await?;
         Ok(receiver)
     }
 
     pub async fn remove_receiver(&self, selector: &str) -> Result<Receiver> {
         let receiver = self.find_receiver(selector).await?;
         self.store().delete_receiver(receiver.id).await?;
-        self.receiver_event(&receiver, format!("receiver {} removed", receiver.fields.name)).await?;
+        self.receiver_event(
+            &receiver,
+            format!("receiver {} removed", receiver.fields.name),
+        )
+        .await?;
         Ok(receiver)
     }
 

@@ -1,4 +1,5 @@
 //! The seed's rules and input validation at the core, on both backends.
+#![allow(clippy::too_many_lines)] // each test reads best as one story
 
 use oauthimap_app::config::Settings;
 use oauthimap_app::store::Backend;
@@ -11,9 +12,15 @@ async fn open(t: &TestDb) -> App {
     let settings = Settings::load_from(
         None,
         [
-            ("OAUTHIMAP_DATA_DIR".to_owned(), t.dir.path().join("data").display().to_string()),
+            (
+                "OAUTHIMAP_DATA_DIR".to_owned(),
+                t.dir.path().join("data").display().to_string(),
+            ),
             ("OAUTHIMAP_DATABASE_URL".to_owned(), t.url.clone()),
-            ("OAUTHIMAP_EXTERNAL_BASE_URL".to_owned(), "https://oauthimap.example.com/base/".to_owned()),
+            (
+                "OAUTHIMAP_EXTERNAL_BASE_URL".to_owned(),
+                "https://oauthimap.example.com/base/".to_owned(),
+            ),
         ],
     )
     .unwrap();
@@ -32,7 +39,13 @@ fn ms_app(name: &str) -> ApplicationInput {
 }
 
 /// An application with one authorized account and one active receiver using it.
-async fn with_receiver(app: &App, name: &str) -> (oauthimap_app::store::Account, oauthimap_app::store::Receiver) {
+async fn with_receiver(
+    app: &App,
+    name: &str,
+) -> (
+    oauthimap_app::store::Account,
+    oauthimap_app::store::Receiver,
+) {
     let a = app.add_application(&ms_app(name)).await.unwrap();
     let tokens = TokenSet {
         access_token: SecretString::from("at".to_owned()),
@@ -42,7 +55,13 @@ async fn with_receiver(app: &App, name: &str) -> (oauthimap_app::store::Account,
     };
     let (account, _) = app
         .store()
-        .upsert_account(a.application.id, "help@contoso.com", "help@contoso.com", GrantKind::AuthorizationCode, &tokens)
+        .upsert_account(
+            a.application.id,
+            "help@contoso.com",
+            "help@contoso.com",
+            GrantKind::AuthorizationCode,
+            &tokens,
+        )
         .await
         .unwrap();
     let receiver = app
@@ -55,7 +74,10 @@ async fn with_receiver(app: &App, name: &str) -> (oauthimap_app::store::Account,
         .await
         .unwrap();
     assert!(receiver.fields.active);
-    assert_eq!(receiver.fields.host, "outlook.office365.com", "server prefilled from the provider");
+    assert_eq!(
+        receiver.fields.host, "outlook.office365.com",
+        "server prefilled from the provider"
+    );
     assert_eq!(receiver.fields.port, 993);
     (account, receiver)
 }
@@ -64,7 +86,10 @@ async fn redirect_url_comes_from_configuration(backend: Backend) {
     let t = TestDb::new(backend).await;
     let app = open(&t).await;
     let view = app.add_application(&ms_app("A")).await.unwrap();
-    assert_eq!(view.redirect_url, "https://oauthimap.example.com/base/oauth/callback");
+    assert_eq!(
+        view.redirect_url,
+        "https://oauthimap.example.com/base/oauth/callback"
+    );
     t.cleanup().await;
 }
 
@@ -74,27 +99,58 @@ async fn deactivating_an_application_deactivates_its_receivers(backend: Backend)
     let (_, receiver) = with_receiver(&app, "A").await;
     let (_, other) = with_receiver(&app, "B").await;
     let (_, report) = app
-        .update_application("A", &ApplicationInput { active: Some(false), ..Default::default() })
+        .update_application(
+            "A",
+            &ApplicationInput {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(report.receivers_deactivated, 1);
     let r = app.find_receiver(&receiver.fields.name).await.unwrap();
     assert!(!r.fields.active);
     assert!(r.paused_reason.unwrap().contains("deactivated"));
-    assert!(app.find_receiver(&other.fields.name).await.unwrap().fields.active, "other apps untouched");
+    assert!(
+        app.find_receiver(&other.fields.name)
+            .await
+            .unwrap()
+            .fields
+            .active,
+        "other apps untouched"
+    );
     // A receiver of an inactive application cannot be switched on...
     let err = app
-        .update_receiver(&receiver.fields.name, &ReceiverInput { active: Some(true), ..Default::default() })
+        .update_receiver(
+            &receiver.fields.name,
+            &ReceiverInput {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("deactivated"), "{err}");
     // ...and re-activating the application brings back what it paused.
     let (_, report) = app
-        .update_application("A", &ApplicationInput { active: Some(true), ..Default::default() })
+        .update_application(
+            "A",
+            &ApplicationInput {
+                active: Some(true),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(report.receivers_reactivated, 1);
-    assert!(app.find_receiver(&receiver.fields.name).await.unwrap().fields.active);
+    assert!(
+        app.find_receiver(&receiver.fields.name)
+            .await
+            .unwrap()
+            .fields
+            .active
+    );
     t.cleanup().await;
 }
 
@@ -120,8 +176,14 @@ async fn changing_grant_settings_invalidates_accounts(backend: Backend) {
     let t = TestDb::new(backend).await;
     let app = open(&t).await;
     for (i, change) in [
-        ApplicationInput { client_id: Some("client-2".into()), ..Default::default() },
-        ApplicationInput { tenant: Some("fabrikam.onmicrosoft.com".into()), ..Default::default() },
+        ApplicationInput {
+            client_id: Some("client-2".into()),
+            ..Default::default()
+        },
+        ApplicationInput {
+            tenant: Some("fabrikam.onmicrosoft.com".into()),
+            ..Default::default()
+        },
         ApplicationInput {
             provider: Some(Provider::Google),
             tenant: Some(String::new()),
@@ -134,12 +196,22 @@ async fn changing_grant_settings_invalidates_accounts(backend: Backend) {
         let name = format!("app{i}");
         let (account, receiver) = with_receiver(&app, &name).await;
         let (_, report) = app.update_application(&name, &change).await.unwrap();
-        assert_eq!((report.accounts_revoked, report.receivers_deactivated), (1, 1), "change {i}");
+        assert_eq!(
+            (report.accounts_revoked, report.receivers_deactivated),
+            (1, 1),
+            "change {i}"
+        );
         let account = app.store().account(account.id).await.unwrap();
         assert_eq!(account.state, AccountState::Revoked);
         assert!(!account.has_refresh_token);
         assert!(account.last_error.unwrap().contains("authorize again"));
-        assert!(!app.find_receiver(&receiver.fields.name).await.unwrap().fields.active);
+        assert!(
+            !app.find_receiver(&receiver.fields.name)
+                .await
+                .unwrap()
+                .fields
+                .active
+        );
     }
     t.cleanup().await;
 }
@@ -159,13 +231,27 @@ async fn changing_only_the_secret_keeps_accounts(backend: Backend) {
         )
         .await
         .unwrap();
-    assert_eq!((report.accounts_revoked, report.receivers_deactivated), (0, 0));
-    let secret = app.store().application_secret(view.application.id).await.unwrap().unwrap();
+    assert_eq!(
+        (report.accounts_revoked, report.receivers_deactivated),
+        (0, 0)
+    );
+    let secret = app
+        .store()
+        .application_secret(view.application.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(secret.expose_secret(), "rotated-secret");
     let account = app.store().account(account.id).await.unwrap();
     assert_eq!(account.state, AccountState::Active);
     assert!(account.has_refresh_token);
-    assert!(app.find_receiver(&receiver.fields.name).await.unwrap().fields.active);
+    assert!(
+        app.find_receiver(&receiver.fields.name)
+            .await
+            .unwrap()
+            .fields
+            .active
+    );
     t.cleanup().await;
 }
 
@@ -173,56 +259,139 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
     let t = TestDb::new(backend).await;
     let app = open(&t).await;
     let cases: Vec<(ApplicationInput, &str)> = vec![
-        (ApplicationInput { name: Some("  ".into()), ..ms_app("x") }, "name: must not be empty"),
-        (ApplicationInput { provider: Some(Provider::Google), ..ms_app("G") }, "tenant: a tenant is only for Microsoft"),
-        (ApplicationInput { endpoint_base: Some("http://login.example.com".into()), ..ms_app("U") }, "endpoint_base"),
-        (ApplicationInput { endpoint_base: Some("not a url".into()), ..ms_app("U2") }, "not a valid URL"),
-        (ApplicationInput { client_id: Some(" ".into()), ..ms_app("C") }, "client_id: must not be empty"),
-        (ApplicationInput { tenant: Some("a b".into()), ..ms_app("T") }, "tenant"),
         (
-            ApplicationInput { provider: Some(Provider::Generic), tenant: None, ..ms_app("Gen") },
+            ApplicationInput {
+                name: Some("  ".into()),
+                ..ms_app("x")
+            },
+            "name: must not be empty",
+        ),
+        (
+            ApplicationInput {
+                provider: Some(Provider::Google),
+                ..ms_app("G")
+            },
+            "tenant: a tenant is only for Microsoft",
+        ),
+        (
+            ApplicationInput {
+                endpoint_base: Some("http://login.example.com".into()),
+                ..ms_app("U")
+            },
+            "endpoint_base",
+        ),
+        (
+            ApplicationInput {
+                endpoint_base: Some("not a url".into()),
+                ..ms_app("U2")
+            },
+            "not a valid URL",
+        ),
+        (
+            ApplicationInput {
+                client_id: Some(" ".into()),
+                ..ms_app("C")
+            },
+            "client_id: must not be empty",
+        ),
+        (
+            ApplicationInput {
+                tenant: Some("a b".into()),
+                ..ms_app("T")
+            },
+            "tenant",
+        ),
+        (
+            ApplicationInput {
+                provider: Some(Provider::Generic),
+                tenant: None,
+                ..ms_app("Gen")
+            },
             "authorize_url",
         ),
     ];
     for (input, expected) in cases {
         let err = app.add_application(&input).await.unwrap_err();
         assert!(err.is_user_error(), "{err}");
-        assert!(err.to_string().contains(expected), "{err} should mention {expected}");
+        assert!(
+            err.to_string().contains(expected),
+            "{err} should mention {expected}"
+        );
     }
-    assert!(app.list_applications().await.unwrap().is_empty(), "nothing written");
+    assert!(
+        app.list_applications().await.unwrap().is_empty(),
+        "nothing written"
+    );
     app.add_application(&ms_app("A")).await.unwrap();
     let dup = app.add_application(&ms_app("A")).await.unwrap_err();
     assert!(matches!(dup, AppError::Conflict(_)), "{dup}");
 
     let receiver_cases: Vec<(ReceiverInput, &str)> = vec![
-        (ReceiverInput { name: Some("r".into()), ..Default::default() }, "application: is required"),
         (
-            ReceiverInput { name: Some("r".into()), application: Some("A".into()), security: Some(oauthimap_app::types::Security::Plain), ..Default::default() },
+            ReceiverInput {
+                name: Some("r".into()),
+                ..Default::default()
+            },
+            "application: is required",
+        ),
+        (
+            ReceiverInput {
+                name: Some("r".into()),
+                application: Some("A".into()),
+                security: Some(oauthimap_app::types::Security::Plain),
+                ..Default::default()
+            },
             "plain IMAP",
         ),
         (
-            ReceiverInput { name: Some("r".into()), application: Some("A".into()), after_delivery: Some(oauthimap_app::types::AfterDelivery::Move), ..Default::default() },
+            ReceiverInput {
+                name: Some("r".into()),
+                application: Some("A".into()),
+                after_delivery: Some(oauthimap_app::types::AfterDelivery::Move),
+                ..Default::default()
+            },
             "accepted_folder",
         ),
         (
-            ReceiverInput { name: Some("r".into()), application: Some("A".into()), sink: Some(oauthimap_app::types::SinkKind::Webhook), sink_target: Some("http://hooks.example.com/x".into()), ..Default::default() },
+            ReceiverInput {
+                name: Some("r".into()),
+                application: Some("A".into()),
+                sink: Some(oauthimap_app::types::SinkKind::Webhook),
+                sink_target: Some("http://hooks.example.com/x".into()),
+                ..Default::default()
+            },
             "https",
         ),
         (
-            ReceiverInput { name: Some("r".into()), application: Some("A".into()), account: Some("nobody@x".into()), ..Default::default() },
+            ReceiverInput {
+                name: Some("r".into()),
+                application: Some("A".into()),
+                account: Some("nobody@x".into()),
+                ..Default::default()
+            },
             "account \"nobody@x\" does not exist",
         ),
         (
-            ReceiverInput { name: Some("r".into()), application: Some("Nope".into()), ..Default::default() },
+            ReceiverInput {
+                name: Some("r".into()),
+                application: Some("Nope".into()),
+                ..Default::default()
+            },
             "application \"Nope\" does not exist",
         ),
     ];
     for (input, expected) in receiver_cases {
         let err = app.add_receiver(&input).await.unwrap_err();
         assert!(err.is_user_error(), "{err}");
-        assert!(err.to_string().contains(expected), "{err} should mention {expected}");
+        assert!(
+            err.to_string().contains(expected),
+            "{err} should mention {expected}"
+        );
     }
-    assert!(app.list_receivers().await.unwrap().is_empty(), "nothing written");
+    assert!(
+        app.list_receivers().await.unwrap().is_empty(),
+        "nothing written"
+    );
     t.cleanup().await;
 }
 

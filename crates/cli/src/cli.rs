@@ -1,4 +1,6 @@
 //! The command line, declared with clap. Each doc comment is that command's `--help`.
+// The doc comments here are --help text for people, so they are written as plain text.
+#![allow(clippy::doc_markdown)]
 
 use std::path::PathBuf;
 

@@ -1,5 +1,7 @@
 //! Rendering: JSON for scripts (`--json`), aligned text for people. Timestamps are RFC 3339 in UTC.
 
+use std::fmt::Write as _;
+
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -23,7 +25,12 @@ impl Out {
     }
 
     /// Prints a list: as a JSON array, or as a table with `headers`.
-    pub fn table<T: Serialize>(&self, values: &[T], headers: &[&str], row: impl Fn(&T) -> Vec<String>) {
+    pub fn table<T: Serialize>(
+        &self,
+        values: &[T],
+        headers: &[&str],
+        row: impl Fn(&T) -> Vec<String>,
+    ) {
         if self.json {
             println!(
                 "{}",
@@ -48,7 +55,7 @@ impl Out {
                 if i + 1 == cells.len() {
                     text.push_str(cell);
                 } else {
-                    text.push_str(&format!("{cell:<w$}  "));
+                    let _ = write!(text, "{cell:<w$}  ");
                 }
             }
             println!("{}", text.trim_end());
@@ -63,7 +70,10 @@ impl Out {
 /// Formats epoch milliseconds as RFC 3339 (UTC, seconds).
 pub fn time(ms: Option<i64>) -> String {
     match ms {
-        Some(ms) if ms >= 0 => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms as u64)).to_string(),
+        Some(ms) if ms >= 0 => {
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms as u64))
+                .to_string()
+        }
         _ => "-".to_owned(),
     }
 }
@@ -71,8 +81,8 @@ pub fn time(ms: Option<i64>) -> String {
 /// `key: value` lines, aligned.
 pub fn fields(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
-        .collect()
+    pairs.iter().fold(String::new(), |mut text, (k, v)| {
+        let _ = writeln!(text, "{:<width$} {v}", format!("{k}:"));
+        text
+    })
 }

@@ -34,7 +34,7 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// Folder for the SQLite database, the key file and collected mail.
+    /// Folder for the `SQLite` database, the key file and collected mail.
     pub data_dir: PathBuf,
     /// `sqlite://PATH` or `postgres://...`; defaults to `sqlite://{data_dir}/oauthimap.db`.
     pub database_url: Option<SecretString>,
@@ -128,8 +128,16 @@ impl Settings {
     /// Resolves `database_url_file` and `master_key_file` into their settings.
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
         for (name, file, value) in [
-            ("database_url", self.database_url_file.take(), &mut self.database_url),
-            ("master_key", self.master_key_file.take(), &mut self.master_key),
+            (
+                "database_url",
+                self.database_url_file.take(),
+                &mut self.database_url,
+            ),
+            (
+                "master_key",
+                self.master_key_file.take(),
+                &mut self.master_key,
+            ),
         ] {
             let Some(path) = file else { continue };
             if value.is_some() {
@@ -169,19 +177,24 @@ impl Settings {
         }
         if let Some(db) = &self.database_url {
             let db = db.expose_secret();
-            if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            if !(db.starts_with("sqlite:")
+                || db.starts_with("postgres://")
+                || db.starts_with("postgresql://"))
+            {
                 return Err(ConfigError::Invalid(
                     "database_url: must start with sqlite:// or postgres:// (the value is not shown because it may hold a password)".into(),
                 ));
             }
         }
         if self.log_level.trim().is_empty() {
-            return Err(ConfigError::Invalid("log_level: must not be empty (try `info`)".into()));
+            return Err(ConfigError::Invalid(
+                "log_level: must not be empty (try `info`)".into(),
+            ));
         }
         Ok(())
     }
 
-    /// The database URL, defaulting to SQLite in the data folder.
+    /// The database URL, defaulting to `SQLite` in the data folder.
     pub fn database_url(&self) -> SecretString {
         self.database_url.clone().unwrap_or_else(|| {
             SecretString::from(format!(

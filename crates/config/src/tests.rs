@@ -37,7 +37,10 @@ fn file_then_env_with_file_indirection() {
         env(&[
             ("OAUTHIMAP_LISTEN", "127.0.0.1:9100"),
             ("OAUTHIMAP_DATABASE_URL_FILE", secret.to_str().unwrap()),
-            ("OAUTHIMAP_EXTERNAL_BASE_URL", "https://mail-oauth.example.com"),
+            (
+                "OAUTHIMAP_EXTERNAL_BASE_URL",
+                "https://mail-oauth.example.com",
+            ),
             ("OAUTHIMAP_CONFIG", "ignored"),
             ("OTHER_VAR", "ignored"),
         ]),
@@ -61,14 +64,19 @@ fn unknown_key_names_key_and_source() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("c.toml");
     std::fs::write(&cfg, "listen_adress = \"127.0.0.1:1\"\n").unwrap();
-    let err = Settings::load_from(Some(&cfg), env(&[])).unwrap_err().to_string();
+    let err = Settings::load_from(Some(&cfg), env(&[]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("listen_adress"), "{err}");
     assert!(err.contains("c.toml"), "{err}");
 
     let err = Settings::load_from(None, env(&[("OAUTHIMAP_LISTEN_FILE", "/x")]))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("listen_file") && err.contains("environment variable"), "{err}");
+    assert!(
+        err.contains("listen_file") && err.contains("environment variable"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -76,7 +84,10 @@ fn bad_values_name_the_key() {
     let err = Settings::load_from(None, env(&[("OAUTHIMAP_LISTEN", "localhost")]))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("key `listen`") && err.contains("environment variable"), "{err}");
+    assert!(
+        err.contains("key `listen`") && err.contains("environment variable"),
+        "{err}"
+    );
     let err = Settings::load_from(None, env(&[("OAUTHIMAP_LOG_FORMAT", "xml")]))
         .unwrap_err()
         .to_string();
@@ -85,10 +96,16 @@ fn bad_values_name_the_key() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("external_base_url"), "{err}");
-    let err = Settings::load_from(None, env(&[("OAUTHIMAP_DATABASE_URL", "mysql://root:hunter2@x/db")]))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("database_url") && !err.contains("hunter2"), "{err}");
+    let err = Settings::load_from(
+        None,
+        env(&[("OAUTHIMAP_DATABASE_URL", "mysql://root:hunter2@x/db")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("database_url") && !err.contains("hunter2"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -50,7 +50,9 @@ pub enum KeyFileError {
         line: usize,
         reason: String,
     },
-    #[error("OAUTHIMAP_MASTER_KEY is malformed: {0} (expected base64 of 32 bytes, or ID:BASE64,ID:BASE64,...)")]
+    #[error(
+        "OAUTHIMAP_MASTER_KEY is malformed: {0} (expected base64 of 32 bytes, or ID:BASE64,ID:BASE64,...)"
+    )]
     BadEnv(String),
 }
 
@@ -86,15 +88,16 @@ impl Masters {
         let parts: Vec<String> = self
             .0
             .iter()
-            .map(|(id, key)| format!("{id}:{}", STANDARD.encode(&**key)))
+            .map(|(id, key)| format!("{id}:{}", STANDARD.encode(**key)))
             .collect();
         Zeroizing::new(parts.join(","))
     }
 
     fn to_file_text(&self) -> Zeroizing<String> {
+        use std::fmt::Write;
         let mut text = String::from(HEADER);
         for (id, key) in &self.0 {
-            text.push_str(&format!("{id} {}\n", STANDARD.encode(&**key)));
+            let _ = writeln!(text, "{id} {}", STANDARD.encode(**key));
         }
         Zeroizing::new(text)
     }
@@ -114,7 +117,10 @@ fn decode_key(text: &str) -> Result<Zeroizing<[u8; 32]>, String> {
     );
     let mut key = Zeroizing::new([0u8; 32]);
     if bytes.len() != 32 {
-        return Err(format!("a key must be 32 bytes, this one has {}", bytes.len()));
+        return Err(format!(
+            "a key must be 32 bytes, this one has {}",
+            bytes.len()
+        ));
     }
     key.copy_from_slice(&bytes);
     Ok(key)
@@ -153,13 +159,16 @@ fn parse_file(path: &Path, text: &str) -> Result<Masters, KeyFileError> {
 pub(crate) fn parse_env(value: &str) -> Result<Masters, KeyFileError> {
     let value = value.trim();
     if !value.contains(':') {
-        return Ok(Masters(vec![(1, decode_key(value).map_err(KeyFileError::BadEnv)?)]));
+        return Ok(Masters(vec![(
+            1,
+            decode_key(value).map_err(KeyFileError::BadEnv)?,
+        )]));
     }
     let mut keys = Vec::new();
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, key) = part
-            .split_once(':')
-            .ok_or_else(|| KeyFileError::BadEnv(format!("entry {} has no `ID:`", keys.len() + 1)))?;
+        let (id, key) = part.split_once(':').ok_or_else(|| {
+            KeyFileError::BadEnv(format!("entry {} has no `ID:`", keys.len() + 1))
+        })?;
         let id: u32 = id
             .parse()
             .map_err(|_| KeyFileError::BadEnv(format!("key id {id:?} is not a number")))?;
@@ -192,12 +201,13 @@ pub(crate) fn read(path: &Path) -> Result<(Masters, SystemTime), KeyFileError> {
             mode,
         });
     }
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(|source| {
-        KeyFileError::Unreadable {
-            path: path.to_owned(),
-            source,
-        }
-    })?);
+    let text =
+        Zeroizing::new(
+            fs::read_to_string(path).map_err(|source| KeyFileError::Unreadable {
+                path: path.to_owned(),
+                source,
+            })?,
+        );
     let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     Ok((parse_file(path, &text)?, mtime))
 }

@@ -56,7 +56,10 @@ pub enum CryptoError {
         source_desc: String,
     },
     #[error("cannot open {context}: {reason}")]
-    Malformed { context: String, reason: &'static str },
+    Malformed {
+        context: String,
+        reason: &'static str,
+    },
     #[error("cannot rotate keys from {source_desc}: {reason}")]
     CannotRotate {
         source_desc: String,
@@ -226,7 +229,9 @@ impl KeyRing {
             return Err(malformed("the sealed value is truncated"));
         }
         if envelope[0] != VERSION {
-            return Err(malformed("unknown envelope version (written by a newer oauthimap?)"));
+            return Err(malformed(
+                "unknown envelope version (written by a newer oauthimap?)",
+            ));
         }
         let key_id = envelope_key_id(envelope).ok_or_else(|| malformed("no key id"))?;
         let mut nonce = [0u8; 24];
@@ -294,7 +299,9 @@ impl KeyRing {
     }
 
     fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
-        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Re-reads the key file if its modification time changed, at most once per second.

@@ -10,7 +10,9 @@ fn ring(dir: &tempfile::TempDir) -> KeyRing {
 fn seal_open_round_trip_and_context_binding() {
     let dir = tempfile::tempdir().unwrap();
     let ring = ring(&dir);
-    let sealed = ring.seal("accounts.refresh_token:7", b"M.C123-secret").unwrap();
+    let sealed = ring
+        .seal("accounts.refresh_token:7", b"M.C123-secret")
+        .unwrap();
     assert_eq!(sealed.len(), HEADER_LEN + 13 + TAG_LEN);
     assert!(!sealed.windows(13).any(|w| w == b"M.C123-secret"));
     assert_eq!(
@@ -19,9 +21,16 @@ fn seal_open_round_trip_and_context_binding() {
     );
     // Moved to another row: refuses.
     let err = ring.open("accounts.refresh_token:8", &sealed).unwrap_err();
-    assert!(matches!(err, CryptoError::Mismatch { key_id: 1, .. }), "{err}");
+    assert!(
+        matches!(err, CryptoError::Mismatch { key_id: 1, .. }),
+        "{err}"
+    );
     // Two seals of the same value differ (fresh nonce).
-    assert_ne!(sealed, ring.seal("accounts.refresh_token:7", b"M.C123-secret").unwrap());
+    assert_ne!(
+        sealed,
+        ring.seal("accounts.refresh_token:7", b"M.C123-secret")
+            .unwrap()
+    );
 }
 
 #[test]
@@ -31,7 +40,10 @@ fn tampering_and_truncation_are_detected() {
     let mut sealed = ring.seal("c", b"value").unwrap();
     let last = sealed.len() - 1;
     sealed[last] ^= 1;
-    assert!(matches!(ring.open("c", &sealed), Err(CryptoError::Mismatch { .. })));
+    assert!(matches!(
+        ring.open("c", &sealed),
+        Err(CryptoError::Mismatch { .. })
+    ));
     assert!(matches!(
         ring.open("c", &sealed[..10]),
         Err(CryptoError::Malformed { .. })
@@ -49,7 +61,10 @@ fn key_file_is_created_0600_and_reloaded() {
     let path = dir.path().join("sub/master.key");
     let (ring, created) = KeyRing::from_file(&path, true).unwrap();
     assert!(created);
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let sealed = ring.seal("c", b"x").unwrap();
     let (again, created) = KeyRing::from_file(&path, true).unwrap();
     assert!(!created);
@@ -59,7 +74,9 @@ fn key_file_is_created_0600_and_reloaded() {
 #[test]
 fn wrong_or_missing_key_file_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let sealed = ring(&dir).seal("applications.client_secret:1", b"s").unwrap();
+    let sealed = ring(&dir)
+        .seal("applications.client_secret:1", b"s")
+        .unwrap();
     let other = tempfile::tempdir().unwrap();
     let other_ring = ring(&other);
     let err = other_ring
@@ -67,7 +84,10 @@ fn wrong_or_missing_key_file_names_the_file() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("applications.client_secret:1"), "{err}");
-    assert!(err.contains(&other.path().join("master.key").display().to_string()), "{err}");
+    assert!(
+        err.contains(&other.path().join("master.key").display().to_string()),
+        "{err}"
+    );
 
     let missing = dir.path().join("nope.key");
     let err = KeyRing::from_file(&missing, false).unwrap_err().to_string();
@@ -105,7 +125,10 @@ fn rotation_keeps_old_values_readable_and_seals_with_the_new_key() {
     assert_eq!(service.primary_id(), 2);
     assert_eq!(&*ring.open("c", &old).unwrap(), b"old");
     assert_eq!(ring.retire_old_keys().unwrap(), vec![1]);
-    assert!(matches!(ring.open("c", &old), Err(CryptoError::UnknownKey { key_id: 1, .. })));
+    assert!(matches!(
+        ring.open("c", &old),
+        Err(CryptoError::UnknownKey { key_id: 1, .. })
+    ));
 }
 
 #[test]

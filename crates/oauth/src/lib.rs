@@ -6,4 +6,7 @@
 
 pub mod profile;
 
-pub use profile::{EndpointSettings, Profile, ProfileError, check_endpoint_url, is_loopback, is_loopback_host, resolve};
+pub use profile::{
+    EndpointSettings, Profile, ProfileError, check_endpoint_url, is_loopback, is_loopback_host,
+    resolve,
+};

@@ -63,6 +63,9 @@ impl TryFrom<Row> for Account {
     }
 }
 
+/// Sealed access token, its expiry, sealed refresh token.
+type SealedTokens = (Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>);
+
 /// Opened tokens of an account, for the token service only.
 #[derive(Debug, Clone)]
 pub struct AccountTokens {
@@ -85,7 +88,10 @@ impl Store {
     ) -> Result<(Account, bool)> {
         let now = now_millis();
         let (id, created) = on_db!(self.db(), |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::db("start a transaction"))?;
             let existing: Option<i64> = sqlx::query_scalar(
                 "SELECT id FROM accounts WHERE application_id = $1 AND identity = $2 AND mailbox = $3",
             )
@@ -135,7 +141,9 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("store the account's tokens"))?;
-            tx.commit().await.map_err(StoreError::db("commit the account"))?;
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit the account"))?;
             (id, created)
         });
         Ok((self.account(AccountId(id)).await?, created))
@@ -143,9 +151,9 @@ impl Store {
 
     /// One account by id.
     pub async fn account(&self, id: AccountId) -> Result<Account> {
-        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE c.id = $1"
-        )))
+        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("{SELECT} WHERE c.id = $1")
+        ))
         .bind(id.0)
         .fetch_optional(pool)
         .await
@@ -159,24 +167,28 @@ impl Store {
 
     /// Accounts, all or those of one application, by application then mailbox.
     pub async fn accounts(&self, application: Option<AppId>) -> Result<Vec<Account>> {
-        let rows: Vec<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let rows: Vec<Row> = on_db!(self.db(), |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "{SELECT} WHERE ($1 IS NULL OR c.application_id = $1) ORDER BY a.name, c.mailbox, c.id"
         )))
         .bind(application.map(|a| a.0))
         .fetch_all(pool)
         .await
-        .map_err(StoreError::db("list the accounts"))?);
+        .map_err(StoreError::db("list the accounts"))?
+        });
         rows.into_iter().map(Account::try_from).collect()
     }
 
     /// The account's tokens, opened.
     pub async fn account_tokens(&self, id: AccountId) -> Result<AccountTokens> {
-        let row: Option<(Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>)> = on_db!(self.db(), |pool| {
-            sqlx::query_as("SELECT access_token, access_expires_at, refresh_token FROM accounts WHERE id = $1")
-                .bind(id.0)
-                .fetch_optional(pool)
-                .await
-                .map_err(StoreError::db("read the account's tokens"))?
+        let row: Option<SealedTokens> = on_db!(self.db(), |pool| {
+            sqlx::query_as(
+                "SELECT access_token, access_expires_at, refresh_token FROM accounts WHERE id = $1",
+            )
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::db("read the account's tokens"))?
         });
         let (access, expires, refresh) = row.ok_or_else(|| StoreError::NotFound {
             what: "account",
@@ -225,7 +237,10 @@ impl Store {
     pub async fn delete_account(&self, id: AccountId, reason: &str) -> Result<u64> {
         let now = now_millis();
         let deactivated = on_db!(self.db(), |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::db("start a transaction"))?;
             let n = sqlx::query(
                 "UPDATE receivers SET active = FALSE, paused_reason = $1, account_id = NULL, updated_at = $2 \
                  WHERE account_id = $3",
@@ -249,7 +264,9 @@ impl Store {
                     key: id.to_string(),
                 });
             }
-            tx.commit().await.map_err(StoreError::db("commit the account removal"))?;
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit the account removal"))?;
             n
         });
         Ok(deactivated)

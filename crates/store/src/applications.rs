@@ -3,7 +3,9 @@
 use oauthimap_types::{AppId, now_millis};
 use secrecy::SecretString;
 
-use crate::models::{Application, ApplicationCascade, ApplicationFields, CascadeReport, Endpoints, SecretChange};
+use crate::models::{
+    Application, ApplicationCascade, ApplicationFields, CascadeReport, Endpoints, SecretChange,
+};
 use crate::{Result, Store, StoreError, on_db, parse_name};
 
 #[derive(sqlx::FromRow)]
@@ -36,6 +38,27 @@ const SELECT: &str = "SELECT a.id, a.name, a.active, a.provider, a.cloud, a.clie
      (SELECT COUNT(*) FROM accounts c WHERE c.application_id = a.id) AS account_count, \
      (SELECT COUNT(*) FROM receivers r WHERE r.application_id = a.id) AS receiver_count, \
      a.created_at, a.updated_at FROM applications a";
+
+/// Binds the fields of an application as parameters $1 to $14, in column order.
+macro_rules! bind_fields {
+    ($query:expr, $f:expr) => {
+        $query
+            .bind(&$f.name)
+            .bind($f.active)
+            .bind($f.provider.as_str())
+            .bind($f.cloud.as_str())
+            .bind(&$f.client_id)
+            .bind(&$f.tenant)
+            .bind(&$f.endpoints.base)
+            .bind(&$f.endpoints.authorize)
+            .bind(&$f.endpoints.token)
+            .bind(&$f.endpoints.device)
+            .bind(&$f.endpoints.userinfo)
+            .bind(&$f.scopes)
+            .bind($f.secret_expires_at)
+            .bind(&$f.comment)
+    };
+}
 
 impl TryFrom<Row> for Application {
     type Error = StoreError;
@@ -78,27 +101,16 @@ impl Store {
     ) -> Result<Application> {
         let now = now_millis();
         let id: i64 = on_db!(self.db(), |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
-            let id: i64 = sqlx::query_scalar(
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::db("start a transaction"))?;
+            let id: i64 = bind_fields!(sqlx::query_scalar(
                 "INSERT INTO applications (name, active, provider, cloud, client_id, tenant, \
                  endpoint_base, authorize_url, token_url, device_url, userinfo_url, scopes, \
                  secret_expires_at, comment, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING id",
-            )
-            .bind(&f.name)
-            .bind(f.active)
-            .bind(f.provider.as_str())
-            .bind(f.cloud.as_str())
-            .bind(&f.client_id)
-            .bind(&f.tenant)
-            .bind(&f.endpoints.base)
-            .bind(&f.endpoints.authorize)
-            .bind(&f.endpoints.token)
-            .bind(&f.endpoints.device)
-            .bind(&f.endpoints.userinfo)
-            .bind(&f.scopes)
-            .bind(f.secret_expires_at)
-            .bind(&f.comment)
+            ), f)
             .bind(now)
             .fetch_one(&mut *tx)
             .await
@@ -111,7 +123,9 @@ impl Store {
                     .await
                     .map_err(StoreError::db("store the client secret"))?;
             }
-            tx.commit().await.map_err(StoreError::db("commit the new application"))?;
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit the new application"))?;
             id
         });
         self.application(AppId(id)).await
@@ -119,9 +133,9 @@ impl Store {
 
     /// One application by id.
     pub async fn application(&self, id: AppId) -> Result<Application> {
-        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE a.id = $1"
-        )))
+        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("{SELECT} WHERE a.id = $1")
+        ))
         .bind(id.0)
         .fetch_optional(pool)
         .await
@@ -135,9 +149,9 @@ impl Store {
 
     /// One application by its unique name.
     pub async fn application_by_name(&self, name: &str) -> Result<Application> {
-        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE a.name = $1"
-        )))
+        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("{SELECT} WHERE a.name = $1")
+        ))
         .bind(name)
         .fetch_optional(pool)
         .await
@@ -151,9 +165,9 @@ impl Store {
 
     /// Every application, by name.
     pub async fn applications(&self) -> Result<Vec<Application>> {
-        let rows: Vec<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT} ORDER BY a.name"
-        )))
+        let rows: Vec<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("{SELECT} ORDER BY a.name")
+        ))
         .fetch_all(pool)
         .await
         .map_err(StoreError::db("list the applications"))?);
@@ -175,7 +189,9 @@ impl Store {
                 key: id.to_string(),
             }),
             Some(None) => Ok(None),
-            Some(Some(sealed)) => self.open("applications", "client_secret", id.0, &sealed).map(Some),
+            Some(Some(sealed)) => self
+                .open("applications", "client_secret", id.0, &sealed)
+                .map(Some),
         }
     }
 
@@ -189,32 +205,23 @@ impl Store {
     ) -> Result<(Application, CascadeReport)> {
         let now = now_millis();
         let sealed = match secret {
-            SecretChange::Set(value) => Some(self.seal("applications", "client_secret", id.0, value)?),
+            SecretChange::Set(value) => {
+                Some(self.seal("applications", "client_secret", id.0, value)?)
+            }
             SecretChange::Keep | SecretChange::Clear => None,
         };
         let mut report = CascadeReport::default();
         on_db!(self.db(), |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
-            let updated = sqlx::query(
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::db("start a transaction"))?;
+            let updated = bind_fields!(sqlx::query(
                 "UPDATE applications SET name = $1, active = $2, provider = $3, cloud = $4, \
                  client_id = $5, tenant = $6, endpoint_base = $7, authorize_url = $8, token_url = $9, \
                  device_url = $10, userinfo_url = $11, scopes = $12, secret_expires_at = $13, \
                  comment = $14, updated_at = $15 WHERE id = $16",
-            )
-            .bind(&f.name)
-            .bind(f.active)
-            .bind(f.provider.as_str())
-            .bind(f.cloud.as_str())
-            .bind(&f.client_id)
-            .bind(&f.tenant)
-            .bind(&f.endpoints.base)
-            .bind(&f.endpoints.authorize)
-            .bind(&f.endpoints.token)
-            .bind(&f.endpoints.device)
-            .bind(&f.endpoints.userinfo)
-            .bind(&f.scopes)
-            .bind(f.secret_expires_at)
-            .bind(&f.comment)
+            ), f)
             .bind(now)
             .bind(id.0)
             .execute(&mut *tx)
@@ -277,19 +284,23 @@ impl Store {
                 .map_err(StoreError::db("re-activate the application's receivers"))?
                 .rows_affected();
             }
-            tx.commit().await.map_err(StoreError::db("commit the application update"))?;
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit the application update"))?;
         });
         Ok((self.application(id).await?, report))
     }
 
     /// Deletes an application with its accounts and receivers (the database cascades).
     pub async fn delete_application(&self, id: AppId) -> Result<()> {
-        let deleted = on_db!(self.db(), |pool| sqlx::query("DELETE FROM applications WHERE id = $1")
-            .bind(id.0)
-            .execute(pool)
-            .await
-            .map_err(StoreError::db("delete the application"))?
-            .rows_affected());
+        let deleted = on_db!(self.db(), |pool| sqlx::query(
+            "DELETE FROM applications WHERE id = $1"
+        )
+        .bind(id.0)
+        .execute(pool)
+        .await
+        .map_err(StoreError::db("delete the application"))?
+        .rows_affected());
         if deleted == 0 {
             return Err(StoreError::NotFound {
                 what: "application",

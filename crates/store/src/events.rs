@@ -20,7 +20,8 @@ struct Row {
 impl Store {
     /// Appends an event.
     pub async fn record_event(&self, e: &NewEvent) -> Result<EventId> {
-        let id: i64 = on_db!(self.db(), |pool| sqlx::query_scalar(
+        let id: i64 = on_db!(self.db(), |pool| {
+            sqlx::query_scalar(
             "INSERT INTO events (at, level, kind, application_id, account_id, receiver_id, message) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"
         )
@@ -33,7 +34,8 @@ impl Store {
         .bind(&e.message)
         .fetch_one(pool)
         .await
-        .map_err(StoreError::db("record the event"))?);
+        .map_err(StoreError::db("record the event"))?
+        });
         Ok(EventId(id))
     }
 
@@ -45,7 +47,8 @@ impl Store {
         before: Option<EventId>,
         limit: u32,
     ) -> Result<Vec<Event>> {
-        let rows: Vec<Row> = on_db!(self.db(), |pool| sqlx::query_as(
+        let rows: Vec<Row> = on_db!(self.db(), |pool| {
+            sqlx::query_as(
             "SELECT id, at, level, kind, application_id, account_id, receiver_id, message FROM events \
              WHERE ($1 IS NULL OR account_id = $1) AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
         )
@@ -54,7 +57,8 @@ impl Store {
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await
-        .map_err(StoreError::db("list the events"))?);
+        .map_err(StoreError::db("list the events"))?
+        });
         Ok(rows
             .into_iter()
             .map(|r| Event {

@@ -107,9 +107,13 @@ impl Store {
                     let plain = self.keys().open(&context, &old)?;
                     changes.push((id, old, self.keys().seal(&context, &plain)?));
                 }
-                let sql = format!("UPDATE {table} SET {column} = $1 WHERE id = $2 AND {column} = $3");
+                let sql =
+                    format!("UPDATE {table} SET {column} = $1 WHERE id = $2 AND {column} = $3");
                 on_db!(self.db(), |pool| {
-                    let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
+                    let mut tx = pool
+                        .begin()
+                        .await
+                        .map_err(StoreError::db("start a transaction"))?;
                     for (id, old, new) in &changes {
                         let n = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
                             .bind(new)
@@ -125,22 +129,31 @@ impl Store {
                             report.raced += 1;
                         }
                     }
-                    tx.commit().await.map_err(StoreError::db("commit a re-seal batch"))?;
+                    tx.commit()
+                        .await
+                        .map_err(StoreError::db("commit a re-seal batch"))?;
                 });
             }
         }
         Ok(report)
     }
 
-    async fn sealed_batch(&self, table: &str, column: &str, after: i64) -> Result<Vec<(i64, Vec<u8>)>> {
+    async fn sealed_batch(
+        &self,
+        table: &str,
+        column: &str,
+        after: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>> {
         let sql = format!(
             "SELECT id, {column} FROM {table} WHERE id > $1 AND {column} IS NOT NULL ORDER BY id LIMIT $2"
         );
-        Ok(on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(after)
-            .bind(BATCH)
-            .fetch_all(pool)
-            .await
-            .map_err(StoreError::db("read sealed values"))?))
+        Ok(on_db!(self.db(), |pool| sqlx::query_as(
+            sqlx::AssertSqlSafe(sql)
+        )
+        .bind(after)
+        .bind(BATCH)
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::db("read sealed values"))?))
     }
 }

@@ -11,7 +11,8 @@ impl Store {
     /// (which renews it). Returns whether `holder` now holds it. Atomic on both backends.
     pub async fn try_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool> {
         let now = now_millis();
-        let won: Option<String> = on_db!(self.db(), |pool| sqlx::query_scalar(
+        let won: Option<String> = on_db!(self.db(), |pool| {
+            sqlx::query_scalar(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
              WHERE leases.expires_at <= $4 OR leases.holder = excluded.holder \
@@ -23,7 +24,8 @@ impl Store {
         .bind(now)
         .fetch_optional(pool)
         .await
-        .map_err(StoreError::db("take a lease"))?);
+        .map_err(StoreError::db("take a lease"))?
+        });
         Ok(won.as_deref() == Some(holder))
     }
 

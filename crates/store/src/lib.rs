@@ -98,7 +98,11 @@ impl StoreError {
         move |source| StoreError::Database { action, source }
     }
 
-    pub(crate) fn unique(what: &'static str, key: &str, action: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    pub(crate) fn unique(
+        what: &'static str,
+        key: &str,
+        action: &'static str,
+    ) -> impl FnOnce(sqlx::Error) -> StoreError {
         let key = key.to_owned();
         move |source| {
             if source
@@ -154,8 +158,8 @@ impl Db {
             SQLITE_MIGRATIONS.run(&pool).await?;
             Db::Sqlite(pool)
         } else {
-            let options =
-                PgConnectOptions::from_str(url).map_err(|e| connect_error(Backend::Postgres, &e))?;
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| connect_error(Backend::Postgres, &e))?;
             Self::connect_postgres(options).await?
         };
         Ok(db)
@@ -257,28 +261,31 @@ impl Store {
         .fetch_optional(pool)
         .await
         .map_err(StoreError::db("read the key check"))?);
-        match existing {
-            Some(sealed) => {
-                let opened = store.keys.open(KEY_CHECK_CONTEXT, &sealed).map_err(|e| StoreError::KeysDoNotFit {
+        let Some(sealed) = existing else {
+            let sealed = store.keys.seal(KEY_CHECK_CONTEXT, KEY_CHECK)?;
+            on_db!(&store.db, |pool| {
+                sqlx::query(
+                    "INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING",
+                )
+                .bind(sealed)
+                .execute(pool)
+                .await
+                .map_err(StoreError::db("write the key check"))?;
+            });
+            return Ok(store);
+        };
+        let opened =
+            store
+                .keys
+                .open(KEY_CHECK_CONTEXT, &sealed)
+                .map_err(|e| StoreError::KeysDoNotFit {
                     source_desc: store.keys.source_desc(),
                     detail: e.to_string(),
                 })?;
-                if opened.as_slice() != KEY_CHECK {
-                    return Err(StoreError::Corrupt("the key check holds an unexpected value".into()));
-                }
-            }
-            None => {
-                let sealed = store.keys.seal(KEY_CHECK_CONTEXT, KEY_CHECK)?;
-                on_db!(&store.db, |pool| {
-                    sqlx::query(
-                        "INSERT INTO meta (key, value) VALUES ('key_check', $1) ON CONFLICT (key) DO NOTHING",
-                    )
-                    .bind(sealed)
-                    .execute(pool)
-                    .await
-                    .map_err(StoreError::db("write the key check"))?;
-                });
-            }
+        if opened.as_slice() != KEY_CHECK {
+            return Err(StoreError::Corrupt(
+                "the key check holds an unexpected value".into(),
+            ));
         }
         Ok(store)
     }
@@ -295,16 +302,30 @@ impl Store {
         self.db.backend()
     }
 
-    pub(crate) fn seal(&self, table: &str, column: &str, id: i64, value: &SecretString) -> Result<Vec<u8>> {
-        Ok(self
-            .keys
-            .seal(&format!("{table}.{column}:{id}"), value.expose_secret().as_bytes())?)
+    pub(crate) fn seal(
+        &self,
+        table: &str,
+        column: &str,
+        id: i64,
+        value: &SecretString,
+    ) -> Result<Vec<u8>> {
+        Ok(self.keys.seal(
+            &format!("{table}.{column}:{id}"),
+            value.expose_secret().as_bytes(),
+        )?)
     }
 
-    pub(crate) fn open(&self, table: &str, column: &str, id: i64, sealed: &[u8]) -> Result<SecretString> {
+    pub(crate) fn open(
+        &self,
+        table: &str,
+        column: &str,
+        id: i64,
+        sealed: &[u8],
+    ) -> Result<SecretString> {
         let bytes = self.keys.open(&format!("{table}.{column}:{id}"), sealed)?;
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| StoreError::Corrupt(format!("{table}.{column} of row {id} is not text")))?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            StoreError::Corrupt(format!("{table}.{column} of row {id} is not text"))
+        })?;
         Ok(SecretString::from(text.to_owned()))
     }
 }

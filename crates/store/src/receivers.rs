@@ -43,10 +43,36 @@ const SELECT: &str = "SELECT r.id, r.name, r.active, r.paused_reason, r.applicat
      FROM receivers r JOIN applications a ON a.id = r.application_id \
      LEFT JOIN accounts c ON c.id = r.account_id";
 
+/// Binds the fields of a receiver as parameters $1 to $18, in column order.
+macro_rules! bind_fields {
+    ($query:expr, $f:expr) => {
+        $query
+            .bind(&$f.name)
+            .bind($f.active)
+            .bind($f.application_id.0)
+            .bind($f.account_id.map(|a| a.0))
+            .bind(&$f.host)
+            .bind(i64::from($f.port))
+            .bind($f.security.as_str())
+            .bind($f.mechanism.as_str())
+            .bind(&$f.folder)
+            .bind($f.trigger.as_str())
+            .bind(i64::from($f.poll_interval_secs))
+            .bind($f.after_delivery.as_str())
+            .bind(&$f.accepted_folder)
+            .bind(&$f.refused_folder)
+            .bind($f.size_limit_bytes as i64)
+            .bind($f.sink.as_str())
+            .bind(&$f.sink_target)
+            .bind(&$f.ca_file)
+    };
+}
+
 impl TryFrom<Row> for Receiver {
     type Error = StoreError;
     fn try_from(r: Row) -> Result<Self> {
-        let corrupt = |c: &str| StoreError::Corrupt(format!("receivers.{c} of row {} is out of range", r.id));
+        let corrupt =
+            |c: &str| StoreError::Corrupt(format!("receivers.{c} of row {} is out of range", r.id));
         Ok(Receiver {
             id: ReceiverId(r.id),
             fields: ReceiverFields {
@@ -90,32 +116,17 @@ impl Store {
     ) -> Result<Receiver> {
         let now = now_millis();
         let id: i64 = on_db!(self.db(), |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
-            let id: i64 = sqlx::query_scalar(
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::db("start a transaction"))?;
+            let id: i64 = bind_fields!(sqlx::query_scalar(
                 "INSERT INTO receivers (name, active, application_id, account_id, host, port, security, \
                  mechanism, folder, trigger_kind, poll_interval_secs, after_delivery, accepted_folder, \
                  refused_folder, size_limit_bytes, sink_kind, sink_target, ca_file, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19) \
                  RETURNING id",
-            )
-            .bind(&f.name)
-            .bind(f.active)
-            .bind(f.application_id.0)
-            .bind(f.account_id.map(|a| a.0))
-            .bind(&f.host)
-            .bind(i64::from(f.port))
-            .bind(f.security.as_str())
-            .bind(f.mechanism.as_str())
-            .bind(&f.folder)
-            .bind(f.trigger.as_str())
-            .bind(i64::from(f.poll_interval_secs))
-            .bind(f.after_delivery.as_str())
-            .bind(&f.accepted_folder)
-            .bind(&f.refused_folder)
-            .bind(f.size_limit_bytes as i64)
-            .bind(f.sink.as_str())
-            .bind(&f.sink_target)
-            .bind(&f.ca_file)
+            ), f)
             .bind(now)
             .fetch_one(&mut *tx)
             .await
@@ -128,7 +139,9 @@ impl Store {
                     .await
                     .map_err(StoreError::db("store the sink secret"))?;
             }
-            tx.commit().await.map_err(StoreError::db("commit the new receiver"))?;
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit the new receiver"))?;
             id
         });
         self.receiver(ReceiverId(id)).await
@@ -147,32 +160,17 @@ impl Store {
             SecretChange::Keep | SecretChange::Clear => None,
         };
         on_db!(self.db(), |pool| {
-            let mut tx = pool.begin().await.map_err(StoreError::db("start a transaction"))?;
-            let n = sqlx::query(
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::db("start a transaction"))?;
+            let n = bind_fields!(sqlx::query(
                 "UPDATE receivers SET name = $1, active = $2, application_id = $3, account_id = $4, host = $5, \
                  port = $6, security = $7, mechanism = $8, folder = $9, trigger_kind = $10, \
                  poll_interval_secs = $11, after_delivery = $12, accepted_folder = $13, refused_folder = $14, \
                  size_limit_bytes = $15, sink_kind = $16, sink_target = $17, ca_file = $18, updated_at = $19, \
                  paused_reason = CASE WHEN $2 THEN NULL ELSE paused_reason END WHERE id = $20",
-            )
-            .bind(&f.name)
-            .bind(f.active)
-            .bind(f.application_id.0)
-            .bind(f.account_id.map(|a| a.0))
-            .bind(&f.host)
-            .bind(i64::from(f.port))
-            .bind(f.security.as_str())
-            .bind(f.mechanism.as_str())
-            .bind(&f.folder)
-            .bind(f.trigger.as_str())
-            .bind(i64::from(f.poll_interval_secs))
-            .bind(f.after_delivery.as_str())
-            .bind(&f.accepted_folder)
-            .bind(&f.refused_folder)
-            .bind(f.size_limit_bytes as i64)
-            .bind(f.sink.as_str())
-            .bind(&f.sink_target)
-            .bind(&f.ca_file)
+            ), f)
             .bind(now)
             .bind(id.0)
             .execute(&mut *tx)
@@ -193,16 +191,18 @@ impl Store {
                     .await
                     .map_err(StoreError::db("store the sink secret"))?;
             }
-            tx.commit().await.map_err(StoreError::db("commit the receiver update"))?;
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit the receiver update"))?;
         });
         self.receiver(id).await
     }
 
     /// One receiver by id.
     pub async fn receiver(&self, id: ReceiverId) -> Result<Receiver> {
-        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE r.id = $1"
-        )))
+        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("{SELECT} WHERE r.id = $1")
+        ))
         .bind(id.0)
         .fetch_optional(pool)
         .await
@@ -216,9 +216,9 @@ impl Store {
 
     /// One receiver by its unique name.
     pub async fn receiver_by_name(&self, name: &str) -> Result<Receiver> {
-        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT} WHERE r.name = $1"
-        )))
+        let row: Option<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("{SELECT} WHERE r.name = $1")
+        ))
         .bind(name)
         .fetch_optional(pool)
         .await
@@ -232,9 +232,9 @@ impl Store {
 
     /// Every receiver, by name.
     pub async fn receivers(&self) -> Result<Vec<Receiver>> {
-        let rows: Vec<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{SELECT} ORDER BY r.name"
-        )))
+        let rows: Vec<Row> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+            format!("{SELECT} ORDER BY r.name")
+        ))
         .fetch_all(pool)
         .await
         .map_err(StoreError::db("list the receivers"))?);
@@ -275,12 +275,14 @@ impl Store {
     }
 
     pub async fn delete_receiver(&self, id: ReceiverId) -> Result<()> {
-        let n = on_db!(self.db(), |pool| sqlx::query("DELETE FROM receivers WHERE id = $1")
-            .bind(id.0)
-            .execute(pool)
-            .await
-            .map_err(StoreError::db("delete the receiver"))?
-            .rows_affected());
+        let n = on_db!(self.db(), |pool| sqlx::query(
+            "DELETE FROM receivers WHERE id = $1"
+        )
+        .bind(id.0)
+        .execute(pool)
+        .await
+        .map_err(StoreError::db("delete the receiver"))?
+        .rows_affected());
         if n == 0 {
             return Err(StoreError::NotFound {
                 what: "receiver",

@@ -1,6 +1,6 @@
 //! The store contract: every test runs once on SQLite and once on PostgreSQL (see the `sqlite::`
 //! and `postgres::` prefixes in the test output), against real databases.
-
+#![allow(clippy::too_many_lines)] // a contract test reads best as one story
 use std::sync::Arc;
 
 use oauthimap_crypto::KeyRing;
@@ -35,7 +35,11 @@ fn app_fields(name: &str) -> ApplicationFields {
     }
 }
 
-fn receiver_fields(name: &str, app: AppId, account: Option<oauthimap_types::AccountId>) -> ReceiverFields {
+fn receiver_fields(
+    name: &str,
+    app: AppId,
+    account: Option<oauthimap_types::AccountId>,
+) -> ReceiverFields {
     ReceiverFields {
         name: name.into(),
         active: true,
@@ -76,44 +80,92 @@ async fn setup(backend: Backend) -> (TestDb, Store) {
 async fn applications_crud(backend: Backend) {
     let (t, store) = setup(backend).await;
     let secret = SecretString::from(CLIENT_SECRET.to_owned());
-    let app = store.insert_application(&app_fields("Contoso"), Some(&secret)).await.unwrap();
+    let app = store
+        .insert_application(&app_fields("Contoso"), Some(&secret))
+        .await
+        .unwrap();
     assert!(app.has_client_secret);
     assert_eq!(app.fields.provider, Provider::Microsoft);
-    assert_eq!(store.application_secret(app.id).await.unwrap().unwrap().expose_secret(), CLIENT_SECRET);
-    assert_eq!(store.application_by_name("Contoso").await.unwrap().id, app.id);
+    assert_eq!(
+        store
+            .application_secret(app.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        CLIENT_SECRET
+    );
+    assert_eq!(
+        store.application_by_name("Contoso").await.unwrap().id,
+        app.id
+    );
 
-    let dup = store.insert_application(&app_fields("Contoso"), None).await.unwrap_err();
+    let dup = store
+        .insert_application(&app_fields("Contoso"), None)
+        .await
+        .unwrap_err();
     assert!(matches!(dup, StoreError::Duplicate { .. }), "{dup}");
     assert!(dup.to_string().contains("Contoso"));
 
     let mut f = app.fields.clone();
     f.comment = "helpdesk".into();
     let (updated, report) = store
-        .update_application(app.id, &f, &SecretChange::Keep, &ApplicationCascade::default())
+        .update_application(
+            app.id,
+            &f,
+            &SecretChange::Keep,
+            &ApplicationCascade::default(),
+        )
         .await
         .unwrap();
     assert_eq!(updated.fields.comment, "helpdesk");
     assert!(updated.has_client_secret, "Keep keeps the secret");
     assert_eq!(report.accounts_revoked + report.receivers_deactivated, 0);
     let (cleared, _) = store
-        .update_application(app.id, &f, &SecretChange::Clear, &ApplicationCascade::default())
+        .update_application(
+            app.id,
+            &f,
+            &SecretChange::Clear,
+            &ApplicationCascade::default(),
+        )
         .await
         .unwrap();
     assert!(!cleared.has_client_secret);
 
-    store.insert_application(&app_fields("Another"), None).await.unwrap();
-    let names: Vec<String> = store.applications().await.unwrap().into_iter().map(|a| a.fields.name).collect();
+    store
+        .insert_application(&app_fields("Another"), None)
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .applications()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.fields.name)
+        .collect();
     assert_eq!(names, ["Another", "Contoso"]);
     store.delete_application(app.id).await.unwrap();
-    assert!(matches!(store.application(app.id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.application(app.id).await,
+        Err(StoreError::NotFound { .. })
+    ));
     t.cleanup().await;
 }
 
 async fn accounts_and_receivers(backend: Backend) {
     let (t, store) = setup(backend).await;
-    let app = store.insert_application(&app_fields("A"), None).await.unwrap();
+    let app = store
+        .insert_application(&app_fields("A"), None)
+        .await
+        .unwrap();
     let (acc, created) = store
-        .upsert_account(app.id, "help@contoso.com", "help@contoso.com", GrantKind::AuthorizationCode, &tokens(ACCESS, Some(REFRESH)))
+        .upsert_account(
+            app.id,
+            "help@contoso.com",
+            "help@contoso.com",
+            GrantKind::AuthorizationCode,
+            &tokens(ACCESS, Some(REFRESH)),
+        )
         .await
         .unwrap();
     assert!(created);
@@ -124,19 +176,37 @@ async fn accounts_and_receivers(backend: Backend) {
     assert_eq!(opened.refresh_token.unwrap().expose_secret(), REFRESH);
 
     // Re-authorizing the same identity renews the same account and restores its state.
-    store.set_account_state(acc.id, AccountState::NeedsReauth, Some("invalid_grant")).await.unwrap();
+    store
+        .set_account_state(acc.id, AccountState::NeedsReauth, Some("invalid_grant"))
+        .await
+        .unwrap();
     let (again, created) = store
-        .upsert_account(app.id, "help@contoso.com", "help@contoso.com", GrantKind::AuthorizationCode, &tokens("new-access", None))
+        .upsert_account(
+            app.id,
+            "help@contoso.com",
+            "help@contoso.com",
+            GrantKind::AuthorizationCode,
+            &tokens("new-access", None),
+        )
         .await
         .unwrap();
     assert!(!created);
     assert_eq!(again.id, acc.id);
     assert_eq!(again.state, AccountState::Active);
     assert_eq!(again.last_error, None);
-    assert!(!again.has_refresh_token, "a grant without refresh token stores none");
+    assert!(
+        !again.has_refresh_token,
+        "a grant without refresh token stores none"
+    );
 
     let shared = store
-        .upsert_account(app.id, "help@contoso.com", "shared@contoso.com", GrantKind::AuthorizationCode, &tokens(ACCESS, Some(REFRESH)))
+        .upsert_account(
+            app.id,
+            "help@contoso.com",
+            "shared@contoso.com",
+            GrantKind::AuthorizationCode,
+            &tokens(ACCESS, Some(REFRESH)),
+        )
         .await
         .unwrap()
         .0;
@@ -144,23 +214,49 @@ async fn accounts_and_receivers(backend: Backend) {
     assert_eq!(store.accounts(Some(app.id)).await.unwrap().len(), 2);
 
     let secret = SecretString::from(SINK_SECRET.to_owned());
-    let r = store.insert_receiver(&receiver_fields("inbox", app.id, Some(acc.id)), Some(&secret)).await.unwrap();
+    let r = store
+        .insert_receiver(
+            &receiver_fields("inbox", app.id, Some(acc.id)),
+            Some(&secret),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.account_mailbox.as_deref(), Some("help@contoso.com"));
     assert!(r.has_sink_secret);
-    assert_eq!(store.receiver_sink_secret(r.id).await.unwrap().unwrap().expose_secret(), SINK_SECRET);
-    let dup = store.insert_receiver(&receiver_fields("inbox", app.id, None), None).await.unwrap_err();
+    assert_eq!(
+        store
+            .receiver_sink_secret(r.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        SINK_SECRET
+    );
+    let dup = store
+        .insert_receiver(&receiver_fields("inbox", app.id, None), None)
+        .await
+        .unwrap_err();
     assert!(matches!(dup, StoreError::Duplicate { .. }));
 
     let mut f = r.fields.clone();
     f.folder = "Helpdesk".into();
     f.after_delivery = AfterDelivery::Move;
     f.accepted_folder = Some("Done".into());
-    let r2 = store.update_receiver(r.id, &f, &SecretChange::Keep).await.unwrap();
+    let r2 = store
+        .update_receiver(r.id, &f, &SecretChange::Keep)
+        .await
+        .unwrap();
     assert_eq!(r2.fields, f);
     assert!(r2.has_sink_secret);
 
     // Removing the account keeps the receiver, deactivated and detached, with a reason.
-    assert_eq!(store.delete_account(acc.id, "account removed").await.unwrap(), 1);
+    assert_eq!(
+        store
+            .delete_account(acc.id, "account removed")
+            .await
+            .unwrap(),
+        1
+    );
     let r3 = store.receiver(r.id).await.unwrap();
     assert!(!r3.fields.active);
     assert_eq!(r3.fields.account_id, None);
@@ -169,41 +265,85 @@ async fn accounts_and_receivers(backend: Backend) {
     let mut f = r3.fields.clone();
     f.active = true;
     f.account_id = Some(shared.id);
-    assert_eq!(store.update_receiver(r.id, &f, &SecretChange::Keep).await.unwrap().paused_reason, None);
+    assert_eq!(
+        store
+            .update_receiver(r.id, &f, &SecretChange::Keep)
+            .await
+            .unwrap()
+            .paused_reason,
+        None
+    );
     t.cleanup().await;
 }
 
 async fn application_cascades(backend: Backend) {
     let (t, store) = setup(backend).await;
-    let app = store.insert_application(&app_fields("A"), None).await.unwrap();
-    let other = store.insert_application(&app_fields("B"), None).await.unwrap();
+    let app = store
+        .insert_application(&app_fields("A"), None)
+        .await
+        .unwrap();
+    let other = store
+        .insert_application(&app_fields("B"), None)
+        .await
+        .unwrap();
     let acc = store
-        .upsert_account(app.id, "u@x", "u@x", GrantKind::AuthorizationCode, &tokens(ACCESS, Some(REFRESH)))
+        .upsert_account(
+            app.id,
+            "u@x",
+            "u@x",
+            GrantKind::AuthorizationCode,
+            &tokens(ACCESS, Some(REFRESH)),
+        )
         .await
         .unwrap()
         .0;
     let other_acc = store
-        .upsert_account(other.id, "u@x", "u@x", GrantKind::AuthorizationCode, &tokens(ACCESS, Some(REFRESH)))
+        .upsert_account(
+            other.id,
+            "u@x",
+            "u@x",
+            GrantKind::AuthorizationCode,
+            &tokens(ACCESS, Some(REFRESH)),
+        )
         .await
         .unwrap()
         .0;
-    let r = store.insert_receiver(&receiver_fields("r1", app.id, Some(acc.id)), None).await.unwrap();
-    let r_other = store.insert_receiver(&receiver_fields("r2", other.id, Some(other_acc.id)), None).await.unwrap();
+    let r = store
+        .insert_receiver(&receiver_fields("r1", app.id, Some(acc.id)), None)
+        .await
+        .unwrap();
+    let r_other = store
+        .insert_receiver(&receiver_fields("r2", other.id, Some(other_acc.id)), None)
+        .await
+        .unwrap();
 
     let mut f = app.fields.clone();
     f.client_id = "new-client".into();
     let cascade = ApplicationCascade {
         deactivate_receivers: Some("client ID changed".into()),
         revoke_accounts: Some("client ID changed: authorize again".into()),
+        reactivate_paused_for: None,
     };
-    let (_, report) = store.update_application(app.id, &f, &SecretChange::Keep, &cascade).await.unwrap();
-    assert_eq!((report.accounts_revoked, report.receivers_deactivated), (1, 1));
+    let (_, report) = store
+        .update_application(app.id, &f, &SecretChange::Keep, &cascade)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.accounts_revoked, report.receivers_deactivated),
+        (1, 1)
+    );
     let acc = store.account(acc.id).await.unwrap();
     assert_eq!(acc.state, AccountState::Revoked);
-    assert!(!acc.has_access_token && !acc.has_refresh_token, "tokens of a revoked grant are dropped");
+    assert!(
+        !acc.has_access_token && !acc.has_refresh_token,
+        "tokens of a revoked grant are dropped"
+    );
     assert!(!store.receiver(r.id).await.unwrap().fields.active);
     // The other application's rows are untouched.
-    assert_eq!(store.account(other_acc.id).await.unwrap().state, AccountState::Active);
+    assert_eq!(
+        store.account(other_acc.id).await.unwrap().state,
+        AccountState::Active
+    );
     assert!(store.receiver(r_other.id).await.unwrap().fields.active);
     t.cleanup().await;
 }
@@ -215,7 +355,12 @@ async fn raw_bytes(t: &TestDb) -> Vec<u8> {
             let mut all = Vec::new();
             for entry in std::fs::read_dir(t.dir.path()).unwrap() {
                 let path = entry.unwrap().path();
-                if path.file_name().unwrap().to_string_lossy().starts_with("test.db") {
+                if path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("test.db")
+                {
                     all.extend(std::fs::read(&path).unwrap());
                 }
             }
@@ -223,9 +368,18 @@ async fn raw_bytes(t: &TestDb) -> Vec<u8> {
             all
         }
         Backend::Postgres => {
-            let oauthimap_store::Db::Postgres(pool) = &t.db else { unreachable!() };
+            let oauthimap_store::Db::Postgres(pool) = &t.db else {
+                unreachable!()
+            };
             let mut all = Vec::new();
-            for table in ["meta", "applications", "accounts", "receivers", "events", "leases"] {
+            for table in [
+                "meta",
+                "applications",
+                "accounts",
+                "receivers",
+                "events",
+                "leases",
+            ] {
                 let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "SELECT t::text FROM {table} t"
                 )))
@@ -245,23 +399,42 @@ async fn raw_bytes(t: &TestDb) -> Vec<u8> {
 async fn no_plaintext_secret_in_raw_bytes(backend: Backend) {
     let (t, store) = setup(backend).await;
     let app = store
-        .insert_application(&app_fields("A"), Some(&SecretString::from(CLIENT_SECRET.to_owned())))
+        .insert_application(
+            &app_fields("A"),
+            Some(&SecretString::from(CLIENT_SECRET.to_owned())),
+        )
         .await
         .unwrap();
     let acc = store
-        .upsert_account(app.id, "u@x", "u@x", GrantKind::AuthorizationCode, &tokens(ACCESS, Some(REFRESH)))
+        .upsert_account(
+            app.id,
+            "u@x",
+            "u@x",
+            GrantKind::AuthorizationCode,
+            &tokens(ACCESS, Some(REFRESH)),
+        )
         .await
         .unwrap()
         .0;
     store
-        .insert_receiver(&receiver_fields("r", app.id, Some(acc.id)), Some(&SecretString::from(SINK_SECRET.to_owned())))
+        .insert_receiver(
+            &receiver_fields("r", app.id, Some(acc.id)),
+            Some(&SecretString::from(SINK_SECRET.to_owned())),
+        )
         .await
         .unwrap();
     let bytes = raw_bytes(&t).await;
     // The non-secret fields are there in clear: proof that the scan sees the data at all.
-    assert!(bytes.windows(14).any(|w| w == b"11111111-2222-"), "client id visible");
+    assert!(
+        bytes.windows(14).any(|w| w == b"11111111-2222-"),
+        "client id visible"
+    );
     for secret in [CLIENT_SECRET, ACCESS, REFRESH, SINK_SECRET] {
-        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        let hex: String = secret.bytes().fold(String::new(), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        });
         for needle in [secret.as_bytes(), hex.as_bytes()] {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle),
@@ -275,14 +448,20 @@ async fn no_plaintext_secret_in_raw_bytes(backend: Backend) {
 async fn wrong_key_file_is_refused(backend: Backend) {
     let (t, store) = setup(backend).await;
     store
-        .insert_application(&app_fields("A"), Some(&SecretString::from(CLIENT_SECRET.to_owned())))
+        .insert_application(
+            &app_fields("A"),
+            Some(&SecretString::from(CLIENT_SECRET.to_owned())),
+        )
         .await
         .unwrap();
     assert!(t.db.is_sealed().await.unwrap());
     let other = tempfile::tempdir().unwrap();
     let other_path = other.path().join("other.key");
     let (keys, _) = KeyRing::from_file(&other_path, true).unwrap();
-    let err = Store::new(t.db.clone(), Arc::new(keys)).await.unwrap_err().to_string();
+    let err = Store::new(t.db.clone(), Arc::new(keys))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&other_path.display().to_string()), "{err}");
     assert!(err.contains("does not match"), "{err}");
     t.cleanup().await;
@@ -290,21 +469,60 @@ async fn wrong_key_file_is_refused(backend: Backend) {
 
 async fn leases_give_single_ownership(backend: Backend) {
     let (t, store) = setup(backend).await;
-    assert!(store.try_lease("refresh:1", "instance-a", 60_000).await.unwrap());
-    assert!(!store.try_lease("refresh:1", "instance-b", 60_000).await.unwrap());
-    assert!(store.try_lease("refresh:1", "instance-a", 60_000).await.unwrap(), "the holder renews");
-    store.release_lease("refresh:1", "instance-b").await.unwrap();
-    assert!(!store.try_lease("refresh:1", "instance-b", 60_000).await.unwrap(), "only the holder releases");
-    store.release_lease("refresh:1", "instance-a").await.unwrap();
+    assert!(
+        store
+            .try_lease("refresh:1", "instance-a", 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_lease("refresh:1", "instance-b", 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lease("refresh:1", "instance-a", 60_000)
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    store
+        .release_lease("refresh:1", "instance-b")
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .try_lease("refresh:1", "instance-b", 60_000)
+            .await
+            .unwrap(),
+        "only the holder releases"
+    );
+    store
+        .release_lease("refresh:1", "instance-a")
+        .await
+        .unwrap();
     assert!(store.try_lease("refresh:1", "instance-b", 1).await.unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    assert!(store.try_lease("refresh:1", "instance-a", 60_000).await.unwrap(), "an expired lease is taken over");
+    assert!(
+        store
+            .try_lease("refresh:1", "instance-a", 60_000)
+            .await
+            .unwrap(),
+        "an expired lease is taken over"
+    );
 
     // Many contenders at once: exactly one wins.
     let mut tasks = Vec::new();
     for i in 0..20 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move { store.try_lease("race", &format!("h{i}"), 60_000).await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            store
+                .try_lease("race", &format!("h{i}"), 60_000)
+                .await
+                .unwrap()
+        }));
     }
     let mut winners = 0;
     for task in tasks {
@@ -330,9 +548,15 @@ async fn events_page_newest_first(backend: Backend) {
             .unwrap();
     }
     let page = store.events(None, None, 3).await.unwrap();
-    assert_eq!(page.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["event 4", "event 3", "event 2"]);
+    assert_eq!(
+        page.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        ["event 4", "event 3", "event 2"]
+    );
     let next = store.events(None, Some(page[2].id), 3).await.unwrap();
-    assert_eq!(next.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(), ["event 1", "event 0"]);
+    assert_eq!(
+        next.iter().map(|e| e.message.as_str()).collect::<Vec<_>>(),
+        ["event 1", "event 0"]
+    );
     t.cleanup().await;
 }
 
@@ -341,15 +565,28 @@ async fn rotation_while_reads_continue(backend: Backend) {
     let mut accounts = Vec::new();
     for i in 0..30 {
         let secret = SecretString::from(format!("secret-{i}"));
-        let app = store.insert_application(&app_fields(&format!("app{i}")), Some(&secret)).await.unwrap();
+        let app = store
+            .insert_application(&app_fields(&format!("app{i}")), Some(&secret))
+            .await
+            .unwrap();
         let acc = store
-            .upsert_account(app.id, "u@x", "u@x", GrantKind::AuthorizationCode, &tokens(&format!("access-{i}"), Some(&format!("refresh-{i}"))))
+            .upsert_account(
+                app.id,
+                "u@x",
+                "u@x",
+                GrantKind::AuthorizationCode,
+                &tokens(&format!("access-{i}"), Some(&format!("refresh-{i}"))),
+            )
             .await
             .unwrap()
             .0;
         accounts.push((app.id, acc.id, i));
     }
-    assert_eq!(store.key_usage().await.unwrap().by_key.get(&1), Some(&91), "30 secrets + 60 tokens + key check");
+    assert_eq!(
+        store.key_usage().await.unwrap().by_key.get(&1),
+        Some(&91),
+        "30 secrets + 60 tokens + key check"
+    );
 
     // Readers keep opening every secret while the keys rotate underneath them.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -363,7 +600,10 @@ async fn rotation_while_reads_continue(backend: Backend) {
                     let s = store.application_secret(*app).await.unwrap().unwrap();
                     assert_eq!(s.expose_secret(), format!("secret-{i}"));
                     let tk = store.account_tokens(*acc).await.unwrap();
-                    assert_eq!(tk.refresh_token.unwrap().expose_secret(), format!("refresh-{i}"));
+                    assert_eq!(
+                        tk.refresh_token.unwrap().expose_secret(),
+                        format!("refresh-{i}")
+                    );
                     reads += 1;
                 }
             }
@@ -379,14 +619,33 @@ async fn rotation_while_reads_continue(backend: Backend) {
         assert!(r.await.unwrap() > 0);
     }
     let usage = store.key_usage().await.unwrap();
-    assert_eq!(usage.by_key.keys().copied().collect::<Vec<_>>(), [2], "everything is under the new key");
+    assert_eq!(
+        usage.by_key.keys().copied().collect::<Vec<_>>(),
+        [2],
+        "everything is under the new key"
+    );
     // A second pass has nothing to do: the re-seal is restartable.
     assert_eq!(store.reseal_all().await.unwrap().resealed, 0);
     // With the old key retired, every secret still opens.
     assert_eq!(store.keys().retire_old_keys().unwrap(), vec![1]);
     let (app, acc, i) = accounts[7];
-    assert_eq!(store.application_secret(app).await.unwrap().unwrap().expose_secret(), format!("secret-{i}"));
-    assert!(store.account_tokens(acc).await.unwrap().access_token.is_some());
+    assert_eq!(
+        store
+            .application_secret(app)
+            .await
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        format!("secret-{i}")
+    );
+    assert!(
+        store
+            .account_tokens(acc)
+            .await
+            .unwrap()
+            .access_token
+            .is_some()
+    );
     // And a fresh process with the rotated key file opens the database.
     let (keys, _) = KeyRing::from_file(&t.dir.path().join("master.key"), false).unwrap();
     Store::new(t.db.clone(), Arc::new(keys)).await.unwrap();

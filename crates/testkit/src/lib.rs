@@ -101,7 +101,8 @@ impl TestDb {
 
     /// A store over this database with a fresh key file in the test's folder.
     pub async fn store(&self) -> Store {
-        let (keys, _) = KeyRing::from_file(&self.dir.path().join("master.key"), true).expect("a key file");
+        let (keys, _) =
+            KeyRing::from_file(&self.dir.path().join("master.key"), true).expect("a key file");
         Store::new(self.db.clone(), Arc::new(keys))
             .await
             .expect("a store")
@@ -110,13 +111,15 @@ impl TestDb {
     /// Drops the PostgreSQL schema (SQLite files go with the temporary folder).
     pub async fn cleanup(self) {
         self.db.close().await;
-        if let Some(schema) = &self.schema {
-            if let Ok(admin) = sqlx::PgPool::connect(&pg_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE")))
-                    .execute(&admin)
-                    .await;
-                admin.close().await;
-            }
+        if let Some(schema) = &self.schema
+            && let Ok(admin) = sqlx::PgPool::connect(&pg_url()).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .execute(&admin)
+            .await;
+            admin.close().await;
         }
     }
 }
@@ -143,9 +146,36 @@ async fn drop_stale_schemas(admin: &sqlx::PgPool) {
             .and_then(|s| s.parse::<u64>().ok())
             .unwrap_or(u64::MAX);
         if stamp < hour_ago {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {name} CASCADE")))
-                .execute(admin)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {name} CASCADE"
+            )))
+            .execute(admin)
+            .await;
         }
     }
+}
+
+/// A plain HTTP/1.1 GET to a loopback address: status code and body. Enough for probes in tests
+/// without pulling an HTTP client with TLS into every test binary.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }

@@ -75,13 +75,13 @@ named_enum!(
 named_enum!(
     /// The Microsoft cloud an Entra application lives in (national clouds have their own hosts).
     Cloud, "cloud" {
-        /// The worldwide cloud (login.microsoftonline.com).
+        /// The worldwide cloud (`login.microsoftonline.com`).
         Global = "global",
-        /// US Government GCC High (login.microsoftonline.us).
+        /// US Government GCC High (`login.microsoftonline.us`).
         UsGov = "usgov",
-        /// US Government DoD (login.microsoftonline.us, DoD IMAP host).
+        /// US Government `DoD` (`login.microsoftonline.us`, `DoD` IMAP host).
         Dod = "dod",
-        /// China, operated by 21Vianet (login.chinacloudapi.cn).
+        /// China, operated by 21Vianet (`login.chinacloudapi.cn`).
         China = "china",
     }
 );
@@ -247,7 +247,10 @@ mod tests {
         for p in Provider::ALL {
             assert_eq!(p.as_str().parse::<Provider>().unwrap(), *p);
         }
-        assert_eq!("MICROSOFT".parse::<Provider>().unwrap(), Provider::Microsoft);
+        assert_eq!(
+            "MICROSOFT".parse::<Provider>().unwrap(),
+            Provider::Microsoft
+        );
         let err = "yahoo".parse::<Provider>().unwrap_err().to_string();
         assert_eq!(
             err,

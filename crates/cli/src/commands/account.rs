@@ -12,7 +12,15 @@ pub async fn run(app: &App, out: &Out, cmd: AccountCommand) -> Result<(), AppErr
             let accounts = app.list_accounts(filter.as_deref()).await?;
             out.table(
                 &accounts,
-                &["ID", "APPLICATION", "MAILBOX", "IDENTITY", "GRANT", "STATE", "TOKEN EXPIRES"],
+                &[
+                    "ID",
+                    "APPLICATION",
+                    "MAILBOX",
+                    "IDENTITY",
+                    "GRANT",
+                    "STATE",
+                    "TOKEN EXPIRES",
+                ],
                 |a| {
                     vec![
                         a.id.to_string(),
@@ -26,12 +34,22 @@ pub async fn run(app: &App, out: &Out, cmd: AccountCommand) -> Result<(), AppErr
                 },
             );
         }
-        AccountCommand::Show { account, app: filter } => {
-            let a = app.find_account(&AccountSelector::new(account, filter)).await?;
+        AccountCommand::Show {
+            account,
+            app: filter,
+        } => {
+            let a = app
+                .find_account(&AccountSelector::new(account, filter))
+                .await?;
             show(out, &a);
         }
-        AccountCommand::Remove { account, app: filter } => {
-            let (a, paused) = app.remove_account(&AccountSelector::new(account, filter)).await?;
+        AccountCommand::Remove {
+            account,
+            app: filter,
+        } => {
+            let (a, paused) = app
+                .remove_account(&AccountSelector::new(account, filter))
+                .await?;
             if paused > 0 {
                 eprintln!("{paused} receiver(s) that used it are kept but deactivated");
             }
@@ -51,26 +69,58 @@ fn show(out: &Out, a: &Account) {
             ("grant", a.grant_kind.to_string()),
             ("state", a.state.to_string()),
             ("failures", a.failure_count.to_string()),
-            ("access token", if a.has_access_token { "held (hidden)" } else { "none" }.into()),
+            (
+                "access token",
+                if a.has_access_token {
+                    "held (hidden)"
+                } else {
+                    "none"
+                }
+                .into(),
+            ),
             ("token expires", time(a.access_expires_at)),
-            ("refresh token", if a.has_refresh_token { "held (hidden)" } else { "none" }.into()),
+            (
+                "refresh token",
+                if a.has_refresh_token {
+                    "held (hidden)"
+                } else {
+                    "none"
+                }
+                .into(),
+            ),
             ("refresh issued", time(a.refresh_issued_at)),
             ("last refresh", time(a.last_refresh_at)),
             ("scopes", a.scopes.clone()),
-            ("last error", a.last_error.clone().unwrap_or_else(|| "-".into())),
+            (
+                "last error",
+                a.last_error.clone().unwrap_or_else(|| "-".into()),
+            ),
             ("created", time(Some(a.created_at))),
         ])
     });
 }
 
-pub async fn events(app: &App, out: &Out, account: Option<String>, limit: u32) -> Result<(), AppError> {
+pub async fn events(
+    app: &App,
+    out: &Out,
+    account: Option<String>,
+    limit: u32,
+) -> Result<(), AppError> {
     let account = match account {
         Some(a) => Some(app.find_account(&AccountSelector::new(a, None)).await?.id),
         None => None,
     };
-    let events = app.store().events(account, None, limit.clamp(1, 10_000)).await?;
+    let events = app
+        .store()
+        .events(account, None, limit.clamp(1, 10_000))
+        .await?;
     out.table(&events, &["TIME", "LEVEL", "KIND", "MESSAGE"], |e| {
-        vec![time(Some(e.at)), e.level.clone(), e.kind.clone(), e.message.clone()]
+        vec![
+            time(Some(e.at)),
+            e.level.clone(),
+            e.kind.clone(),
+            e.message.clone(),
+        ]
     });
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `oauthimap app ...`: OAuth applications.
 
+use std::fmt::Write as _;
+
 use std::io::{BufRead, IsTerminal};
 
 use oauthimap_app::{App, AppError, ApplicationInput, ApplicationView};
@@ -23,7 +25,15 @@ pub async fn run(app: &App, out: &Out, cmd: AppCommand) -> Result<(), AppError> 
             let apps = app.list_applications().await?;
             out.table(
                 &apps,
-                &["ID", "NAME", "PROVIDER", "CLIENT ID", "ACTIVE", "ACCOUNTS", "RECEIVERS"],
+                &[
+                    "ID",
+                    "NAME",
+                    "PROVIDER",
+                    "CLIENT ID",
+                    "ACTIVE",
+                    "ACCOUNTS",
+                    "RECEIVERS",
+                ],
                 |a| {
                     vec![
                         a.id.to_string(),
@@ -38,7 +48,10 @@ pub async fn run(app: &App, out: &Out, cmd: AppCommand) -> Result<(), AppError> 
             );
         }
         AppCommand::Show { app: selector } => show(out, &app.application_view(&selector).await?),
-        AppCommand::Update { app: selector, args } => {
+        AppCommand::Update {
+            app: selector,
+            args,
+        } => {
             let input = input(&args, false)?;
             let (view, report) = app.update_application(&selector, &input).await?;
             if report.accounts_revoked > 0 {
@@ -54,9 +67,14 @@ pub async fn run(app: &App, out: &Out, cmd: AppCommand) -> Result<(), AppError> 
             }
             show(out, &view);
         }
-        AppCommand::Remove { app: selector, cascade } => {
+        AppCommand::Remove {
+            app: selector,
+            cascade,
+        } => {
             let removed = app.remove_application(&selector, cascade).await?;
-            out.record(&removed, || format!("removed application {}\n", removed.fields.name));
+            out.record(&removed, || {
+                format!("removed application {}\n", removed.fields.name)
+            });
         }
     }
     Ok(())
@@ -97,12 +115,12 @@ fn show(out: &Out, v: &ApplicationView) {
         ]);
         let mut text = fields(&pairs);
         if let Some(consent) = &v.profile.admin_consent_url {
-            text.push_str(&format!("\nAdmin consent (tenant-wide): {consent}?client_id={}\n", f.client_id));
+            let _ = writeln!(text, "\nAdmin consent (tenant-wide): {consent}?client_id={}", f.client_id);
         }
         if !v.app_only_setup.is_empty() {
             text.push_str("\nApp-only access (client credentials) also needs, in Exchange Online PowerShell:\n");
             for line in &v.app_only_setup {
-                text.push_str(&format!("  {line}\n"));
+                let _ = writeln!(text, "  {line}");
             }
         }
         text
@@ -160,19 +178,24 @@ fn read_secret(args: &AppArgs, adding: bool) -> Result<Option<SecretString>, App
             .lock()
             .read_line(&mut line)
             .map_err(|e| invalid(format!("cannot read it from stdin: {e}")))?;
-        return Ok(Some(SecretString::from(line.trim_end_matches(['\r', '\n']).to_owned())));
+        return Ok(Some(SecretString::from(
+            line.trim_end_matches(['\r', '\n']).to_owned(),
+        )));
     }
     if let Some(path) = &args.client_secret_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
-        return Ok(Some(SecretString::from(text.trim_end_matches(['\r', '\n']).to_owned())));
+        return Ok(Some(SecretString::from(
+            text.trim_end_matches(['\r', '\n']).to_owned(),
+        )));
     }
     if !adding || args.no_client_secret {
         return Ok(None);
     }
     if std::io::stdin().is_terminal() {
-        let value = rpassword::prompt_password("Client secret (the Value, input hidden; empty for none): ")
-            .map_err(|e| invalid(format!("cannot read it from the terminal: {e}")))?;
+        let value =
+            rpassword::prompt_password("Client secret (the Value, input hidden; empty for none): ")
+                .map_err(|e| invalid(format!("cannot read it from the terminal: {e}")))?;
         return Ok((!value.is_empty()).then(|| SecretString::from(value)));
     }
     Err(invalid(

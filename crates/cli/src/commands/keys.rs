@@ -1,7 +1,9 @@
 //! `oauthimap keys ...`: master key rotation and status.
 
-use oauthimap_app::{App, AppError};
+use std::fmt::Write as _;
+
 use oauthimap_app::crypto::KeyRing;
+use oauthimap_app::{App, AppError};
 
 use crate::cli::KeysCommand;
 use crate::output::Out;
@@ -31,17 +33,20 @@ pub async fn run(app: &App, out: &Out, cmd: KeysCommand) -> Result<(), AppError>
         }
         KeysCommand::Reseal => {
             let n = app.reseal().await?;
-            out.record(&serde_json::json!({ "resealed": n }), || format!("{n} secret(s) re-sealed\n"));
+            out.record(&serde_json::json!({ "resealed": n }), || {
+                format!("{n} secret(s) re-sealed\n")
+            });
         }
         KeysCommand::Status => {
             let s = app.key_status().await?;
             out.record(&s, || {
                 let mut text = format!("source: {}\nprimary key: {}\n", s.source, s.primary_key_id);
                 for id in &s.key_ids {
-                    text.push_str(&format!(
-                        "key {id}: seals {} value(s)\n",
+                    let _ = writeln!(
+                        text,
+                        "key {id}: seals {} value(s)",
                         s.values_by_key.get(id).copied().unwrap_or(0)
-                    ));
+                    );
                 }
                 text
             });

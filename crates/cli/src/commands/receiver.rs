@@ -17,17 +17,33 @@ pub async fn run(app: &App, out: &Out, cmd: ReceiverCommand) -> Result<(), AppEr
         }
         ReceiverCommand::List => {
             let list = app.list_receivers().await?;
-            out.table(&list, &["ID", "NAME", "ACCOUNT", "SERVER", "FOLDER", "SINK", "ACTIVE"], |r| {
-                vec![
-                    r.id.to_string(),
-                    r.fields.name.clone(),
-                    r.account_mailbox.clone().unwrap_or_else(|| "-".into()),
-                    format!("{}:{} ({})", r.fields.host, r.fields.port, r.fields.security),
-                    r.fields.folder.clone(),
-                    r.fields.sink.to_string(),
-                    if r.fields.active { "yes".into() } else { format!("no: {}", r.paused_reason.as_deref().unwrap_or("switched off")) },
-                ]
-            });
+            out.table(
+                &list,
+                &[
+                    "ID", "NAME", "ACCOUNT", "SERVER", "FOLDER", "SINK", "ACTIVE",
+                ],
+                |r| {
+                    vec![
+                        r.id.to_string(),
+                        r.fields.name.clone(),
+                        r.account_mailbox.clone().unwrap_or_else(|| "-".into()),
+                        format!(
+                            "{}:{} ({})",
+                            r.fields.host, r.fields.port, r.fields.security
+                        ),
+                        r.fields.folder.clone(),
+                        r.fields.sink.to_string(),
+                        if r.fields.active {
+                            "yes".into()
+                        } else {
+                            format!(
+                                "no: {}",
+                                r.paused_reason.as_deref().unwrap_or("switched off")
+                            )
+                        },
+                    ]
+                },
+            );
         }
         ReceiverCommand::Show { receiver } => show(out, &app.find_receiver(&receiver).await?),
         ReceiverCommand::Update { receiver, args } => {
@@ -47,19 +63,47 @@ fn show(out: &Out, r: &Receiver) {
         fields(&[
             ("id", r.id.to_string()),
             ("name", f.name.clone()),
-            ("active", if f.active { "yes".into() } else { format!("no ({})", r.paused_reason.as_deref().unwrap_or("switched off")) }),
+            (
+                "active",
+                if f.active {
+                    "yes".into()
+                } else {
+                    format!(
+                        "no ({})",
+                        r.paused_reason.as_deref().unwrap_or("switched off")
+                    )
+                },
+            ),
             ("application", r.application_name.clone()),
-            ("account", r.account_mailbox.clone().unwrap_or_else(|| "-".into())),
+            (
+                "account",
+                r.account_mailbox.clone().unwrap_or_else(|| "-".into()),
+            ),
             ("server", format!("{}:{}", f.host, f.port)),
             ("security", f.security.to_string()),
             ("mechanism", f.mechanism.to_string()),
             ("folder", f.folder.clone()),
-            ("trigger", format!("{} (poll every {}s)", f.trigger, f.poll_interval_secs)),
+            (
+                "trigger",
+                format!("{} (poll every {}s)", f.trigger, f.poll_interval_secs),
+            ),
             ("after delivery", f.after_delivery.to_string()),
-            ("accepted folder", f.accepted_folder.clone().unwrap_or_else(|| "-".into())),
-            ("refused folder", f.refused_folder.clone().unwrap_or_else(|| "-".into())),
+            (
+                "accepted folder",
+                f.accepted_folder.clone().unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "refused folder",
+                f.refused_folder.clone().unwrap_or_else(|| "-".into()),
+            ),
             ("size limit", format!("{} bytes", f.size_limit_bytes)),
-            ("sink", match &f.sink_target { Some(t) => format!("{} {t}", f.sink), None => f.sink.to_string() }),
+            (
+                "sink",
+                match &f.sink_target {
+                    Some(t) => format!("{} {t}", f.sink),
+                    None => f.sink.to_string(),
+                },
+            ),
             ("extra CA", f.ca_file.clone().unwrap_or_else(|| "-".into())),
             ("created", time(Some(r.created_at))),
             ("updated", time(Some(r.updated_at))),

@@ -1,0 +1,430 @@
+//! Black-box tests of the real `oauthimap` binary: first run, serving, the CLI's commands,
+//! exit codes, and that secrets never reach its output.
+#![allow(clippy::too_many_lines)] // each test reads best as one story
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use oauthimap_testkit::{TestDb, http_get};
+
+const SECRET: &str = "Xy7~very-secret-client-value.123";
+
+fn oauthimap(dir: &Path) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("oauthimap"));
+    cmd.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("OAUTHIMAP_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn add_app(dir: &Path, extra: &[&str]) -> Output {
+    run(
+        oauthimap(dir)
+            .args([
+                "app",
+                "add",
+                "--name",
+                "Contoso",
+                "--provider",
+                "microsoft",
+                "--client-id",
+                "cid-1",
+            ])
+            .args([
+                "--tenant",
+                "contoso.onmicrosoft.com",
+                "--client-secret-stdin",
+            ])
+            .args(extra),
+        Some(&format!("{SECRET}\n")),
+    )
+}
+
+#[tokio::test]
+async fn first_run_creates_the_data_folder_and_serves_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = oauthimap(dir.path())
+        .arg("serve")
+        .env("OAUTHIMAP_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = Instant::now();
+    let addr: SocketAddr = loop {
+        let line = lines
+            .next()
+            .expect("serve printed its address before exiting")
+            .unwrap();
+        if let Some(rest) = line.split("bound=").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "serve did not start"
+        );
+    };
+    assert_eq!(
+        http_get(addr, "/healthz").await.unwrap(),
+        (200, "ok\n".into())
+    );
+    assert_eq!(http_get(addr, "/readyz").await.unwrap().0, 200);
+    assert_eq!(http_get(addr, "/nope").await.unwrap().0, 404);
+
+    let data = dir.path().join("oauthimap-data");
+    assert!(data.join("oauthimap.db").is_file());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.join("master.key")), 0o600);
+    assert_eq!(mode(&data.join("oauthimap.db")), 0o600);
+    assert_eq!(mode(&data), 0o700);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("shutting down")), "{rest:?}");
+}
+
+#[test]
+fn application_commands_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = add_app(d, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("http://localhost:8080/oauth/callback"),
+        "the redirect URL is shown"
+    );
+
+    // Bad input: exit 2, a message naming the problem, nothing written.
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "app",
+                "add",
+                "--name",
+                "G",
+                "--provider",
+                "google",
+                "--client-id",
+                "x",
+                "--tenant",
+                "t",
+                "--no-client-secret",
+            ],
+            "tenant",
+        ),
+        (
+            &[
+                "app",
+                "add",
+                "--name",
+                "Y",
+                "--provider",
+                "yahoo",
+                "--client-id",
+                "x",
+            ],
+            "unknown provider \"yahoo\"",
+        ),
+        (
+            &[
+                "app",
+                "add",
+                "--name",
+                "",
+                "--provider",
+                "google",
+                "--client-id",
+                "x",
+                "--no-client-secret",
+            ],
+            "name: must not be empty",
+        ),
+        (
+            &[
+                "app",
+                "add",
+                "--name",
+                "Contoso",
+                "--provider",
+                "google",
+                "--client-id",
+                "x",
+                "--no-client-secret",
+            ],
+            "already exists",
+        ),
+        (
+            &[
+                "app",
+                "add",
+                "--name",
+                "U",
+                "--provider",
+                "microsoft",
+                "--client-id",
+                "x",
+                "--endpoint-base",
+                "http://evil.example",
+                "--no-client-secret",
+            ],
+            "https",
+        ),
+        (
+            &[
+                "app",
+                "add",
+                "--name",
+                "N",
+                "--provider",
+                "google",
+                "--client-id",
+                "x",
+            ],
+            "--client-secret-stdin",
+        ),
+        (
+            &["app", "show", "Nope"],
+            "application \"Nope\" does not exist",
+        ),
+        (
+            &[
+                "receiver",
+                "add",
+                "--name",
+                "r",
+                "--app",
+                "Contoso",
+                "--security",
+                "plain",
+            ],
+            "plain IMAP",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = run(oauthimap(d).args(*args), None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(expected), "{args:?}: {}", text(&out));
+    }
+    let list = run(oauthimap(d).args(["--json", "app", "list"]), None);
+    let apps: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(
+        apps.as_array().unwrap().len(),
+        1,
+        "failed commands wrote nothing"
+    );
+    assert_eq!(apps[0]["name"], "Contoso");
+    assert_eq!(apps[0]["has_client_secret"], true);
+
+    // The secret from a file replaces the old one; it never appears in any output.
+    std::fs::write(d.join("secret.txt"), "rotated-secret-value\n").unwrap();
+    let out = run(
+        oauthimap(d).args([
+            "app",
+            "update",
+            "Contoso",
+            "--client-secret-file",
+            "secret.txt",
+            "--comment",
+            "rotated",
+        ]),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let show = run(
+        oauthimap(d).args(["--json", "app", "show", "Contoso"]),
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v["comment"], "rotated");
+    assert_eq!(v["redirect_url"], "http://localhost:8080/oauth/callback");
+    assert_eq!(v["profile"]["imap_host"], "outlook.office365.com");
+    for o in [&out, &show, &list] {
+        assert!(!text(o).contains(SECRET) && !text(o).contains("rotated-secret-value"));
+    }
+    // Nor in the database file, in plaintext.
+    let raw = std::fs::read(d.join("oauthimap-data/oauthimap.db")).unwrap_or_default();
+    let wal = std::fs::read(d.join("oauthimap-data/oauthimap.db-wal")).unwrap_or_default();
+    for bytes in [raw, wal] {
+        assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
+    }
+}
+
+#[test]
+fn receivers_follow_their_application() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(add_app(d, &[]).status.success());
+    let out = run(
+        oauthimap(d).args([
+            "--json", "receiver", "add", "--name", "helpdesk", "--app", "Contoso", "--folder",
+            "Support",
+        ]),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["host"], "outlook.office365.com");
+    assert_eq!(r["port"], 993);
+    assert_eq!(r["security"], "tls");
+    assert_eq!(r["active"], false, "no account chosen yet");
+    assert!(text(&out).contains("no account chosen"));
+
+    let out = run(
+        oauthimap(d).args(["receiver", "update", "helpdesk", "--after", "move"]),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("accepted_folder"));
+    let out = run(
+        oauthimap(d).args([
+            "receiver",
+            "update",
+            "helpdesk",
+            "--after",
+            "move",
+            "--accepted-folder",
+            "Done",
+            "--poll-interval",
+            "2m",
+            "--size-limit",
+            "10M",
+        ]),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let show = run(
+        oauthimap(d).args(["--json", "receiver", "show", "helpdesk"]),
+        None,
+    );
+    let r: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(r["poll_interval_secs"], 120);
+    assert_eq!(r["size_limit_bytes"], 10 * 1024 * 1024);
+    assert_eq!(r["accepted_folder"], "Done");
+
+    let out = run(oauthimap(d).args(["app", "remove", "Contoso"]), None);
+    assert_eq!(out.status.code(), Some(2), "refuses while receivers exist");
+    assert!(text(&out).contains("--cascade"));
+    let out = run(
+        oauthimap(d).args(["app", "remove", "Contoso", "--cascade"]),
+        None,
+    );
+    assert!(out.status.success());
+    let list = run(oauthimap(d).args(["--json", "receiver", "list"]), None);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&list.stdout).unwrap(),
+        serde_json::json!([])
+    );
+    let events = run(oauthimap(d).args(["events"]), None);
+    assert!(String::from_utf8_lossy(&events.stdout).contains("application Contoso removed"));
+}
+
+#[test]
+fn missing_key_file_and_bad_configuration_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(add_app(d, &[]).status.success());
+    std::fs::rename(d.join("oauthimap-data/master.key"), d.join("saved.key")).unwrap();
+    let out = run(oauthimap(d).args(["app", "list"]), None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("oauthimap-data/master.key is missing"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !d.join("oauthimap-data/master.key").exists(),
+        "no new key was made for sealed data"
+    );
+    let out = run(
+        oauthimap(d)
+            .args(["app", "list"])
+            .env("OAUTHIMAP_KEY_FILE", d.join("saved.key")),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    std::fs::write(d.join("c.toml"), "listen = \"not-an-address\"\n").unwrap();
+    let out = run(
+        oauthimap(d).args(["--config", "c.toml", "app", "list"]),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("key `listen` from TOML file"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+async fn the_cli_runs_on_postgresql_too() {
+    let t = TestDb::new(oauthimap_app::store::Backend::Postgres).await;
+    let d = t.dir.path();
+    let out = run(
+        oauthimap(d)
+            .args([
+                "app",
+                "add",
+                "--name",
+                "PG",
+                "--provider",
+                "google",
+                "--client-id",
+                "g-1",
+                "--client-secret-stdin",
+            ])
+            .env("OAUTHIMAP_DATABASE_URL", &t.url),
+        Some("pg-secret\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let oauthimap_app::store::Db::Postgres(pool) = &t.db else {
+        unreachable!()
+    };
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM applications")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert_eq!(names, ["PG"], "written to the test schema");
+    let row: String = sqlx::query_scalar("SELECT t::text FROM applications t")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(!row.contains("pg-secret"));
+    t.cleanup().await;
+}
