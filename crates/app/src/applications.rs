@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use oauthimap_oauth::{EndpointSettings, Profile};
+use oauthimap_oauth::Profile;
 use oauthimap_store::{
     Application, ApplicationCascade, ApplicationFields, CascadeReport, Endpoints, Level, NewEvent,
     SecretChange,
@@ -170,19 +170,7 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
 
 /// The provider profile an application's fields describe.
 pub(crate) fn profile_of(f: &ApplicationFields) -> Result<Profile> {
-    Ok(oauthimap_oauth::resolve(
-        f.provider,
-        f.cloud,
-        f.tenant.as_deref(),
-        EndpointSettings {
-            base: f.endpoints.base.as_deref(),
-            authorize: f.endpoints.authorize.as_deref(),
-            token: f.endpoints.token.as_deref(),
-            device: f.endpoints.device.as_deref(),
-            userinfo: f.endpoints.userinfo.as_deref(),
-        },
-        f.scopes.as_deref(),
-    )?)
+    Ok(oauthimap_tokens::profile_of(f)?)
 }
 
 fn secret_of(input: &ApplicationInput) -> Result<Option<&SecretString>> {

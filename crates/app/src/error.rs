@@ -26,6 +26,12 @@ pub enum AppError {
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     Config(#[from] oauthimap_config::ConfigError),
+    /// The identity provider refused or failed (the message carries its code and a hint).
+    #[error(transparent)]
+    Provider(oauthimap_oauth::OAuthError),
+    /// No token could be had for an account.
+    #[error("{0}")]
+    Token(oauthimap_types::TokenError),
     #[error("cannot {action}: {source}")]
     Io {
         action: String,

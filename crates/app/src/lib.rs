@@ -6,17 +6,22 @@
 //! applies multi-row changes atomically; the OAuth and IMAP crates speak the protocols.
 
 mod accounts;
+mod api_tokens;
 mod applications;
 mod error;
 mod keys;
 mod receivers;
+mod signin;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oauthimap_config::Settings;
 use oauthimap_crypto::{CryptoError, KeyFileError, KeyRing};
+use oauthimap_oauth::OAuthClient;
 use oauthimap_store::{Db, Store};
+use oauthimap_tokens::{Notifier, NotifySettings, TokenService, TokenSettings};
 use secrecy::ExposeSecret;
 
 pub use accounts::AccountSelector;
@@ -27,14 +32,17 @@ pub use oauthimap_config as config;
 pub use oauthimap_crypto as crypto;
 pub use oauthimap_oauth as oauth;
 pub use oauthimap_store as store;
+pub use oauthimap_tokens as tokens;
 pub use oauthimap_types as types;
 pub use receivers::ReceiverInput;
+pub use signin::{CallbackParams, SignInStart};
 
 /// The running core: settings, the store with its keys.
 #[derive(Debug, Clone)]
 pub struct App {
     settings: Arc<Settings>,
     store: Store,
+    tokens: Arc<TokenService>,
 }
 
 impl App {
@@ -62,9 +70,37 @@ impl App {
             ring
         };
         let store = Store::new(db, Arc::new(keys)).await?;
+        let t = &settings.tokens;
+        let oauth = OAuthClient::new(Duration::from_secs(t.http_timeout_secs)).map_err(|e| {
+            AppError::Io {
+                action: "set up the HTTP client".into(),
+                source: std::io::Error::other(e.to_string()),
+            }
+        })?;
+        let notifier = Notifier::new(
+            NotifySettings {
+                webhook_url: settings.notify.webhook_url.clone(),
+                command: settings.notify.command.clone(),
+            },
+            oauth.http().clone(),
+        );
+        let token_settings = TokenSettings {
+            refresh_margin: Duration::from_secs(t.refresh_margin_secs),
+            jitter: Duration::from_secs(t.jitter_secs),
+            keep_warm: Duration::from_secs(t.keep_warm_days * 86_400),
+            check_interval: Duration::from_secs(t.check_interval_secs),
+            ..TokenSettings::default()
+        };
+        let tokens = Arc::new(TokenService::new(
+            store.clone(),
+            oauth,
+            notifier,
+            token_settings,
+        ));
         Ok(App {
             settings: Arc::new(settings),
             store,
+            tokens,
         })
     }
 
@@ -74,6 +110,11 @@ impl App {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The token service (fresh tokens, the background refresher).
+    pub fn tokens(&self) -> &Arc<TokenService> {
+        &self.tokens
     }
 
     /// The redirect URL to register at the provider: `{external_base_url}/oauth/callback`,

@@ -47,6 +47,21 @@ pub enum Command {
     /// Manage the master keys that seal secrets in the database.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print a valid access token for an account (refreshing it if needed), for other mail tools:
+    /// msmtp `passwordeval`, mbsync `PassCmd`, fetchmail `passwordfile`...
+    Token {
+        /// Account id or mailbox.
+        account: String,
+        /// The application, when the mailbox is authorized in several.
+        #[arg(long)]
+        app: Option<String>,
+        /// Get a new token even if the current one is still valid.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Manage API tokens for the REST API and the HTTP token broker.
+    #[command(subcommand, name = "api-token")]
+    ApiToken(ApiTokenCommand),
     /// Show recent events (audit and health), newest first.
     Events {
         /// Only events of this account (id or mailbox).
@@ -162,6 +177,36 @@ pub enum AccountCommand {
         #[arg(long)]
         app: Option<String>,
     },
+    /// Authorize a mailbox: prints a sign-in URL and waits for the provider's callback (on the
+    /// running service, or on a temporary listener at the listen address when none runs).
+    /// With --device, the device-code flow for servers without a browser.
+    Authorize {
+        /// The application (name or id).
+        #[arg(long)]
+        app: String,
+        /// Log in to this mailbox instead of the signed-in user's own (a shared mailbox).
+        #[arg(long)]
+        mailbox: Option<String>,
+        /// Use the device-code flow: sign in on any other device with a code.
+        #[arg(long)]
+        device: bool,
+        /// Suggest this account on the provider's sign-in page.
+        #[arg(long)]
+        login_hint: Option<String>,
+        /// How long to wait for the sign-in.
+        #[arg(long, default_value = "10m")]
+        timeout: humantime::Duration,
+    },
+    /// Create an app-only account (Microsoft client credentials): no user signs in; the
+    /// application needs IMAP.AccessAsApp and an Exchange service principal (see `app show`).
+    AddAppOnly {
+        /// The application (name or id).
+        #[arg(long)]
+        app: String,
+        /// The mailbox to collect from.
+        #[arg(long)]
+        mailbox: String,
+    },
     /// Remove an account; its receivers are kept but deactivated.
     Remove {
         /// Id or mailbox.
@@ -268,5 +313,25 @@ pub enum KeysCommand {
         /// The key id.
         #[arg(long, default_value_t = 1)]
         id: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiTokenCommand {
+    /// Create an API token; its value is printed once and never stored.
+    Create {
+        /// A name for the token (who or what uses it).
+        #[arg(long)]
+        name: String,
+        /// Scopes: tokens:read (the token broker) or admin (everything).
+        #[arg(long = "scope", default_values_t = ["tokens:read".to_owned()])]
+        scopes: Vec<String>,
+    },
+    /// List API tokens (never their values).
+    List,
+    /// Remove an API token.
+    Remove {
+        /// Its name.
+        name: String,
     },
 }

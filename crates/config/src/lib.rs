@@ -56,6 +56,51 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// A tracing filter such as `info` or `oauthimap=debug,info`.
     pub log_level: String,
+    /// Token refresh timing.
+    #[serde(default)]
+    pub tokens: TokenSettings,
+    /// Where to send alerts (an account needs a new sign-in).
+    #[serde(default)]
+    pub notify: NotifySettings,
+}
+
+/// `[tokens]`: when tokens are renewed. Durations are in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenSettings {
+    /// Refresh when the access token expires within this many seconds.
+    pub refresh_margin_secs: u64,
+    /// Random extra margin, so accounts do not all refresh in the same second.
+    pub jitter_secs: u64,
+    /// Refresh at least every this many days, so refresh tokens never die unused.
+    pub keep_warm_days: u64,
+    /// How often the refresher looks for work.
+    pub check_interval_secs: u64,
+    /// Timeout of one request to the identity provider.
+    pub http_timeout_secs: u64,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        Self {
+            refresh_margin_secs: 600,
+            jitter_secs: 60,
+            keep_warm_days: 3,
+            check_interval_secs: 30,
+            http_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[notify]`: who hears about accounts that need attention.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySettings {
+    /// POST a JSON notice here (https, or http to loopback).
+    pub webhook_url: Option<Url>,
+    /// Run this through `sh -c` with `OAUTHIMAP_EVENT`, `OAUTHIMAP_ACCOUNT_ID`, `OAUTHIMAP_MAILBOX`,
+    /// `OAUTHIMAP_APPLICATION` and `OAUTHIMAP_REASON` in its environment.
+    pub command: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -184,6 +229,36 @@ impl Settings {
                 return Err(ConfigError::Invalid(
                     "database_url: must start with sqlite:// or postgres:// (the value is not shown because it may hold a password)".into(),
                 ));
+            }
+        }
+        let t = &self.tokens;
+        if t.refresh_margin_secs < 60 || t.refresh_margin_secs > 3000 {
+            return Err(ConfigError::Invalid(
+                "tokens.refresh_margin_secs: must be between 60 and 3000 (access tokens live about an hour)".into(),
+            ));
+        }
+        if t.keep_warm_days == 0 || t.keep_warm_days > 60 {
+            return Err(ConfigError::Invalid(
+                "tokens.keep_warm_days: must be between 1 and 60 (Microsoft drops refresh tokens unused for 90 days)".into(),
+            ));
+        }
+        if t.check_interval_secs == 0 || t.http_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "tokens.check_interval_secs and tokens.http_timeout_secs: must be more than 0"
+                    .into(),
+            ));
+        }
+        if let Some(url) = &self.notify.webhook_url {
+            let loopback = url.host_str().is_some_and(|h| {
+                h == "localhost"
+                    || h.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            });
+            if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+                return Err(ConfigError::Invalid(format!(
+                    "notify.webhook_url {url}: must be https (plain http only to this machine)"
+                )));
             }
         }
         if self.log_level.trim().is_empty() {

@@ -128,3 +128,41 @@ fn missing_config_file_and_double_secret() {
     .to_string();
     assert!(err.contains("master_key and master_key_file"), "{err}");
 }
+
+#[test]
+fn nested_sections_from_file_and_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[tokens]\nrefresh_margin_secs = 900\n[notify]\ncommand = \"logger x\"\n",
+    )
+    .unwrap();
+    let s = Settings::load_from(
+        Some(&cfg),
+        env(&[("OAUTHIMAP_TOKENS__KEEP_WARM_DAYS", "5")]),
+    )
+    .unwrap();
+    assert_eq!(s.tokens.refresh_margin_secs, 900);
+    assert_eq!(s.tokens.keep_warm_days, 5);
+    assert_eq!(s.tokens.jitter_secs, 60, "defaults fill the rest");
+    assert_eq!(s.notify.command.as_deref(), Some("logger x"));
+    let err = Settings::load_from(None, env(&[("OAUTHIMAP_TOKENS__KEEP_WARM_DAYS", "0")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("keep_warm_days"), "{err}");
+    let err = Settings::load_from(
+        None,
+        env(&[(
+            "OAUTHIMAP_NOTIFY__WEBHOOK_URL",
+            "http://hooks.example.com/x",
+        )]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("notify.webhook_url"), "{err}");
+    let err = Settings::load_from(None, env(&[("OAUTHIMAP_TOKENS__MARGIN", "5")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("margin"), "{err}");
+}

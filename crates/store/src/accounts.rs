@@ -272,3 +272,156 @@ impl Store {
         Ok(deactivated)
     }
 }
+
+impl Store {
+    /// Stores a refreshed grant in one statement: the rotated refresh token (when the provider
+    /// sent one; else the old one stays) is persisted together with the new access token, so a
+    /// crash can never keep an access token whose refresh token was lost.
+    pub async fn store_refreshed(&self, id: AccountId, tokens: &TokenSet) -> Result<()> {
+        let now = now_millis();
+        let access = self.seal("accounts", "access_token", id.0, &tokens.access_token)?;
+        let refresh = tokens
+            .refresh_token
+            .as_ref()
+            .map(|t| self.seal("accounts", "refresh_token", id.0, t))
+            .transpose()?;
+        let n = on_db!(self.db(), |pool| sqlx::query(
+            "UPDATE accounts SET access_token = $1, access_expires_at = $2, \
+             refresh_token = COALESCE($3, refresh_token), \
+             refresh_issued_at = CASE WHEN $3 IS NULL THEN refresh_issued_at ELSE $4 END, \
+             refresh_last_used_at = $4, last_refresh_at = $4, state = 'active', failure_count = 0, \
+             next_attempt_at = NULL, last_error = NULL, updated_at = $4 WHERE id = $5"
+        )
+        .bind(access)
+        .bind(tokens.expires_at)
+        .bind(refresh)
+        .bind(now)
+        .bind(id.0)
+        .execute(pool)
+        .await
+        .map_err(StoreError::db("store the refreshed tokens"))?
+        .rows_affected());
+        if n == 0 {
+            return Err(StoreError::NotFound {
+                what: "account",
+                key: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Notes a transient refresh failure: the token is kept, the next attempt scheduled.
+    pub async fn record_transient_failure(
+        &self,
+        id: AccountId,
+        error: &str,
+        next_attempt_at: i64,
+    ) -> Result<i64> {
+        let count: Option<i64> = on_db!(self.db(), |pool| {
+            sqlx::query_scalar(
+            "UPDATE accounts SET state = 'failing', failure_count = failure_count + 1, last_error = $1, \
+             next_attempt_at = $2, updated_at = $3 WHERE id = $4 RETURNING failure_count"
+        )
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(now_millis())
+        .bind(id.0)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("record the refresh failure"))?
+        });
+        count.ok_or_else(|| StoreError::NotFound {
+            what: "account",
+            key: id.to_string(),
+        })
+    }
+
+    /// Marks an account as needing a new sign-in and pauses its active receivers with `reason`,
+    /// in one transaction. Returns how many receivers were paused, or `None` if the account was
+    /// already marked (so callers notify once).
+    pub async fn mark_needs_reauth(
+        &self,
+        id: AccountId,
+        error: &str,
+        reason: &str,
+    ) -> Result<Option<u64>> {
+        let now = now_millis();
+        Ok(on_db!(self.db(), |pool| {
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::db("start a transaction"))?;
+            let changed = sqlx::query(
+                "UPDATE accounts SET state = 'needs_reauth', access_token = NULL, access_expires_at = NULL, \
+                 last_error = $1, next_attempt_at = NULL, updated_at = $2 WHERE id = $3 AND state <> 'needs_reauth'",
+            )
+            .bind(error)
+            .bind(now)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::db("mark the account"))?
+            .rows_affected();
+            if changed == 0 {
+                None
+            } else {
+                let paused = sqlx::query(
+                    "UPDATE receivers SET active = FALSE, paused_reason = $1, updated_at = $2 \
+                     WHERE account_id = $3 AND active = TRUE",
+                )
+                .bind(reason)
+                .bind(now)
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("pause the account's receivers"))?
+                .rows_affected();
+                tx.commit()
+                    .await
+                    .map_err(StoreError::db("commit the account state"))?;
+                Some(paused)
+            }
+        }))
+    }
+
+    /// Re-activates the account's receivers that were paused with exactly `reason`.
+    pub async fn resume_receivers(&self, id: AccountId, reason: &str) -> Result<u64> {
+        Ok(on_db!(self.db(), |pool| sqlx::query(
+            "UPDATE receivers SET active = TRUE, paused_reason = NULL, updated_at = $1 \
+             WHERE account_id = $2 AND active = FALSE AND paused_reason = $3"
+        )
+        .bind(now_millis())
+        .bind(id.0)
+        .bind(reason)
+        .execute(pool)
+        .await
+        .map_err(StoreError::db("resume the account's receivers"))?
+        .rows_affected()))
+    }
+
+    /// Accounts whose tokens should be renewed now: the access token expires within `margin_ms`
+    /// (or within half its lifetime, for tokens shorter-lived than the margin),
+    /// or the refresh token has not been used since `warm_before` (keeps it from dying unused),
+    /// and no back-off is pending.
+    pub async fn accounts_due(&self, margin_ms: i64, warm_before: i64) -> Result<Vec<AccountId>> {
+        let now = now_millis();
+        let ids: Vec<i64> = on_db!(self.db(), |pool| {
+            sqlx::query_scalar(
+            "SELECT id FROM accounts WHERE state IN ('active', 'failing') \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
+             AND (access_expires_at IS NULL \
+                  OR (access_expires_at <= $2 \
+                      AND (access_expires_at - $1) * 2 <= access_expires_at - COALESCE(last_refresh_at, 0)) \
+                  OR (refresh_token IS NOT NULL AND COALESCE(refresh_last_used_at, refresh_issued_at, 0) <= $3)) \
+             ORDER BY access_expires_at"
+        )
+        .bind(now)
+        .bind(now + margin_ms)
+        .bind(warm_before)
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::db("find accounts due for refresh"))?
+        });
+        Ok(ids.into_iter().map(AccountId).collect())
+    }
+}

@@ -15,6 +15,7 @@ const SEALED: &[(&str, &str)] = &[
     ("accounts", "access_token"),
     ("accounts", "refresh_token"),
     ("receivers", "sink_secret"),
+    ("oauth_states", "pkce_verifier"),
 ];
 
 const BATCH: i64 = 200;

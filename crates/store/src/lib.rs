@@ -10,11 +10,13 @@
 //! This crate knows nothing of HTTP or IMAP.
 
 mod accounts;
+mod api_tokens;
 mod applications;
 mod events;
 mod keys;
 mod leases;
 mod models;
+mod oauth_states;
 mod receivers;
 
 use std::str::FromStr;
@@ -27,8 +29,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub use accounts::AccountTokens;
+pub use api_tokens::ApiToken;
 pub use keys::{KeyUsage, ResealReport};
 pub use models::*;
+pub use oauth_states::{PendingSignIn, SignInOutcome};
 
 /// Runs `$body` once for whichever pool `$db` holds, with `$pool` bound to it. The body is
 /// compiled for both backends, so the SQL in it must be portable.

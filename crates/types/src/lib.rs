@@ -227,6 +227,32 @@ pub struct TokenSet {
     pub scopes: String,
 }
 
+/// An access token handed to a protocol client, with its expiry. `Debug` never shows the token.
+#[derive(Debug, Clone)]
+pub struct AccessToken {
+    pub secret: secrecy::SecretString,
+    pub expires_at: EpochMillis,
+}
+
+/// Why no token could be had, and whether waiting may help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TokenError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// Where protocol clients (IMAP, SMTP, the token broker) get access tokens from. The token service
+/// implements it with refresh-ahead and single flight; tests implement it with fixed tokens.
+pub trait TokenSource: Send + Sync {
+    /// A token valid for a while yet. With `force_refresh`, a new one even if the current token
+    /// looks valid: the server just refused it.
+    fn access_token(
+        &self,
+        force_refresh: bool,
+    ) -> impl std::future::Future<Output = Result<AccessToken, TokenError>> + Send;
+}
+
 /// Milliseconds since the Unix epoch: the one timestamp representation in storage and APIs.
 pub type EpochMillis = i64;
 

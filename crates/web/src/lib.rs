@@ -1,6 +1,9 @@
-//! The HTTP shell: health and readiness probes now; the admin UI, the REST API and the OAuth
-//! callback grow here. Handlers translate requests into calls on the app core and render results;
-//! they hold no business rules.
+//! The HTTP shell: health and readiness probes, the OAuth callback, and the token broker API; the
+//! admin UI and the rest of the REST API grow here. Handlers translate requests into calls on the
+//! app core and render results; they hold no business rules.
+
+mod api;
+mod callback;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +21,29 @@ pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .layer(TraceLayer::new_for_http())
+        .route("/oauth/callback", get(callback::callback))
+        .route("/api/v1/accounts/{id}/token", get(api::account_token))
+        .layer(trace_layer())
+        .with_state(app)
+}
+
+/// Request logging that records the method and path only: query strings carry authorization
+/// codes and states (the OAuth callback), which must never reach a log.
+fn trace_layer() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    impl Fn(&axum::http::Request<axum::body::Body>) -> tracing::Span + Clone,
+> {
+    TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+        tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+    })
+}
+
+/// Only the OAuth callback: what `oauthimap account authorize` serves on a temporary listener
+/// when no service runs.
+pub fn callback_router(app: App) -> Router {
+    Router::new()
+        .route("/oauth/callback", get(callback::callback))
+        .layer(trace_layer())
         .with_state(app)
 }
 
@@ -38,8 +63,19 @@ async fn readyz(State(app): State<App>) -> Response {
     }
 }
 
-/// Binds `addr` and serves until `shutdown` resolves, then finishes in-flight requests.
-/// Returns the bound address through `on_bound` (useful with port 0).
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds `addr` and serves the whole service until `shutdown` resolves.
+/// Reports the bound address through `on_bound` (useful with port 0).
 pub async fn serve(
     app: App,
     addr: SocketAddr,
@@ -48,7 +84,21 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     on_bound(listener.local_addr()?);
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_on(listener, router(app), shutdown).await
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -1,5 +1,7 @@
 //! `oauthimap account ...` and `oauthimap events`.
 
+use std::time::Duration;
+
 use oauthimap_app::store::Account;
 use oauthimap_app::{AccountSelector, App, AppError};
 
@@ -43,6 +45,39 @@ pub async fn run(app: &App, out: &Out, cmd: AccountCommand) -> Result<(), AppErr
                 .await?;
             show(out, &a);
         }
+        AccountCommand::Authorize {
+            app: application,
+            mailbox,
+            device,
+            login_hint,
+            timeout,
+        } => {
+            let account = if device {
+                authorize_device(app, &application, mailbox.as_deref(), *timeout).await?
+            } else {
+                authorize_browser(
+                    app,
+                    &application,
+                    mailbox.as_deref(),
+                    login_hint.as_deref(),
+                    *timeout,
+                )
+                .await?
+            };
+            eprintln!("Authorized {} ({}).", account.mailbox, account.identity);
+            show(out, &account);
+        }
+        AccountCommand::AddAppOnly {
+            app: application,
+            mailbox,
+        } => {
+            let account = app.add_app_only(&application, &mailbox).await?;
+            eprintln!(
+                "App-only access for {} works: a token was issued.",
+                account.mailbox
+            );
+            show(out, &account);
+        }
         AccountCommand::Remove {
             account,
             app: filter,
@@ -57,6 +92,90 @@ pub async fn run(app: &App, out: &Out, cmd: AccountCommand) -> Result<(), AppErr
         }
     }
     Ok(())
+}
+
+/// Browser sign-in: print the URL, then wait for the callback. When no service listens on the
+/// configured address, a temporary listener there takes the callback.
+async fn authorize_browser(
+    app: &App,
+    application: &str,
+    mailbox: Option<&str>,
+    login_hint: Option<&str>,
+    timeout: Duration,
+) -> Result<Account, AppError> {
+    let start = app.start_sign_in(application, mailbox, login_hint).await?;
+    eprintln!(
+        "Open this URL in a browser and sign in{}:",
+        match mailbox {
+            Some(m) => format!(" as a user with access to {m}"),
+            None => " as the mailbox's user".into(),
+        }
+    );
+    println!("{}", start.url);
+    let listen = app.settings().listen;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = if let Ok(listener) = tokio::net::TcpListener::bind(listen).await {
+        eprintln!(
+            "Waiting for the sign-in on {} (a temporary listener)...",
+            app.redirect_url()
+        );
+        let router = oauthimap_web::callback_router(app.clone());
+        Some(tokio::spawn(oauthimap_web::serve_on(
+            listener,
+            router,
+            async {
+                let _ = stop_rx.await;
+            },
+        )))
+    } else {
+        eprintln!(
+            "Waiting for the sign-in on the running service at {}...",
+            app.redirect_url()
+        );
+        None
+    };
+    let waited = tokio::time::timeout(
+        timeout,
+        app.wait_for_sign_in(start.id, Duration::from_millis(500)),
+    )
+    .await;
+    let _ = stop_tx.send(());
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    let id = waited.map_err(|_| {
+        AppError::Conflict(format!(
+            "no sign-in arrived within {}; run the command again",
+            humantime::format_duration(timeout)
+        ))
+    })??;
+    Ok(app.store().account(id).await?)
+}
+
+async fn authorize_device(
+    app: &App,
+    application: &str,
+    mailbox: Option<&str>,
+    timeout: Duration,
+) -> Result<Account, AppError> {
+    let (application, start) = app.start_device_sign_in(application).await?;
+    eprintln!(
+        "On any device, open {} and enter the code {} (valid for {} minutes).",
+        start.verification_uri,
+        start.user_code,
+        start.expires_in_secs / 60
+    );
+    println!("{} {}", start.verification_uri, start.user_code);
+    tokio::time::timeout(
+        timeout,
+        app.finish_device_sign_in(&application, &start, mailbox),
+    )
+    .await
+    .map_err(|_| {
+        AppError::Conflict(
+            "the device sign-in did not finish in time; run the command again".into(),
+        )
+    })?
 }
 
 fn show(out: &Out, a: &Account) {

@@ -5,6 +5,7 @@ mod app;
 mod keys;
 mod receiver;
 mod serve;
+mod token;
 
 use oauthimap_app::config::{LogFormat, Settings};
 use oauthimap_app::{App, AppError};
@@ -28,6 +29,12 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         Command::Receiver(c) => receiver::run(&app, &out, c).await,
         Command::Keys(c) => keys::run(&app, &out, c).await,
         Command::Events { account, limit } => account::events(&app, &out, account, limit).await,
+        Command::Token {
+            account,
+            app: filter,
+            force,
+        } => token::print(&app, account, filter, force).await,
+        Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
     };
     app.close().await;
     result

@@ -17,16 +17,26 @@ pub async fn run(app: App) -> Result<(), AppError> {
     let redirect = app.redirect_url();
     let data_dir = settings.data_dir.display().to_string();
     let backend = app.store().backend();
-    oauthimap_web::serve(
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let refresher = tokio::spawn(app.tokens().clone().run_refresher(stopped(stop_rx.clone())));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let served = oauthimap_web::serve(
         app.clone(),
         listen,
         |bound| {
             tracing::info!(%bound, %redirect, %backend, %data_dir, "oauthimap is listening");
         },
-        shutdown_signal(),
+        stopped(stop_rx),
     )
-    .await
-    .map_err(|e| AppError::Io {
+    .await;
+    let _ = refresher.await;
+    served.map_err(|e| AppError::Io {
         action: format!("serve HTTP on {listen}"),
         source: e,
     })?;

@@ -1,0 +1,100 @@
+//! API tokens for the REST API and the HTTP token broker: created once (the value is shown only
+//! then), stored as a SHA-256 hash, checked per request with their scopes.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use oauthimap_store::{ApiToken, Level, NewEvent};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::{App, AppError, Result};
+
+/// Scopes an API token may carry.
+pub const SCOPES: &[&str] = &["tokens:read", "admin"];
+const PREFIX: &str = "oimp_";
+
+pub(crate) fn sha256_hex(value: &str) -> String {
+    Sha256::digest(value.as_bytes())
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+pub(crate) fn random_token(bytes: usize) -> Result<String> {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).map_err(|e| AppError::Io {
+        action: "draw random bytes".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(URL_SAFE_NO_PAD.encode(buf))
+}
+
+impl App {
+    /// Creates an API token; the returned value is shown once and never stored.
+    pub async fn create_api_token(
+        &self,
+        name: &str,
+        scopes: &[String],
+    ) -> Result<(ApiToken, SecretString)> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(AppError::invalid("name", "must not be empty"));
+        }
+        if scopes.is_empty() {
+            return Err(AppError::invalid(
+                "scopes",
+                format!("give at least one of {}", SCOPES.join(", ")),
+            ));
+        }
+        if let Some(bad) = scopes.iter().find(|s| !SCOPES.contains(&s.as_str())) {
+            return Err(AppError::invalid(
+                "scopes",
+                format!("unknown scope {bad:?}; use {}", SCOPES.join(", ")),
+            ));
+        }
+        let value = format!("{PREFIX}{}", random_token(32)?);
+        let record = self
+            .store()
+            .insert_api_token(name, &sha256_hex(&value), &scopes.join(" "))
+            .await?;
+        self.store()
+            .record_event(&NewEvent {
+                level: Level::Info,
+                kind: "api_token.created",
+                application_id: None,
+                account_id: None,
+                receiver_id: None,
+                message: format!("API token {name} created with scopes {}", record.scopes),
+            })
+            .await?;
+        Ok((record, SecretString::from(value)))
+    }
+
+    /// The API token with this value, if it exists and carries `scope`.
+    pub async fn check_api_token(
+        &self,
+        value: &SecretString,
+        scope: &str,
+    ) -> Result<Option<ApiToken>> {
+        let value = value.expose_secret();
+        if !value.starts_with(PREFIX) {
+            return Ok(None);
+        }
+        Ok(self
+            .store()
+            .use_api_token(&sha256_hex(value))
+            .await?
+            .filter(|t| t.has_scope(scope)))
+    }
+
+    pub async fn list_api_tokens(&self) -> Result<Vec<ApiToken>> {
+        Ok(self.store().api_tokens().await?)
+    }
+
+    pub async fn remove_api_token(&self, name: &str) -> Result<()> {
+        Ok(self.store().delete_api_token(name).await?)
+    }
+}

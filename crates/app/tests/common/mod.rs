@@ -1,0 +1,128 @@
+//! The shared harness of the OAuth tests: our service's routes on a loopback port, the fake
+//! identity provider with Microsoft and Google clients, and a Microsoft application.
+#![allow(dead_code)] // each test binary uses a different part
+
+use oauthimap_app::config::Settings;
+use oauthimap_app::store::Backend;
+use oauthimap_app::types::{Provider, TokenSet, now_millis};
+use oauthimap_app::{App, ApplicationInput};
+use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
+use oauthimap_testkit::TestDb;
+use secrecy::SecretString;
+
+pub const SECRET: &str = "Zq8Q~fake-client-secret.42";
+pub const USER: &str = "help@contoso.com";
+
+/// Our service (callback route) on a loopback port, the fake provider, and an application.
+pub struct Harness {
+    pub app: App,
+    pub idp: FakeIdp,
+    pub t: TestDb,
+    _server: tokio::task::JoinHandle<()>,
+    pub http: reqwest::Client,
+}
+
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub async fn harness(backend: Backend, extra_env: &[(&str, String)]) -> Harness {
+    let t = TestDb::new(backend).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let mut env = vec![
+        (
+            "OAUTHIMAP_DATA_DIR".to_owned(),
+            t.dir.path().join("data").display().to_string(),
+        ),
+        ("OAUTHIMAP_DATABASE_URL".to_owned(), t.url.clone()),
+        ("OAUTHIMAP_EXTERNAL_BASE_URL".to_owned(), base.clone()),
+        (
+            "OAUTHIMAP_TOKENS__HTTP_TIMEOUT_SECS".to_owned(),
+            "2".to_owned(),
+        ),
+    ];
+    env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
+    let app = App::open(Settings::load_from(None, env).unwrap())
+        .await
+        .unwrap();
+    let router = oauthimap_web::router(app.clone());
+    let server = tokio::spawn(async move {
+        let _ = oauthimap_web::serve_on(listener, router, std::future::pending()).await;
+    });
+    let idp = FakeIdp::start().await.unwrap();
+    let redirect = format!("{base}/oauth/callback");
+    idp.add_client(ClientConfig::microsoft("ms-client", SECRET, &redirect));
+    idp.add_client(ClientConfig::google(
+        "g-client.apps.googleusercontent.com",
+        SECRET,
+        &redirect,
+    ));
+    let mut app_only = ClientConfig::microsoft("ms-daemon", SECRET, &redirect);
+    app_only.app_mailbox = Some("shared@contoso.com".into());
+    idp.add_client(app_only);
+    idp.add_user(UserConfig::new(USER, "Helpdesk"));
+    idp.add_user(UserConfig::new("ann@gmail.com", "Ann"));
+    idp.set_default_user(USER);
+    let ms = ApplicationInput {
+        name: Some("Contoso".into()),
+        provider: Some(Provider::Microsoft),
+        client_id: Some("ms-client".into()),
+        client_secret: Some(SecretString::from(SECRET.to_owned())),
+        tenant: Some("contoso.onmicrosoft.com".into()),
+        endpoint_base: Some(idp.base_url().to_owned()),
+        ..Default::default()
+    };
+    app.add_application(&ms).await.unwrap();
+    Harness {
+        app,
+        idp,
+        t,
+        _server: server,
+        http: http(),
+    }
+}
+
+impl Harness {
+    /// Runs a browser sign-in: our URL -> provider (auto-consent) -> 302 to our callback -> page.
+    pub async fn sign_in(&self, application: &str, mailbox: Option<&str>) -> (u16, String) {
+        let start = self
+            .app
+            .start_sign_in(application, mailbox, None)
+            .await
+            .unwrap();
+        let to_provider = self.http.get(&start.url).send().await.unwrap();
+        assert_eq!(
+            to_provider.status().as_u16(),
+            302,
+            "the provider redirects back"
+        );
+        let back = to_provider.headers()["location"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(back.starts_with(self.app.redirect_url().as_str()), "{back}");
+        let page = self.http.get(&back).send().await.unwrap();
+        (page.status().as_u16(), page.text().await.unwrap())
+    }
+
+    pub async fn expire_stored_token(&self, account: oauthimap_app::types::AccountId) {
+        self.app
+            .store()
+            .store_refreshed(
+                account,
+                &TokenSet {
+                    access_token: SecretString::from("stale".to_owned()),
+                    expires_at: now_millis() - 1000,
+                    refresh_token: None,
+                    scopes: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+}

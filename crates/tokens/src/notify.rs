@@ -1,0 +1,83 @@
+//! Telling a human that an account needs attention: a webhook (POST of a small JSON document)
+//! and/or a command run with the details in its environment. Failures to notify are logged,
+//! never fatal.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use url::Url;
+
+/// Where notifications go.
+#[derive(Debug, Clone, Default)]
+pub struct NotifySettings {
+    pub webhook_url: Option<Url>,
+    /// Run through `sh -c`, with `OAUTHIMAP_EVENT`, `OAUTHIMAP_ACCOUNT_ID`, `OAUTHIMAP_MAILBOX`,
+    /// `OAUTHIMAP_APPLICATION` and `OAUTHIMAP_REASON` set.
+    pub command: Option<String>,
+}
+
+/// One notification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Notice {
+    pub event: &'static str,
+    pub account_id: i64,
+    pub mailbox: String,
+    pub application: String,
+    pub reason: String,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    settings: NotifySettings,
+    http: reqwest::Client,
+}
+
+impl Notifier {
+    pub fn new(settings: NotifySettings, http: reqwest::Client) -> Self {
+        Self { settings, http }
+    }
+
+    /// Sends the notice everywhere configured; returns how many channels accepted it.
+    pub async fn send(&self, notice: &Notice) -> usize {
+        let mut delivered = 0;
+        if let Some(url) = &self.settings.webhook_url {
+            match self
+                .http
+                .post(url.clone())
+                .timeout(Duration::from_secs(10))
+                .json(notice)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => delivered += 1,
+                Ok(r) => tracing::warn!(
+                    status = r.status().as_u16(),
+                    "the notification webhook refused the notice"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e.without_url(), "cannot reach the notification webhook");
+                }
+            }
+        }
+        if let Some(command) = &self.settings.command {
+            let status = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .env("OAUTHIMAP_EVENT", notice.event)
+                .env("OAUTHIMAP_ACCOUNT_ID", notice.account_id.to_string())
+                .env("OAUTHIMAP_MAILBOX", &notice.mailbox)
+                .env("OAUTHIMAP_APPLICATION", &notice.application)
+                .env("OAUTHIMAP_REASON", &notice.reason)
+                .stdin(std::process::Stdio::null())
+                .status();
+            match tokio::time::timeout(Duration::from_mins(1), status).await {
+                Ok(Ok(s)) if s.success() => delivered += 1,
+                Ok(Ok(s)) => tracing::warn!(status = %s, "the notification command failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot run the notification command"),
+                Err(_) => tracing::warn!("the notification command did not finish within 60 s"),
+            }
+        }
+        delivered
+    }
+}

@@ -1,0 +1,50 @@
+//! The background refresher: renews access tokens ahead of expiry and keeps refresh tokens warm,
+//! until told to stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oauthimap_types::now_millis;
+
+use crate::service::{RefreshOutcome, TokenService};
+
+impl TokenService {
+    /// One pass: refreshes every account that is due. Returns how many were refreshed.
+    pub async fn refresh_due(&self) -> usize {
+        let s = self.settings();
+        let margin =
+            i64::try_from((s.refresh_margin + s.jitter).as_millis()).unwrap_or(i64::MAX / 4);
+        let warm_before =
+            now_millis() - i64::try_from(s.keep_warm.as_millis()).unwrap_or(i64::MAX / 4);
+        let due = match self.store().accounts_due(margin, warm_before).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "cannot look for accounts to refresh");
+                return 0;
+            }
+        };
+        let mut refreshed = 0;
+        for id in due {
+            if let RefreshOutcome::Refreshed { .. } = self.refresh_now(id).await {
+                refreshed += 1;
+            }
+        }
+        refreshed
+    }
+
+    /// Runs passes every `check_interval` until `stop` resolves.
+    pub async fn run_refresher(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        let interval = self
+            .settings()
+            .check_interval
+            .max(Duration::from_millis(100));
+        tokio::pin!(stop);
+        loop {
+            self.refresh_due().await;
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}

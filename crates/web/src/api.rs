@@ -1,0 +1,92 @@
+//! `/api/v1`: the token broker for other mail tools, guarded by API tokens.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use oauthimap_app::types::FailureKind;
+use oauthimap_app::{AccountSelector, App, AppError};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+/// A JSON error with a stable code.
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message } })),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<SecretString> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| SecretString::from(token.trim().to_owned()))
+}
+
+/// `GET /api/v1/accounts/{id}/token`: a valid access token, refreshed if needed.
+pub async fn account_token(
+    State(app): State<App>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(api_token) = bearer(&headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send an API token: Authorization: Bearer <token>",
+        );
+    };
+    match app.check_api_token(&api_token, "tokens:read").await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the API token is unknown or lacks the tokens:read scope",
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            );
+        }
+    }
+    match app
+        .account_token(&AccountSelector::new(id.to_string(), None), false)
+        .await
+    {
+        Ok((account, token)) => {
+            let body = json!({
+                "account_id": account.id,
+                "mailbox": account.mailbox,
+                "token_type": "Bearer",
+                "access_token": token.secret.expose_secret(),
+                "expires_at": token.expires_at,
+            });
+            ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+        }
+        Err(AppError::NotFound { .. }) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("account {id} does not exist"),
+        ),
+        Err(AppError::Token(e)) if e.kind == FailureKind::Permanent => {
+            error(StatusCode::CONFLICT, "needs_reauth", &e.message)
+        }
+        Err(AppError::Token(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            &e.message,
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        ),
+    }
+}
