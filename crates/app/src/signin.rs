@@ -364,6 +364,40 @@ impl App {
         Ok((account, token))
     }
 
+    /// The ready SASL initial response for an account: XOAUTH2, or OAUTHBEARER for `host:port`
+    /// (default: the provider's IMAP server), for tools that take the SASL string itself.
+    pub async fn account_sasl(
+        &self,
+        selector: &AccountSelector,
+        mechanism: oauthimap_types::Mechanism,
+        server: Option<(String, u16)>,
+    ) -> Result<(Account, SecretString)> {
+        let (account, token) = self.account_token(selector, false).await?;
+        let token = token.secret.expose_secret();
+        let sasl = match mechanism {
+            oauthimap_types::Mechanism::Xoauth2 | oauthimap_types::Mechanism::Auto => {
+                oauthimap_imap::xoauth2_initial_response(&account.mailbox, token)
+            }
+            oauthimap_types::Mechanism::Oauthbearer => {
+                let (host, port) = if let Some(s) = server {
+                    s
+                } else {
+                    let app = self.store().application(account.application_id).await?;
+                    let profile = profile_of(&app.fields)?;
+                    let host = profile.imap_host.ok_or_else(|| {
+                        AppError::invalid(
+                            "host",
+                            "this application has no default IMAP server: give --host and --port",
+                        )
+                    })?;
+                    (host, profile.imap_port)
+                };
+                oauthimap_imap::oauthbearer_initial_response(&account.mailbox, &host, port, token)
+            }
+        };
+        Ok((account, SecretString::from(sasl)))
+    }
+
     /// Waits for a sign-in to end, checking every `every`.
     pub async fn wait_for_sign_in(&self, id: i64, every: Duration) -> Result<AccountId> {
         loop {

@@ -58,6 +58,15 @@ pub enum Command {
         /// Get a new token even if the current one is still valid.
         #[arg(long)]
         force: bool,
+        /// Print the base64 SASL initial response instead: xoauth2 or oauthbearer.
+        #[arg(long, value_name = "MECHANISM")]
+        sasl: Option<Mechanism>,
+        /// OAUTHBEARER only: the server name it binds to (default: the provider's IMAP server).
+        #[arg(long, requires = "port")]
+        host: Option<String>,
+        /// OAUTHBEARER only: the server port.
+        #[arg(long, requires = "host")]
+        port: Option<u16>,
     },
     /// Manage API tokens for the REST API and the HTTP token broker.
     #[command(subcommand, name = "api-token")]

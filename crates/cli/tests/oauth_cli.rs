@@ -157,6 +157,39 @@ async fn authorize_token_and_the_http_broker() {
         "a Microsoft access token is a JWT"
     );
     assert!(!err.contains(&token));
+    let (code, sasl, err) = output(
+        oauthimap(d, port).args(["token", "help@contoso.com", "--sasl", "xoauth2"]),
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        sasl.trim(),
+        oauthimap_imap::xoauth2_initial_response("help@contoso.com", &token),
+        "the ready XOAUTH2 string for the same token"
+    );
+    let (code, sasl, _) = output(
+        oauthimap(d, port).args([
+            "token",
+            "1",
+            "--sasl",
+            "oauthbearer",
+            "--host",
+            "imap.example.com",
+            "--port",
+            "993",
+        ]),
+        "",
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        sasl.trim(),
+        oauthimap_imap::oauthbearer_initial_response(
+            "help@contoso.com",
+            "imap.example.com",
+            993,
+            &token
+        )
+    );
 
     // The HTTP broker needs an API token with the tokens:read scope.
     let (code, api_token, err) = output(

@@ -12,6 +12,7 @@
 mod accounts;
 mod api_tokens;
 mod applications;
+mod collection;
 mod events;
 mod keys;
 mod leases;
@@ -31,6 +32,9 @@ use sqlx::{PgPool, SqlitePool};
 
 pub use accounts::AccountTokens;
 pub use api_tokens::ApiToken;
+pub use collection::{
+    Checkpoint, LedgerEntry, LedgerStatus, LedgerWrite, NewStoredMessage, StoredMessage,
+};
 pub use keys::{KeyUsage, ResealReport};
 pub use models::*;
 pub use oauth_states::{PendingSignIn, SignInOutcome};

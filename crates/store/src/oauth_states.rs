@@ -147,16 +147,15 @@ impl Store {
 
     /// Where a sign-in stands.
     pub async fn sign_in_outcome(&self, id: i64) -> Result<SignInOutcome> {
-        let row: Option<OutcomeRow> = on_db!(
-            self.db(),
-            |pool| {
-                sqlx::query_as("SELECT expires_at, consumed_at, account_id, error FROM oauth_states WHERE id = $1")
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-                .map_err(StoreError::db("read the sign-in"))?
-            }
-        );
+        let row: Option<OutcomeRow> = on_db!(self.db(), |pool| {
+            sqlx::query_as(
+                "SELECT expires_at, consumed_at, account_id, error FROM oauth_states WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::db("read the sign-in"))?
+        });
         Ok(match row {
             None => SignInOutcome::Expired,
             Some((_, _, Some(account), _)) => SignInOutcome::Succeeded(AccountId(account)),

@@ -652,6 +652,141 @@ async fn rotation_while_reads_continue(backend: Backend) {
     t.cleanup().await;
 }
 
+async fn checkpoints_ledger_and_messages(backend: Backend) {
+    use oauthimap_store::{Checkpoint, LedgerStatus, LedgerWrite, NewStoredMessage};
+    let (t, store) = setup(backend).await;
+    let app = store
+        .insert_application(&app_fields("A"), None)
+        .await
+        .unwrap();
+    let r = store
+        .insert_receiver(&receiver_fields("r", app.id, None), None)
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint(r.id).await.unwrap(), None);
+    let cp = Checkpoint {
+        uid_validity: 1_700_000_000,
+        last_uid: 42,
+    };
+    store.set_checkpoint(r.id, cp).await.unwrap();
+    store
+        .set_checkpoint(r.id, Checkpoint { last_uid: 43, ..cp })
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint(r.id).await.unwrap().unwrap().last_uid, 43);
+
+    let write = LedgerWrite {
+        receiver: r.id,
+        uid_validity: cp.uid_validity,
+        uid: 7,
+        idempotency_key: "r1-1700000000-7",
+        message_id: Some("m7@example.com"),
+        content_hash: Some("abc"),
+        size: 1234,
+        status: LedgerStatus::Failed,
+        reason: Some("webhook answered 500"),
+        receipt: None,
+    };
+    let first = store.record_ledger(&write).await.unwrap();
+    assert_eq!((first.status, first.attempts), (LedgerStatus::Failed, 1));
+    let second = store
+        .record_ledger(&LedgerWrite {
+            status: LedgerStatus::Delivered,
+            reason: None,
+            receipt: Some("200"),
+            ..write.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        second.id, first.id,
+        "one row per (receiver, UIDVALIDITY, UID)"
+    );
+    assert_eq!(
+        (second.status, second.attempts),
+        (LedgerStatus::Delivered, 2)
+    );
+    assert!(!second.post_action_done);
+    store.ledger_post_action_done(second.id).await.unwrap();
+    let again = store
+        .ledger_entry(r.id, cp.uid_validity, 7)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.post_action_done);
+    assert_eq!(
+        store
+            .ledger_by_hash(r.id, "abc")
+            .await
+            .unwrap()
+            .unwrap()
+            .uid,
+        7,
+        "found after a UIDVALIDITY change"
+    );
+    assert!(store.ledger_by_hash(r.id, "other").await.unwrap().is_none());
+    store
+        .set_ledger_status(again.id, LedgerStatus::Dead, Some("gave up"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .ledger(Some(r.id), Some(LedgerStatus::Dead), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.ledger_counts(r.id).await.unwrap(),
+        vec![("dead".to_owned(), 1)]
+    );
+
+    let message = NewStoredMessage {
+        idempotency_key: "r1-1700000000-7",
+        receiver: Some(r.id),
+        message_id: Some("m7@example.com"),
+        subject: "Printer on fire",
+        from_address: "ann@example.com",
+        from_name: "Ann",
+        date: Some("2026-11-28T00:00:00Z"),
+        size: 1234,
+        sha256: "abc",
+        raw_path: "messages/r1-1700000000-7.eml",
+        normalized: "{}",
+    };
+    let (id, new) = store.insert_message(&message).await.unwrap();
+    assert!(new);
+    let (same, new) = store.insert_message(&message).await.unwrap();
+    assert_eq!(
+        (same, new),
+        (id, false),
+        "the same idempotency key stores once"
+    );
+    assert_eq!(store.message_count().await.unwrap(), 1);
+    assert_eq!(
+        store
+            .messages(Some("PRINTER"), None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.messages(Some("ann@"), None, 10).await.unwrap().len(),
+        1
+    );
+    assert!(
+        store
+            .messages(Some("nothing"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.message(id).await.unwrap().subject, "Printer on fire");
+    t.cleanup().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -674,4 +809,5 @@ on_both_backends!(
     leases_give_single_ownership,
     events_page_newest_first,
     rotation_while_reads_continue,
+    checkpoints_ledger_and_messages,
 );

@@ -33,7 +33,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             account,
             app: filter,
             force,
-        } => token::print(&app, account, filter, force).await,
+            sasl,
+            host,
+            port,
+        } => token::print(&app, account, filter, force, sasl, host.zip(port)).await,
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
     };
     app.close().await;

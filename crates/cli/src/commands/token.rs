@@ -1,21 +1,31 @@
 //! `oauthimap token` (the token broker for other mail tools) and `oauthimap api-token`.
 
+use oauthimap_app::types::Mechanism;
 use oauthimap_app::{AccountSelector, App, AppError};
 use secrecy::ExposeSecret;
 
 use crate::cli::ApiTokenCommand;
 use crate::output::{Out, time};
 
-/// Prints only the access token, so it can be used as a password command.
+/// Prints only the access token (or the SASL string), so it can be used as a password command.
 pub async fn print(
     app: &App,
     account: String,
     filter: Option<String>,
     force: bool,
+    sasl: Option<Mechanism>,
+    server: Option<(String, u16)>,
 ) -> Result<(), AppError> {
-    let (_, token) = app
-        .account_token(&AccountSelector::new(account, filter), force)
-        .await?;
+    let selector = AccountSelector::new(account, filter);
+    if let Some(mechanism) = sasl {
+        if force {
+            app.account_token(&selector, true).await?;
+        }
+        let (_, sasl) = app.account_sasl(&selector, mechanism, server).await?;
+        println!("{}", sasl.expose_secret());
+        return Ok(());
+    }
+    let (_, token) = app.account_token(&selector, force).await?;
     println!("{}", token.secret.expose_secret());
     Ok(())
 }

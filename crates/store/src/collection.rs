@@ -1,0 +1,439 @@
+//! Collection state: per-receiver checkpoints, the delivery ledger keyed by (receiver,
+//! UIDVALIDITY, UID) that makes delivery exactly-once across crashes, and the built-in store's
+//! message rows (raw bytes live in files in the data folder; the row points at them).
+
+use oauthimap_types::{ReceiverId, now_millis};
+use serde::Serialize;
+
+use crate::{Result, Store, StoreError, on_db};
+
+/// Where a receiver's collection stands in its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Checkpoint {
+    pub uid_validity: u32,
+    pub last_uid: u32,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerStatus {
+    /// The sink has it.
+    Delivered,
+    /// Not delivered on purpose (too large, not a message); moved or flagged on the server.
+    Refused,
+    /// The sink failed; retried on the next run.
+    Failed,
+    /// The sink failed too often; kept aside until an admin retries it.
+    Dead,
+}
+
+impl LedgerStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerStatus::Delivered => "delivered",
+            LedgerStatus::Refused => "refused",
+            LedgerStatus::Failed => "failed",
+            LedgerStatus::Dead => "dead",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "delivered" => LedgerStatus::Delivered,
+            "refused" => LedgerStatus::Refused,
+            "failed" => LedgerStatus::Failed,
+            "dead" => LedgerStatus::Dead,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "ledger.status holds {other:?}"
+                )));
+            }
+        })
+    }
+}
+
+/// One ledger row.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerEntry {
+    pub id: i64,
+    pub receiver_id: ReceiverId,
+    pub uid_validity: u32,
+    pub uid: u32,
+    pub idempotency_key: String,
+    pub message_id: Option<String>,
+    pub content_hash: Option<String>,
+    pub size: i64,
+    pub status: LedgerStatus,
+    pub reason: Option<String>,
+    pub attempts: i64,
+    pub post_action_done: bool,
+    pub updated_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct LedgerRow {
+    id: i64,
+    receiver_id: i64,
+    uid_validity: i64,
+    uid: i64,
+    idempotency_key: String,
+    message_id: Option<String>,
+    content_hash: Option<String>,
+    size: i64,
+    status: String,
+    reason: Option<String>,
+    attempts: i64,
+    post_action_done: bool,
+    updated_at: i64,
+}
+
+const LEDGER_COLUMNS: &str = "id, receiver_id, uid_validity, uid, idempotency_key, message_id, content_hash, \
+     size, status, reason, attempts, post_action_done, updated_at";
+
+impl TryFrom<LedgerRow> for LedgerEntry {
+    type Error = StoreError;
+    fn try_from(r: LedgerRow) -> Result<Self> {
+        let u32_of = |v: i64, c: &str| {
+            u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("ledger.{c} out of range")))
+        };
+        Ok(LedgerEntry {
+            id: r.id,
+            receiver_id: ReceiverId(r.receiver_id),
+            uid_validity: u32_of(r.uid_validity, "uid_validity")?,
+            uid: u32_of(r.uid, "uid")?,
+            idempotency_key: r.idempotency_key,
+            message_id: r.message_id,
+            content_hash: r.content_hash,
+            size: r.size,
+            status: LedgerStatus::parse(&r.status)?,
+            reason: r.reason,
+            attempts: r.attempts,
+            post_action_done: r.post_action_done,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+/// A message to record in the ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerWrite<'a> {
+    pub receiver: ReceiverId,
+    pub uid_validity: u32,
+    pub uid: u32,
+    pub idempotency_key: &'a str,
+    pub message_id: Option<&'a str>,
+    pub content_hash: Option<&'a str>,
+    pub size: i64,
+    pub status: LedgerStatus,
+    pub reason: Option<&'a str>,
+    pub receipt: Option<&'a str>,
+}
+
+/// A message kept by the built-in store.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub receiver_id: Option<i64>,
+    pub message_id: Option<String>,
+    pub subject: String,
+    pub from_address: String,
+    pub from_name: String,
+    pub date: Option<String>,
+    pub size: i64,
+    pub sha256: String,
+    pub raw_path: String,
+    pub normalized: String,
+    pub created_at: i64,
+}
+
+/// A new message for the built-in store.
+#[derive(Debug, Clone)]
+pub struct NewStoredMessage<'a> {
+    pub idempotency_key: &'a str,
+    pub receiver: Option<ReceiverId>,
+    pub message_id: Option<&'a str>,
+    pub subject: &'a str,
+    pub from_address: &'a str,
+    pub from_name: &'a str,
+    pub date: Option<&'a str>,
+    pub size: i64,
+    pub sha256: &'a str,
+    pub raw_path: &'a str,
+    pub normalized: &'a str,
+}
+
+impl Store {
+    pub async fn checkpoint(&self, receiver: ReceiverId) -> Result<Option<Checkpoint>> {
+        let row: Option<(i64, i64)> = on_db!(self.db(), |pool| sqlx::query_as(
+            "SELECT uid_validity, last_uid FROM checkpoints WHERE receiver_id = $1"
+        )
+        .bind(receiver.0)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("read the checkpoint"))?);
+        row.map(|(v, u)| {
+            Ok(Checkpoint {
+                uid_validity: u32::try_from(v)
+                    .map_err(|_| StoreError::Corrupt("checkpoint uid_validity".into()))?,
+                last_uid: u32::try_from(u)
+                    .map_err(|_| StoreError::Corrupt("checkpoint last_uid".into()))?,
+            })
+        })
+        .transpose()
+    }
+
+    pub async fn set_checkpoint(&self, receiver: ReceiverId, cp: Checkpoint) -> Result<()> {
+        on_db!(self.db(), |pool| {
+            sqlx::query(
+                "INSERT INTO checkpoints (receiver_id, uid_validity, last_uid, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (receiver_id) DO UPDATE SET uid_validity = excluded.uid_validity, \
+                 last_uid = excluded.last_uid, updated_at = excluded.updated_at",
+            )
+            .bind(receiver.0)
+            .bind(i64::from(cp.uid_validity))
+            .bind(i64::from(cp.last_uid))
+            .bind(now_millis())
+            .execute(pool)
+            .await
+            .map_err(StoreError::db("write the checkpoint"))?;
+        });
+        Ok(())
+    }
+
+    /// The ledger row of one message, if any.
+    pub async fn ledger_entry(
+        &self,
+        receiver: ReceiverId,
+        uid_validity: u32,
+        uid: u32,
+    ) -> Result<Option<LedgerEntry>> {
+        let row: Option<LedgerRow> = on_db!(self.db(), |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {LEDGER_COLUMNS} FROM ledger WHERE receiver_id = $1 AND uid_validity = $2 AND uid = $3"
+        )))
+        .bind(receiver.0)
+        .bind(i64::from(uid_validity))
+        .bind(i64::from(uid))
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("read the ledger"))?
+        });
+        row.map(LedgerEntry::try_from).transpose()
+    }
+
+    /// A message this receiver already delivered under an earlier UIDVALIDITY, by content hash.
+    pub async fn ledger_by_hash(
+        &self,
+        receiver: ReceiverId,
+        content_hash: &str,
+    ) -> Result<Option<LedgerEntry>> {
+        let row: Option<LedgerRow> = on_db!(self.db(), |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {LEDGER_COLUMNS} FROM ledger WHERE receiver_id = $1 AND content_hash = $2 \
+             AND status IN ('delivered', 'refused') ORDER BY id LIMIT 1"
+            )))
+            .bind(receiver.0)
+            .bind(content_hash)
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::db("read the ledger"))?
+        });
+        row.map(LedgerEntry::try_from).transpose()
+    }
+
+    /// Records (or updates) a message's ledger row; counts an attempt.
+    pub async fn record_ledger(&self, w: &LedgerWrite<'_>) -> Result<LedgerEntry> {
+        let now = now_millis();
+        let row: LedgerRow = on_db!(self.db(), |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO ledger (receiver_id, uid_validity, uid, idempotency_key, message_id, content_hash, size, \
+             status, reason, attempts, receipt, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $11) \
+             ON CONFLICT (receiver_id, uid_validity, uid) DO UPDATE SET status = excluded.status, \
+             reason = excluded.reason, receipt = COALESCE(excluded.receipt, ledger.receipt), \
+             message_id = COALESCE(excluded.message_id, ledger.message_id), \
+             content_hash = COALESCE(excluded.content_hash, ledger.content_hash), \
+             attempts = ledger.attempts + 1, updated_at = excluded.updated_at \
+             RETURNING {LEDGER_COLUMNS}"
+        )))
+        .bind(w.receiver.0)
+        .bind(i64::from(w.uid_validity))
+        .bind(i64::from(w.uid))
+        .bind(w.idempotency_key)
+        .bind(w.message_id)
+        .bind(w.content_hash)
+        .bind(w.size)
+        .bind(w.status.as_str())
+        .bind(w.reason)
+        .bind(w.receipt)
+        .bind(now)
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::db("record the delivery"))?
+        });
+        row.try_into()
+    }
+
+    /// Marks a ledger row's status (dead-lettering, retrying) without counting an attempt.
+    pub async fn set_ledger_status(
+        &self,
+        id: i64,
+        status: LedgerStatus,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        on_db!(self.db(), |pool| {
+            sqlx::query(
+                "UPDATE ledger SET status = $1, reason = $2, updated_at = $3 WHERE id = $4",
+            )
+            .bind(status.as_str())
+            .bind(reason)
+            .bind(now_millis())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(StoreError::db("update the ledger"))?;
+        });
+        Ok(())
+    }
+
+    /// Notes that the post-delivery action ran on the server.
+    pub async fn ledger_post_action_done(&self, id: i64) -> Result<()> {
+        on_db!(self.db(), |pool| {
+            sqlx::query("UPDATE ledger SET post_action_done = TRUE, updated_at = $1 WHERE id = $2")
+                .bind(now_millis())
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(StoreError::db("update the ledger"))?;
+        });
+        Ok(())
+    }
+
+    /// Ledger rows, newest first, optionally of one receiver and status.
+    pub async fn ledger(
+        &self,
+        receiver: Option<ReceiverId>,
+        status: Option<LedgerStatus>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>> {
+        let rows: Vec<LedgerRow> = on_db!(self.db(), |pool| sqlx::query_as(sqlx::AssertSqlSafe(
+            format!(
+                "SELECT {LEDGER_COLUMNS} FROM ledger WHERE ($1 IS NULL OR receiver_id = $1) \
+             AND ($2 IS NULL OR status = $2) ORDER BY id DESC LIMIT $3"
+            )
+        ))
+        .bind(receiver.map(|r| r.0))
+        .bind(status.map(LedgerStatus::as_str))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::db("list the ledger"))?);
+        rows.into_iter().map(LedgerEntry::try_from).collect()
+    }
+
+    /// Counts of ledger rows per status for a receiver.
+    pub async fn ledger_counts(&self, receiver: ReceiverId) -> Result<Vec<(String, i64)>> {
+        Ok(on_db!(self.db(), |pool| {
+            sqlx::query_as(
+            "SELECT status, COUNT(*) FROM ledger WHERE receiver_id = $1 GROUP BY status ORDER BY status"
+        )
+        .bind(receiver.0)
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::db("count the ledger"))?
+        }))
+    }
+
+    /// Adds a message to the built-in store; a second write with the same idempotency key is a
+    /// no-op. Returns the message's id and whether it was new.
+    pub async fn insert_message(&self, m: &NewStoredMessage<'_>) -> Result<(i64, bool)> {
+        let inserted: Option<i64> = on_db!(self.db(), |pool| {
+            sqlx::query_scalar(
+            "INSERT INTO messages (idempotency_key, receiver_id, message_id, subject, from_address, from_name, \
+             date, size, sha256, raw_path, normalized, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+        )
+        .bind(m.idempotency_key)
+        .bind(m.receiver.map(|r| r.0))
+        .bind(m.message_id)
+        .bind(m.subject)
+        .bind(m.from_address)
+        .bind(m.from_name)
+        .bind(m.date)
+        .bind(m.size)
+        .bind(m.sha256)
+        .bind(m.raw_path)
+        .bind(m.normalized)
+        .bind(now_millis())
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("store the message"))?
+        });
+        if let Some(id) = inserted {
+            return Ok((id, true));
+        }
+        let id: i64 = on_db!(self.db(), |pool| sqlx::query_scalar(
+            "SELECT id FROM messages WHERE idempotency_key = $1"
+        )
+        .bind(m.idempotency_key)
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::db("read the message"))?);
+        Ok((id, false))
+    }
+
+    /// Messages of the built-in store, newest first, optionally filtered by a text found in the
+    /// sender or subject, older than `before` (an id) for paging.
+    pub async fn messages(
+        &self,
+        search: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>> {
+        let pattern = search.map(|s| format!("%{}%", s.to_lowercase()));
+        Ok(on_db!(self.db(), |pool| {
+            sqlx::query_as(
+            "SELECT id, idempotency_key, receiver_id, message_id, subject, from_address, from_name, date, size, \
+             sha256, raw_path, normalized, created_at FROM messages \
+             WHERE ($1 IS NULL OR LOWER(subject) LIKE $1 OR LOWER(from_address) LIKE $1 OR LOWER(from_name) LIKE $1) \
+             AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        )
+        .bind(pattern)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::db("list the messages"))?
+        }))
+    }
+
+    pub async fn message(&self, id: i64) -> Result<StoredMessage> {
+        let row: Option<StoredMessage> = on_db!(self.db(), |pool| {
+            sqlx::query_as(
+            "SELECT id, idempotency_key, receiver_id, message_id, subject, from_address, from_name, date, size, \
+             sha256, raw_path, normalized, created_at FROM messages WHERE id = $1"
+        )
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(StoreError::db("read the message"))?
+        });
+        row.ok_or_else(|| StoreError::NotFound {
+            what: "message",
+            key: id.to_string(),
+        })
+    }
+
+    /// How many messages the built-in store holds.
+    pub async fn message_count(&self) -> Result<i64> {
+        Ok(on_db!(self.db(), |pool| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM messages"
+        )
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::db("count the messages"))?))
+    }
+}
