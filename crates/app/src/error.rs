@@ -32,6 +32,9 @@ pub enum AppError {
     /// No token could be had for an account.
     #[error("{0}")]
     Token(oauthimap_types::TokenError),
+    /// A diagnostic ran and found a failing step (the report says which).
+    #[error("the diagnostic found a problem")]
+    DiagnosticFailed,
     #[error("cannot {action}: {source}")]
     Io {
         action: String,

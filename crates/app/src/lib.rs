@@ -8,6 +8,7 @@
 mod accounts;
 mod api_tokens;
 mod applications;
+mod diagnose;
 mod error;
 mod keys;
 mod receivers;
@@ -26,6 +27,7 @@ use secrecy::ExposeSecret;
 
 pub use accounts::AccountSelector;
 pub use applications::{ApplicationInput, ApplicationView};
+pub use diagnose::{DiagnoseOptions, DiagnosticReport, Outcome, Step};
 pub use error::{AppError, Result};
 pub use keys::{KeyRotation, KeyStatus};
 pub use oauthimap_config as config;

@@ -68,6 +68,39 @@ pub enum Command {
         #[arg(long, requires = "host")]
         port: Option<u16>,
     },
+    /// Check that an account can log in to its IMAP server, step by step (DNS, TCP, TLS,
+    /// capabilities, token claims, authentication, folder), with hints for known failures and the
+    /// protocol transcript (tokens redacted). Defaults come from the account's receiver, then the
+    /// provider (outlook.office365.com:993, imap.gmail.com:993).
+    Diagnose {
+        /// Account id or mailbox.
+        account: String,
+        /// The application, when the mailbox is authorized in several.
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        host: Option<String>,
+        #[arg(long)]
+        port: Option<u16>,
+        /// tls, starttls or plain (loopback only).
+        #[arg(long)]
+        security: Option<Security>,
+        /// auto, xoauth2 or oauthbearer.
+        #[arg(long)]
+        mechanism: Option<Mechanism>,
+        /// The folder to select.
+        #[arg(long)]
+        folder: Option<String>,
+        /// An extra CA certificate (PEM) to trust.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<String>,
+        /// Limit for each network step.
+        #[arg(long, default_value = "20s")]
+        timeout: humantime::Duration,
+        /// Also print the protocol transcript.
+        #[arg(long)]
+        transcript: bool,
+    },
     /// Manage API tokens for the REST API and the HTTP token broker.
     #[command(subcommand, name = "api-token")]
     ApiToken(ApiTokenCommand),

@@ -191,6 +191,63 @@ async fn authorize_token_and_the_http_broker() {
         )
     );
 
+    // The login diagnostic against a real Dovecot: every step, the transcript, no token.
+    let dovecot = oauthimap_dovecot_fixture::Dovecot::start(
+        oauthimap_dovecot_fixture::DovecotOptions::new(idp.introspection_url()),
+    )
+    .await
+    .unwrap();
+    let imaps = dovecot.imaps_port().to_string();
+    let ca = dovecot.ca_pem_path().display().to_string();
+    let (code, report, err) = output(
+        oauthimap(d, port)
+            .args([
+                "diagnose",
+                "help@contoso.com",
+                "--host",
+                "localhost",
+                "--port",
+                &imaps,
+            ])
+            .args(["--ca-file", &ca, "--transcript"]),
+        "",
+    );
+    assert_eq!(code, 0, "{report}{err}");
+    for step in ["token", "dns", "tcp", "tls", "authentication", "folder"] {
+        assert!(
+            report.contains(&format!("[ok  ] {step}")),
+            "{step} in:\n{report}"
+        );
+    }
+    assert!(
+        report.contains("Transcript (tokens redacted)") && report.contains("AUTHENTICATE"),
+        "{report}"
+    );
+    let (_, fresh, _) = output(oauthimap(d, port).args(["token", "help@contoso.com"]), "");
+    for secret in [token.as_str(), fresh.trim()] {
+        assert!(
+            !report.contains(secret) && !err.contains(secret),
+            "a token leaked into the diagnostic"
+        );
+    }
+    let (code, failing, _) = output(
+        oauthimap(d, port).args([
+            "diagnose",
+            "help@contoso.com",
+            "--host",
+            "localhost",
+            "--port",
+            &imaps,
+        ]),
+        "",
+    );
+    assert_eq!(code, 1, "an untrusted certificate fails the diagnostic");
+    assert!(
+        failing.contains("[FAIL] tls") && failing.contains("hint:"),
+        "{failing}"
+    );
+    dovecot.stop().await.unwrap();
+
     // The HTTP broker needs an API token with the tokens:read scope.
     let (code, api_token, err) = output(
         oauthimap(d, port).args(["api-token", "create", "--name", "msmtp"]),

@@ -37,6 +37,8 @@ pub struct TlsInfo {
     pub certificate_subject: Option<String>,
     /// The server certificate's issuer, when it could be read.
     pub certificate_issuer: Option<String>,
+    /// When the server certificate expires (seconds since the Unix epoch), when it could be read.
+    pub certificate_not_after: Option<i64>,
 }
 
 pub(crate) struct Conn {
@@ -202,7 +204,8 @@ impl Conn {
                 .negotiated_cipher_suite()
                 .map_or_else(|| "unknown".into(), |s| format!("{:?}", s.suite())),
             certificate_subject: names.as_ref().map(|n| n.subject.clone()),
-            certificate_issuer: names.map(|n| n.issuer),
+            certificate_issuer: names.as_ref().map(|n| n.issuer.clone()),
+            certificate_not_after: names.map(|n| n.not_after),
         };
         self.note(&format!(
             "TLS established: {} {}, certificate subject {}",

@@ -90,3 +90,76 @@ pub async fn account_token(
         ),
     }
 }
+
+/// Options of `POST /api/v1/accounts/{id}/diagnose`; every field is optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnoseBody {
+    host: Option<String>,
+    port: Option<u16>,
+    security: Option<oauthimap_app::types::Security>,
+    mechanism: Option<oauthimap_app::types::Mechanism>,
+    folder: Option<String>,
+    ca_file: Option<String>,
+    timeout_secs: Option<u64>,
+}
+
+/// `POST /api/v1/accounts/{id}/diagnose`: the login diagnostic report (needs the admin scope).
+pub async fn diagnose(
+    State(app): State<App>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Option<Json<DiagnoseBody>>,
+) -> Response {
+    let Some(api_token) = bearer(&headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send an API token: Authorization: Bearer <token>",
+        );
+    };
+    match app.check_api_token(&api_token, "admin").await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the API token is unknown or lacks the admin scope",
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                &e.to_string(),
+            );
+        }
+    }
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    let options = oauthimap_app::DiagnoseOptions {
+        host: b.host,
+        port: b.port,
+        security: b.security,
+        mechanism: b.mechanism,
+        folder: b.folder,
+        ca_file: b.ca_file,
+        timeout: b.timeout_secs.map(std::time::Duration::from_secs),
+    };
+    match app
+        .diagnose(&AccountSelector::new(id.to_string(), None), &options)
+        .await
+    {
+        Ok(report) => Json(report).into_response(),
+        Err(AppError::NotFound { .. }) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("account {id} does not exist"),
+        ),
+        Err(e) if e.is_user_error() => error(StatusCode::BAD_REQUEST, "invalid", &e.to_string()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        ),
+    }
+}

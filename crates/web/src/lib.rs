@@ -23,6 +23,10 @@ pub fn router(app: App) -> Router {
         .route("/readyz", get(readyz))
         .route("/oauth/callback", get(callback::callback))
         .route("/api/v1/accounts/{id}/token", get(api::account_token))
+        .route(
+            "/api/v1/accounts/{id}/diagnose",
+            axum::routing::post(api::diagnose),
+        )
         .layer(trace_layer())
         .with_state(app)
 }

@@ -2,6 +2,7 @@
 
 mod account;
 mod app;
+mod diagnose;
 mod keys;
 mod receiver;
 mod serve;
@@ -38,6 +39,29 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             port,
         } => token::print(&app, account, filter, force, sasl, host.zip(port)).await,
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
+        Command::Diagnose {
+            account,
+            app: filter,
+            host,
+            port,
+            security,
+            mechanism,
+            folder,
+            ca_file,
+            timeout,
+            transcript,
+        } => {
+            let options = oauthimap_app::DiagnoseOptions {
+                host,
+                port,
+                security,
+                mechanism,
+                folder,
+                ca_file,
+                timeout: Some(*timeout),
+            };
+            diagnose::run(&app, &out, account, filter, &options, transcript).await
+        }
     };
     app.close().await;
     result
