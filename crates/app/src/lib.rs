@@ -8,6 +8,7 @@
 mod accounts;
 mod api_tokens;
 mod applications;
+mod collect;
 mod diagnose;
 mod error;
 mod keys;
@@ -27,9 +28,11 @@ use secrecy::ExposeSecret;
 
 pub use accounts::AccountSelector;
 pub use applications::{ApplicationInput, ApplicationView};
+pub use collect::CollectOutcome;
 pub use diagnose::{DiagnoseOptions, DiagnosticReport, Outcome, Step};
 pub use error::{AppError, Result};
 pub use keys::{KeyRotation, KeyStatus};
+pub use oauthimap_collector::{Collector, PassSummary, ProgressEvent};
 pub use oauthimap_config as config;
 pub use oauthimap_crypto as crypto;
 pub use oauthimap_oauth as oauth;
@@ -45,6 +48,7 @@ pub struct App {
     settings: Arc<Settings>,
     store: Store,
     tokens: Arc<TokenService>,
+    collector: Arc<oauthimap_collector::Collector>,
 }
 
 impl App {
@@ -93,16 +97,24 @@ impl App {
             check_interval: Duration::from_secs(t.check_interval_secs),
             ..TokenSettings::default()
         };
+        let http = oauth.http().clone();
         let tokens = Arc::new(TokenService::new(
             store.clone(),
             oauth,
             notifier,
             token_settings,
         ));
+        let collector = Arc::new(oauthimap_collector::Collector::new(
+            store.clone(),
+            tokens.clone(),
+            http,
+            settings.data_dir.clone(),
+        ));
         Ok(App {
             settings: Arc::new(settings),
             store,
             tokens,
+            collector,
         })
     }
 
@@ -112,6 +124,11 @@ impl App {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The collector (receivers at work).
+    pub fn collector(&self) -> &Arc<oauthimap_collector::Collector> {
+        &self.collector
     }
 
     /// The token service (fresh tokens, the background refresher).

@@ -101,6 +101,20 @@ pub enum Command {
         #[arg(long)]
         transcript: bool,
     },
+    /// Collect mail: one pass over every active receiver (or one), with a progress bar on a
+    /// terminal and a summary (available, delivered, already seen, refused, failed). `serve`
+    /// collects continuously.
+    Collect {
+        /// One pass and exit (the only mode for now; `serve` keeps receivers running).
+        #[arg(long, required = true)]
+        once: bool,
+        /// Only this receiver (name or id).
+        #[arg(long)]
+        receiver: Option<String>,
+    },
+    /// Messages collected into the built-in store.
+    #[command(subcommand)]
+    Messages(MessagesCommand),
     /// Manage API tokens for the REST API and the HTTP token broker.
     #[command(subcommand, name = "api-token")]
     ApiToken(ApiTokenCommand),
@@ -355,6 +369,39 @@ pub enum KeysCommand {
         /// The key id.
         #[arg(long, default_value_t = 1)]
         id: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MessagesCommand {
+    /// List stored messages, newest first.
+    List {
+        /// Only messages whose sender or subject contains this.
+        #[arg(long)]
+        search: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show one message (headers, text, attachments), or its raw bytes with --raw.
+    Show {
+        id: i64,
+        #[arg(long)]
+        raw: bool,
+    },
+    /// The delivery ledger of a receiver: what was delivered, refused, failed or set aside.
+    Ledger {
+        /// Receiver name or id.
+        receiver: Option<String>,
+        /// delivered, refused, failed or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Try the receiver's set-aside (dead-letter) messages again on its next pass.
+    Retry {
+        /// Receiver name or id.
+        receiver: String,
     },
 }
 

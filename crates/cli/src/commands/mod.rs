@@ -2,6 +2,7 @@
 
 mod account;
 mod app;
+mod collect;
 mod diagnose;
 mod keys;
 mod receiver;
@@ -39,6 +40,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             port,
         } => token::print(&app, account, filter, force, sasl, host.zip(port)).await,
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
+        Command::Collect { once: _, receiver } => {
+            collect::once(&app, &out, receiver.as_deref()).await
+        }
+        Command::Messages(c) => collect::messages(&app, &out, c).await,
         Command::Diagnose {
             account,
             app: filter,

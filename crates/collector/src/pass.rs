@@ -1,0 +1,411 @@
+//! One collection pass over a selected folder: the exactly-once pipeline for every message after
+//! the checkpoint.
+
+use oauthimap_imap::{MailSession, UidRange};
+use oauthimap_mime::{Limits, normalize};
+use oauthimap_sinks::{Delivery, Sink, SinkError, Summary};
+use oauthimap_store::{Checkpoint, LedgerEntry, LedgerStatus, LedgerWrite, Receiver, Store};
+use oauthimap_types::AfterDelivery;
+use serde::Serialize;
+
+use crate::CollectError;
+
+/// Messages fetched per `UID FETCH`, and the most bytes fetched at once.
+const BATCH_COUNT: usize = 50;
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// Attempts before a message the sink keeps refusing is set aside (dead letter).
+pub const MAX_ATTEMPTS: i64 = 5;
+/// The flag set on refused messages when there is no refused folder.
+const REFUSED_FLAG: &str = "\\Flagged";
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct PassSummary {
+    /// Messages after the checkpoint when the pass began.
+    pub available: u64,
+    pub delivered: u64,
+    /// In the ledger already (a crash or UIDVALIDITY change), not delivered again.
+    pub already_seen: u64,
+    pub refused: u64,
+    pub failed: u64,
+    /// Why the pass stopped early, if it did (the sink keeps failing).
+    pub stopped: Option<String>,
+}
+
+/// Progress of a pass, for progress bars.
+#[derive(Debug, Clone, Copy)]
+pub enum ProgressEvent {
+    Available(u64),
+    Fetched(u64),
+    Handled,
+}
+
+pub(crate) struct Pass<'a> {
+    pub store: &'a Store,
+    pub sink: &'a Sink,
+    pub receiver: &'a Receiver,
+    pub progress: &'a (dyn Fn(ProgressEvent) + Send + Sync),
+    /// Folders known to exist on the server (created or checked once per session).
+    pub folders: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+enum Handled {
+    Delivered,
+    AlreadySeen,
+    Refused,
+    /// Kept on the server, set aside; the pass goes on.
+    DeadLetter,
+    /// The sink failed; stop here so nothing after it moves on the server.
+    Stop(String),
+}
+
+impl Pass<'_> {
+    fn key(&self, uid_validity: u32, uid: u32) -> String {
+        format!("r{}-{uid_validity}-{uid}", self.receiver.id.0)
+    }
+
+    /// Collects everything after the checkpoint from the selected folder.
+    pub async fn run(
+        &self,
+        session: &mut impl MailSession,
+        uid_validity: u32,
+    ) -> Result<PassSummary, CollectError> {
+        let mut summary = PassSummary::default();
+        let checkpoint = self.store.checkpoint(self.receiver.id).await?;
+        let (last_uid, rescan) = match checkpoint {
+            Some(cp) if cp.uid_validity == uid_validity => (cp.last_uid, false),
+            Some(cp) => {
+                tracing::warn!(receiver = %self.receiver.fields.name, old = cp.uid_validity, new = uid_validity,
+                    "UIDVALIDITY changed: re-scanning the folder; delivered messages are recognised by content");
+                (0, true)
+            }
+            None => (0, false),
+        };
+        let sizes: Vec<_> = session
+            .fetch_sizes(UidRange::from(last_uid.saturating_add(1)))
+            .await?
+            .into_iter()
+            .filter(|m| m.uid > last_uid)
+            .collect();
+        summary.available = sizes.len() as u64;
+        (self.progress)(ProgressEvent::Available(summary.available));
+        let limit = self.receiver.fields.size_limit_bytes;
+        let mut index = 0;
+        while index < sizes.len() {
+            // A batch: up to BATCH_COUNT messages and BATCH_BYTES, oversized ones not fetched.
+            let mut batch = Vec::new();
+            let mut bytes = 0u64;
+            let start = index;
+            while index < sizes.len() && batch.len() < BATCH_COUNT {
+                let m = sizes[index];
+                if m.size <= limit {
+                    if !batch.is_empty() && bytes + m.size > BATCH_BYTES {
+                        break;
+                    }
+                    bytes += m.size;
+                    batch.push(m.uid);
+                }
+                index += 1;
+            }
+            let mut fetched = session.fetch_messages(&batch).await?;
+            fetched.sort_by_key(|m| m.uid);
+            (self.progress)(ProgressEvent::Fetched(fetched.len() as u64));
+            let mut bodies = fetched.into_iter().peekable();
+            for m in &sizes[start..index] {
+                let outcome = if m.size > limit {
+                    let reason = format!(
+                        "{} bytes is over the receiver's limit of {limit} bytes",
+                        m.size
+                    );
+                    self.refuse(session, uid_validity, m.uid, m.size, None, &reason)
+                        .await?
+                } else {
+                    match bodies.next_if(|b| b.uid == m.uid) {
+                        Some(body) => {
+                            self.handle(session, uid_validity, m.uid, &body.raw, rescan)
+                                .await?
+                        }
+                        // Expunged by someone else meanwhile: nothing to deliver.
+                        None => Handled::AlreadySeen,
+                    }
+                };
+                (self.progress)(ProgressEvent::Handled);
+                match outcome {
+                    Handled::Delivered => summary.delivered += 1,
+                    Handled::AlreadySeen => summary.already_seen += 1,
+                    Handled::Refused => summary.refused += 1,
+                    Handled::DeadLetter => summary.failed += 1,
+                    Handled::Stop(why) => {
+                        summary.failed += 1;
+                        summary.stopped = Some(why);
+                        return Ok(summary);
+                    }
+                }
+                self.store
+                    .set_checkpoint(
+                        self.receiver.id,
+                        Checkpoint {
+                            uid_validity,
+                            last_uid: m.uid,
+                        },
+                    )
+                    .await?;
+            }
+        }
+        if summary.available == 0 {
+            // Record the UIDVALIDITY even for an empty folder, so a later change is noticed.
+            let last = checkpoint
+                .filter(|c| c.uid_validity == uid_validity)
+                .map_or(0, |c| c.last_uid);
+            self.store
+                .set_checkpoint(
+                    self.receiver.id,
+                    Checkpoint {
+                        uid_validity,
+                        last_uid: last,
+                    },
+                )
+                .await?;
+        }
+        Ok(summary)
+    }
+
+    async fn handle(
+        &self,
+        session: &mut impl MailSession,
+        uid_validity: u32,
+        uid: u32,
+        raw: &[u8],
+        rescan: bool,
+    ) -> Result<Handled, CollectError> {
+        if let Some(entry) = self
+            .store
+            .ledger_entry(self.receiver.id, uid_validity, uid)
+            .await?
+        {
+            match entry.status {
+                LedgerStatus::Delivered | LedgerStatus::Refused => {
+                    if !entry.post_action_done {
+                        self.post_action(session, &entry).await?;
+                    }
+                    return Ok(Handled::AlreadySeen);
+                }
+                LedgerStatus::Dead => return Ok(Handled::DeadLetter),
+                LedgerStatus::Failed => {}
+            }
+        }
+        let limits = Limits {
+            max_size: self.receiver.fields.size_limit_bytes,
+            ..Limits::default()
+        };
+        let normalized = match normalize(raw, &limits) {
+            Ok(n) => n,
+            Err(refusal) => {
+                return self
+                    .refuse(
+                        session,
+                        uid_validity,
+                        uid,
+                        raw.len() as u64,
+                        None,
+                        &refusal.detail,
+                    )
+                    .await;
+            }
+        };
+        let key = self.key(uid_validity, uid);
+        let base = LedgerWrite {
+            receiver: self.receiver.id,
+            uid_validity,
+            uid,
+            idempotency_key: &key,
+            message_id: normalized.message_id.as_deref(),
+            content_hash: Some(&normalized.sha256),
+            size: i64::try_from(raw.len()).unwrap_or(i64::MAX),
+            status: LedgerStatus::Delivered,
+            reason: None,
+            receipt: None,
+        };
+        if rescan
+            && let Some(earlier) = self
+                .store
+                .ledger_by_hash(self.receiver.id, &normalized.sha256)
+                .await?
+        {
+            let reason = format!(
+                "delivered before the UIDVALIDITY change as UID {}",
+                earlier.uid
+            );
+            let entry = self
+                .store
+                .record_ledger(&LedgerWrite {
+                    status: earlier.status,
+                    reason: Some(&reason),
+                    ..base
+                })
+                .await?;
+            self.post_action(session, &entry).await?;
+            return Ok(Handled::AlreadySeen);
+        }
+        self.deliver(session, &normalized, raw, base).await
+    }
+
+    /// Hands a parsed message to the sink and records the outcome.
+    async fn deliver(
+        &self,
+        session: &mut impl MailSession,
+        normalized: &oauthimap_mime::Normalized,
+        raw: &[u8],
+        base: LedgerWrite<'_>,
+    ) -> Result<Handled, CollectError> {
+        let uid = base.uid;
+        let key = base.idempotency_key;
+        let json = serde_json::to_value(normalized).unwrap_or_default();
+        let first = normalized.from.first();
+        let summary = Summary {
+            message_id: normalized.message_id.clone(),
+            subject: normalized.subject.clone().unwrap_or_default(),
+            from_address: first.and_then(|a| a.address.clone()).unwrap_or_default(),
+            from_name: first.and_then(|a| a.name.clone()).unwrap_or_default(),
+            date: normalized.date.clone(),
+            sha256: normalized.sha256.clone(),
+        };
+        let delivery = Delivery {
+            idempotency_key: key,
+            receiver: self.receiver.id,
+            receiver_name: &self.receiver.fields.name,
+            raw,
+            normalized: &json,
+            summary: &summary,
+        };
+        match self.sink.deliver(&delivery).await {
+            Ok(receipt) => {
+                let entry = self
+                    .store
+                    .record_ledger(&LedgerWrite {
+                        receipt: Some(&receipt.0),
+                        ..base
+                    })
+                    .await?;
+                self.post_action(session, &entry).await?;
+                Ok(Handled::Delivered)
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let entry = self
+                    .store
+                    .record_ledger(&LedgerWrite {
+                        status: LedgerStatus::Failed,
+                        reason: Some(&reason),
+                        ..base
+                    })
+                    .await?;
+                if matches!(e, SinkError::Permanent(_)) || entry.attempts >= MAX_ATTEMPTS {
+                    let why = format!("set aside after {} attempt(s): {reason}", entry.attempts);
+                    self.store
+                        .set_ledger_status(entry.id, LedgerStatus::Dead, Some(&why))
+                        .await?;
+                    tracing::warn!(receiver = %self.receiver.fields.name, uid, %why, "message set aside (dead letter)");
+                    Ok(Handled::DeadLetter)
+                } else {
+                    tracing::warn!(receiver = %self.receiver.fields.name, uid, error = %reason, "the sink failed; stopping until the next run");
+                    Ok(Handled::Stop(format!(
+                        "the sink failed for UID {uid}: {reason}"
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn refuse(
+        &self,
+        session: &mut impl MailSession,
+        uid_validity: u32,
+        uid: u32,
+        size: u64,
+        message_id: Option<&str>,
+        reason: &str,
+    ) -> Result<Handled, CollectError> {
+        if let Some(entry) = self
+            .store
+            .ledger_entry(self.receiver.id, uid_validity, uid)
+            .await?
+            && entry.status == LedgerStatus::Refused
+        {
+            if !entry.post_action_done {
+                self.post_action(session, &entry).await?;
+            }
+            return Ok(Handled::AlreadySeen);
+        }
+        tracing::info!(receiver = %self.receiver.fields.name, uid, %reason, "message refused");
+        let key = self.key(uid_validity, uid);
+        let entry = self
+            .store
+            .record_ledger(&LedgerWrite {
+                receiver: self.receiver.id,
+                uid_validity,
+                uid,
+                idempotency_key: &key,
+                message_id,
+                content_hash: None,
+                size: i64::try_from(size).unwrap_or(i64::MAX),
+                status: LedgerStatus::Refused,
+                reason: Some(reason),
+                receipt: None,
+            })
+            .await?;
+        self.post_action(session, &entry).await?;
+        Ok(Handled::Refused)
+    }
+
+    async fn ensure_folder(
+        &self,
+        session: &mut impl MailSession,
+        folder: &str,
+    ) -> Result<(), CollectError> {
+        let known = self
+            .folders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(folder);
+        if !known {
+            session.create_folder_if_missing(folder).await?;
+            self.folders
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(folder.to_owned());
+        }
+        Ok(())
+    }
+
+    /// What happens on the server once the ledger holds the outcome.
+    async fn post_action(
+        &self,
+        session: &mut impl MailSession,
+        entry: &LedgerEntry,
+    ) -> Result<(), CollectError> {
+        let f = &self.receiver.fields;
+        let uids = [entry.uid];
+        if entry.status == LedgerStatus::Refused {
+            match &f.refused_folder {
+                Some(folder) => {
+                    self.ensure_folder(session, folder).await?;
+                    session.move_to(&uids, folder).await?;
+                }
+                None => session.add_flags(&uids, &[REFUSED_FLAG]).await?,
+            }
+        } else {
+            match f.after_delivery {
+                AfterDelivery::MarkSeen => session.add_flags(&uids, &["\\Seen"]).await?,
+                AfterDelivery::Move => {
+                    let folder = f.accepted_folder.as_deref().unwrap_or("Processed");
+                    self.ensure_folder(session, folder).await?;
+                    session.move_to(&uids, folder).await?;
+                }
+                AfterDelivery::Delete => session.delete(&uids).await?,
+            }
+        }
+        self.store.ledger_post_action_done(entry.id).await?;
+        Ok(())
+    }
+}

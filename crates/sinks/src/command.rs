@@ -1,0 +1,80 @@
+//! A command that reads the raw message on stdin, like a mail delivery agent: exit 0 means
+//! delivered, 75 (`EX_TEMPFAIL`) means try again later, anything else refuses the message. It gets
+//! `OAUTHIMAP_IDEMPOTENCY_KEY`, `OAUTHIMAP_RECEIVER` and `OAUTHIMAP_MESSAGE_ID` in its
+//! environment so it can skip a message it already has.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::{Delivery, Receipt, SinkError};
+
+#[derive(Debug, Clone)]
+pub struct CommandSink {
+    command: String,
+    timeout: Duration,
+}
+
+impl CommandSink {
+    pub fn new(command: &str, timeout: Duration) -> Self {
+        Self {
+            command: command.to_owned(),
+            timeout,
+        }
+    }
+
+    pub async fn deliver(&self, d: &Delivery<'_>) -> Result<Receipt, SinkError> {
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&self.command)
+            .env("OAUTHIMAP_IDEMPOTENCY_KEY", d.idempotency_key)
+            .env("OAUTHIMAP_RECEIVER", d.receiver_name)
+            .env(
+                "OAUTHIMAP_MESSAGE_ID",
+                d.summary.message_id.as_deref().unwrap_or(""),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| SinkError::Retryable(format!("cannot run the delivery command: {e}")))?;
+        let mut stdin = child.stdin.take().expect("stdin was piped");
+        let raw = d.raw.to_vec();
+        let writer = tokio::spawn(async move {
+            // A command may exit without reading everything; that is its answer, not our error.
+            let _ = stdin.write_all(&raw).await;
+        });
+        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+            .await
+            .map_err(|_| {
+                SinkError::Retryable(format!(
+                    "the delivery command did not finish within {}s",
+                    self.timeout.as_secs()
+                ))
+            })?
+            .map_err(|e| SinkError::Retryable(format!("the delivery command failed: {e}")))?;
+        let _ = writer.await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let said = stderr
+            .lines()
+            .last()
+            .unwrap_or("")
+            .chars()
+            .take(300)
+            .collect::<String>();
+        match output.status.code() {
+            Some(0) => Ok(Receipt("command:0".into())),
+            Some(75) => Err(SinkError::Retryable(format!(
+                "the delivery command asked to retry later (exit 75): {said}"
+            ))),
+            Some(code) => Err(SinkError::Permanent(format!(
+                "the delivery command refused the message (exit {code}): {said}"
+            ))),
+            None => Err(SinkError::Retryable(
+                "the delivery command was killed by a signal".into(),
+            )),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! A webhook: an HTTPS POST of `{"idempotency_key", "receiver", "message": <normalized>,
+//! "raw_base64"}` with `Idempotency-Key`, `X-Oauthimap-Timestamp` and
+//! `X-Oauthimap-Signature: sha256=<hex>` (HMAC-SHA256 of `{timestamp}.{body}` with the receiver's
+//! secret) headers. 2xx delivers; 408, 429 and 5xx (and network errors) are retried; other 4xx
+//! refuse the message.
+
+use std::time::Duration;
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Sha256;
+
+use crate::{Delivery, Receipt, SinkError};
+
+#[derive(Debug, Clone)]
+pub struct WebhookSink {
+    http: reqwest::Client,
+    url: reqwest::Url,
+    secret: Option<SecretString>,
+    timeout: Duration,
+}
+
+/// The signature of a body sent at `timestamp`: hex HMAC-SHA256 of `{timestamp}.{body}`.
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+impl WebhookSink {
+    pub fn new(
+        http: reqwest::Client,
+        url: &str,
+        secret: Option<SecretString>,
+        timeout: Duration,
+    ) -> Result<Self, SinkError> {
+        let url = reqwest::Url::parse(url)
+            .map_err(|e| SinkError::Permanent(format!("the webhook URL is invalid: {e}")))?;
+        Ok(Self {
+            http,
+            url,
+            secret,
+            timeout,
+        })
+    }
+
+    pub async fn deliver(&self, d: &Delivery<'_>) -> Result<Receipt, SinkError> {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "idempotency_key": d.idempotency_key,
+            "receiver": d.receiver_name,
+            "message": d.normalized,
+            "raw_base64": base64::engine::general_purpose::STANDARD.encode(d.raw),
+        }))
+        .map_err(|e| SinkError::Permanent(format!("cannot encode the message: {e}")))?;
+        let timestamp = oauthimap_types::now_millis() / 1000;
+        let mut request = self
+            .http
+            .post(self.url.clone())
+            .timeout(self.timeout)
+            .header("content-type", "application/json")
+            .header("idempotency-key", d.idempotency_key)
+            .header("x-oauthimap-timestamp", timestamp.to_string());
+        if let Some(secret) = &self.secret {
+            request = request.header(
+                "x-oauthimap-signature",
+                format!(
+                    "sha256={}",
+                    signature(secret.expose_secret(), timestamp, &body)
+                ),
+            );
+        }
+        let host = self.url.host_str().unwrap_or("?").to_owned();
+        let response = request.body(body).send().await.map_err(|e| {
+            SinkError::Retryable(format!(
+                "cannot reach the webhook at {host}: {}",
+                e.without_url()
+            ))
+        })?;
+        let status = response.status().as_u16();
+        match status {
+            200..=299 => Ok(Receipt(format!("webhook:{status}"))),
+            408 | 429 | 500..=599 => Err(SinkError::Retryable(format!(
+                "the webhook at {host} answered HTTP {status}"
+            ))),
+            _ => Err(SinkError::Permanent(format!(
+                "the webhook at {host} refused the message with HTTP {status}"
+            ))),
+        }
+    }
+}
