@@ -47,6 +47,8 @@ pub(crate) struct Pass<'a> {
     pub progress: &'a (dyn Fn(ProgressEvent) + Send + Sync),
     /// Folders known to exist on the server (created or checked once per session).
     pub folders: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Ledger rows whose post-action waits for the end of the batch (one IMAP command per kind).
+    pub pending: std::sync::Mutex<Vec<LedgerEntry>>,
 }
 
 enum Handled {
@@ -91,6 +93,8 @@ impl Pass<'_> {
         (self.progress)(ProgressEvent::Available(summary.available));
         let limit = self.receiver.fields.size_limit_bytes;
         let mut index = 0;
+        // The last UID fully handled (delivered or set aside) in this batch.
+        let mut done: Option<u32> = None;
         while index < sizes.len() {
             // A batch: up to BATCH_COUNT messages and BATCH_BYTES, oversized ones not fetched.
             let mut batch = Vec::new();
@@ -138,19 +142,13 @@ impl Pass<'_> {
                     Handled::Stop(why) => {
                         summary.failed += 1;
                         summary.stopped = Some(why);
+                        self.flush(session, uid_validity, done).await?;
                         return Ok(summary);
                     }
                 }
-                self.store
-                    .set_checkpoint(
-                        self.receiver.id,
-                        Checkpoint {
-                            uid_validity,
-                            last_uid: m.uid,
-                        },
-                    )
-                    .await?;
+                done = Some(m.uid);
             }
+            self.flush(session, uid_validity, done).await?;
         }
         if summary.available == 0 {
             // Record the UIDVALIDITY even for an empty folder, so a later change is noticed.
@@ -378,34 +376,91 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// What happens on the server once the ledger holds the outcome.
+    /// Queues what happens on the server once the ledger holds the outcome; [`Pass::flush`]
+    /// runs it at the end of the batch.
+    #[allow(clippy::unused_async)] // keeps the call sites uniform with the other steps
     async fn post_action(
         &self,
-        session: &mut impl MailSession,
+        _session: &mut impl MailSession,
         entry: &LedgerEntry,
     ) -> Result<(), CollectError> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(entry.clone());
+        Ok(())
+    }
+
+    /// Runs the queued post-actions, one IMAP command per kind and folder, marks them done in the
+    /// ledger, then moves the checkpoint to `done`. A crash before this leaves delivered rows
+    /// without their post-action: the next pass finds them in the ledger and finishes them.
+    async fn flush(
+        &self,
+        session: &mut impl MailSession,
+        uid_validity: u32,
+        done: Option<u32>,
+    ) -> Result<(), CollectError> {
+        let pending: Vec<LedgerEntry> = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         let f = &self.receiver.fields;
-        let uids = [entry.uid];
-        if entry.status == LedgerStatus::Refused {
-            match &f.refused_folder {
-                Some(folder) => {
-                    self.ensure_folder(session, folder).await?;
-                    session.move_to(&uids, folder).await?;
+        let mut seen = Vec::new();
+        let mut delete = Vec::new();
+        let mut flag = Vec::new();
+        let mut moves: std::collections::BTreeMap<String, Vec<u32>> =
+            std::collections::BTreeMap::new();
+        for entry in &pending {
+            if entry.status == LedgerStatus::Refused {
+                match &f.refused_folder {
+                    Some(folder) => moves.entry(folder.clone()).or_default().push(entry.uid),
+                    None => flag.push(entry.uid),
                 }
-                None => session.add_flags(&uids, &[REFUSED_FLAG]).await?,
-            }
-        } else {
-            match f.after_delivery {
-                AfterDelivery::MarkSeen => session.add_flags(&uids, &["\\Seen"]).await?,
-                AfterDelivery::Move => {
-                    let folder = f.accepted_folder.as_deref().unwrap_or("Processed");
-                    self.ensure_folder(session, folder).await?;
-                    session.move_to(&uids, folder).await?;
+            } else {
+                match f.after_delivery {
+                    AfterDelivery::MarkSeen => seen.push(entry.uid),
+                    AfterDelivery::Move => moves
+                        .entry(
+                            f.accepted_folder
+                                .clone()
+                                .unwrap_or_else(|| "Processed".into()),
+                        )
+                        .or_default()
+                        .push(entry.uid),
+                    AfterDelivery::Delete => delete.push(entry.uid),
                 }
-                AfterDelivery::Delete => session.delete(&uids).await?,
             }
         }
-        self.store.ledger_post_action_done(entry.id).await?;
+        if !seen.is_empty() {
+            session.add_flags(&seen, &["\\Seen"]).await?;
+        }
+        if !flag.is_empty() {
+            session.add_flags(&flag, &[REFUSED_FLAG]).await?;
+        }
+        for (folder, uids) in &moves {
+            self.ensure_folder(session, folder).await?;
+            session.move_to(uids, folder).await?;
+        }
+        if !delete.is_empty() {
+            session.delete(&delete).await?;
+        }
+        let ids: Vec<i64> = pending.iter().map(|e| e.id).collect();
+        if !ids.is_empty() {
+            self.store.ledger_post_actions_done(&ids).await?;
+        }
+        if let Some(last_uid) = done {
+            self.store
+                .set_checkpoint(
+                    self.receiver.id,
+                    Checkpoint {
+                        uid_validity,
+                        last_uid,
+                    },
+                )
+                .await?;
+        }
         Ok(())
     }
 }

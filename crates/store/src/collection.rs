@@ -311,6 +311,31 @@ impl Store {
         Ok(())
     }
 
+    /// Notes that the post-delivery actions of these rows ran on the server (one transaction).
+    pub async fn ledger_post_actions_done(&self, ids: &[i64]) -> Result<()> {
+        let now = now_millis();
+        on_db!(self.db(), |pool| {
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::db("start a transaction"))?;
+            for id in ids {
+                sqlx::query(
+                    "UPDATE ledger SET post_action_done = TRUE, updated_at = $1 WHERE id = $2",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("update the ledger"))?;
+            }
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit the ledger update"))?;
+        });
+        Ok(())
+    }
+
     /// Ledger rows, newest first, optionally of one receiver and status.
     pub async fn ledger(
         &self,
