@@ -309,7 +309,7 @@ impl OAuthClient {
                 Some(Duration::from_secs(start.expires_in_secs)),
             )
             .await
-            .map_err(OAuthError::from_device_request)?;
+            .map_err(|e| OAuthError::from_request("finish the device sign-in", e))?;
         Ok(grant(&response, profile.scopes.join(" ")))
     }
 }
@@ -394,10 +394,14 @@ fn without_url(e: &reqwest::Error) -> String {
 }
 
 impl OAuthError {
-    fn from_request(
+    /// Classifies a failed token-endpoint request (any grant, any error type of oauth2).
+    fn from_request<T>(
         action: &'static str,
-        e: oauth2::RequestTokenError<HttpError, BasicErrorResponse>,
-    ) -> Self {
+        e: oauth2::RequestTokenError<HttpError, oauth2::StandardErrorResponse<T>>,
+    ) -> Self
+    where
+        T: oauth2::ErrorResponseType + AsRef<str> + std::fmt::Display + Send + Sync + 'static,
+    {
         use oauth2::RequestTokenError as R;
         match e {
             R::ServerResponse(r) => classify_provider_error(
@@ -414,40 +418,6 @@ impl OAuthError {
                 retry_after,
             },
             R::Request(HttpError::Transport(message)) => OAuthError::Transport { action, message },
-            R::Parse(_, _) | R::Other(_) => OAuthError::BadResponse {
-                action,
-                kind: FailureKind::Transient,
-            },
-        }
-    }
-
-    fn from_device_request(
-        e: oauth2::RequestTokenError<HttpError, oauth2::DeviceCodeErrorResponse>,
-    ) -> Self {
-        use oauth2::RequestTokenError as R;
-        let action = "finish the device sign-in";
-        match e {
-            R::ServerResponse(r) => classify_provider_error(
-                action,
-                r.error().as_ref(),
-                r.error_description().map(String::as_str),
-            ),
-            R::Request(HttpError::Status {
-                status,
-                retry_after,
-            }) => OAuthError::Http {
-                action,
-                status,
-                retry_after,
-            },
-            R::Request(HttpError::Transport(message)) => OAuthError::Transport { action, message },
-            R::Other(message) if message.contains("timed out") || message.contains("timeout") => {
-                classify_provider_error(
-                    action,
-                    "expired_token",
-                    Some("the device code expired before sign-in"),
-                )
-            }
             R::Parse(_, _) | R::Other(_) => OAuthError::BadResponse {
                 action,
                 kind: FailureKind::Transient,

@@ -26,35 +26,38 @@ fn bearer(headers: &HeaderMap) -> Option<SecretString> {
         .then(|| SecretString::from(token.trim().to_owned()))
 }
 
+/// Checks the request's API token for `scope`; the error is the response to send.
+async fn authorize(app: &App, headers: &HeaderMap, scope: &str) -> Result<(), Response> {
+    let Some(api_token) = bearer(headers) else {
+        return Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send an API token: Authorization: Bearer <token>",
+        ));
+    };
+    match app.check_api_token(&api_token, scope).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            &format!("the API token is unknown or lacks the {scope} scope"),
+        )),
+        Err(e) => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &e.to_string(),
+        )),
+    }
+}
+
 /// `GET /api/v1/accounts/{id}/token`: a valid access token, refreshed if needed.
 pub async fn account_token(
     State(app): State<App>,
     Path(id): Path<i64>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(api_token) = bearer(&headers) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send an API token: Authorization: Bearer <token>",
-        );
-    };
-    match app.check_api_token(&api_token, "tokens:read").await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the API token is unknown or lacks the tokens:read scope",
-            );
-        }
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                &e.to_string(),
-            );
-        }
+    if let Err(refused) = authorize(&app, &headers, "tokens:read").await {
+        return refused;
     }
     match app
         .account_token(&AccountSelector::new(id.to_string(), None), false)
@@ -111,29 +114,8 @@ pub async fn diagnose(
     headers: HeaderMap,
     body: Option<Json<DiagnoseBody>>,
 ) -> Response {
-    let Some(api_token) = bearer(&headers) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "send an API token: Authorization: Bearer <token>",
-        );
-    };
-    match app.check_api_token(&api_token, "admin").await {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the API token is unknown or lacks the admin scope",
-            );
-        }
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                &e.to_string(),
-            );
-        }
+    if let Err(refused) = authorize(&app, &headers, "admin").await {
+        return refused;
     }
     let b = body.map(|Json(b)| b).unwrap_or_default();
     let options = oauthimap_app::DiagnoseOptions {
