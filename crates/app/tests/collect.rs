@@ -248,6 +248,59 @@ async fn a_thousand_messages_into_every_sink_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_restarted_mid_fetch_loses_and_duplicates_nothing() {
+    const N: usize = 1500;
+    let h = harness(Backend::Sqlite, &[]).await;
+    let mut dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    let user = "help@contoso.com";
+    for i in 0..N {
+        dovecot.deliver(user, &message(i)).unwrap();
+    }
+    let name = receiver_for(
+        &h,
+        &dovecot,
+        user,
+        ReceiverInput {
+            name: Some("r".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let app = h.app.clone();
+    let first = tokio::spawn({
+        let name = name.clone();
+        async move { once(&app, &name).await }
+    });
+    // Restart the server while the pass is fetching.
+    let started = Instant::now();
+    while h.app.store().message_count().await.unwrap() < 100 {
+        assert!(started.elapsed() < Duration::from_mins(1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dovecot.restart().await.unwrap();
+    let interrupted = first.await.unwrap();
+    let delivered_first = interrupted.summary.delivered;
+    assert!(
+        interrupted.error.is_some(),
+        "the pass was cut off: {interrupted:?}"
+    );
+    assert!(delivered_first < N as u64);
+    let rest = once(&h.app, &name).await;
+    assert_eq!(rest.error, None, "{rest:?}");
+    assert_eq!(
+        h.app.store().message_count().await.unwrap(),
+        N as i64,
+        "every message once"
+    );
+    let inbox = dovecot.list_messages(user, "INBOX").await.unwrap();
+    assert!(inbox.iter().all(|m| m.flags.iter().any(|f| f == "\\Seen")));
+    dovecot.stop().await.unwrap();
+    h.t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_webhook_stops_moving_mail_then_heals() {
     let h = harness(Backend::Sqlite, &[]).await;
     let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))

@@ -173,6 +173,11 @@ impl Collector {
             };
             match self.session_loop(&r, &lease, &mut stop).await {
                 Ok(()) => failures = 0,
+                Err(CollectError::Imap(e)) if e.needs_reauthentication() => {
+                    // Exchange ends sessions whose token expired (`* BYE ... AccessTokenExpired`):
+                    // log in again with a fresh token at once; this is not a failure.
+                    tracing::info!(receiver = %r.fields.name, "session ended for an expired token; logging in again");
+                }
                 Err(e) => {
                     failures += 1;
                     let wait = Duration::from_secs(5)
