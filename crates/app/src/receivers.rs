@@ -37,7 +37,17 @@ pub struct ReceiverInput {
     pub sink: Option<SinkKind>,
     pub sink_target: Option<String>,
     pub sink_secret: Option<SecretString>,
+    /// Replace the webhook signing secret with a new random one (shown once).
+    pub new_sink_secret: bool,
     pub ca_file: Option<String>,
+}
+
+/// A random webhook signing secret: 32 bytes, base64url.
+fn new_sink_secret() -> Result<SecretString> {
+    Ok(SecretString::from(format!(
+        "whsec_{}",
+        crate::api_tokens::random_token(32)?
+    )))
 }
 
 fn text(field: &'static str, value: &str) -> Result<String> {
@@ -315,10 +325,24 @@ impl App {
     }
 
     pub async fn add_receiver(&self, input: &ReceiverInput) -> Result<Receiver> {
+        Ok(self.create_receiver(input).await?.0)
+    }
+
+    /// Creates a receiver. A webhook receiver given no signing secret gets a random one, returned
+    /// here once (it is stored sealed and never shown again).
+    pub async fn create_receiver(
+        &self,
+        input: &ReceiverInput,
+    ) -> Result<(Receiver, Option<SecretString>)> {
         let fields = self.merge_receiver(None, input).await?;
+        let generated = if fields.sink == SinkKind::Webhook && input.sink_secret.is_none() {
+            Some(new_sink_secret()?)
+        } else {
+            None
+        };
         let receiver = self
             .store()
-            .insert_receiver(&fields, input.sink_secret.as_ref())
+            .insert_receiver(&fields, input.sink_secret.as_ref().or(generated.as_ref()))
             .await?;
         let receiver = if fields.account_id.is_none() {
             self.store()
@@ -333,7 +357,7 @@ impl App {
             format!("receiver {} created", receiver.fields.name),
         )
         .await?;
-        Ok(receiver)
+        Ok((receiver, generated))
     }
 
     pub async fn find_receiver(&self, selector: &str) -> Result<Receiver> {
@@ -356,11 +380,27 @@ impl App {
     }
 
     pub async fn update_receiver(&self, selector: &str, input: &ReceiverInput) -> Result<Receiver> {
+        Ok(self.change_receiver(selector, input).await?.0)
+    }
+
+    /// Changes a receiver; returns a newly generated webhook signing secret when one was made
+    /// (switched to a webhook without a secret, or `new_sink_secret`).
+    pub async fn change_receiver(
+        &self,
+        selector: &str,
+        input: &ReceiverInput,
+    ) -> Result<(Receiver, Option<SecretString>)> {
         let old = self.find_receiver(selector).await?;
         let fields = self.merge_receiver(Some(&old), input).await?;
+        let mut generated = None;
         let secret = match &input.sink_secret {
             Some(s) => SecretChange::Set(s.clone()),
             None if fields.sink != SinkKind::Webhook => SecretChange::Clear,
+            None if input.new_sink_secret || !old.has_sink_secret => {
+                let s = new_sink_secret()?;
+                generated = Some(s.clone());
+                SecretChange::Set(s)
+            }
             None => SecretChange::Keep,
         };
         let receiver = self
@@ -372,7 +412,7 @@ impl App {
             format!("receiver {} updated", receiver.fields.name),
         )
         .await?;
-        Ok(receiver)
+        Ok((receiver, generated))
     }
 
     pub async fn remove_receiver(&self, selector: &str) -> Result<Receiver> {

@@ -54,39 +54,57 @@ async fn once(app: &App, name: &str) -> oauthimap_app::CollectOutcome {
     outcomes.remove(0)
 }
 
+/// One webhook request: timestamp and signature headers, body.
+type Hook = (String, String, Vec<u8>);
+
 /// A webhook receiver that records idempotency keys and can fail its first answers.
 async fn webhook(fail_first: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+    let (url, seen, _) = signed_webhook(fail_first).await;
+    (url, seen)
+}
+
+/// The same, also keeping every request's signature headers and body.
+async fn signed_webhook(
+    fail_first: usize,
+) -> (String, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<Hook>>>) {
     use axum::routing::post;
     let seen = Arc::new(Mutex::new(Vec::new()));
+    let requests = Arc::new(Mutex::new(Vec::new()));
     let failures = Arc::new(std::sync::atomic::AtomicUsize::new(fail_first));
-    let (s, f) = (seen.clone(), failures.clone());
-    let router = axum::Router::new().route(
-        "/hook",
-        post(
-            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-                let (s, f) = (s.clone(), f.clone());
-                async move {
-                    if f.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-                        f.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                        return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
-                    }
-                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                    let key = headers["idempotency-key"].to_str().unwrap().to_owned();
-                    assert_eq!(v["idempotency_key"], key.as_str());
-                    assert!(headers.contains_key("x-oauthimap-timestamp"));
-                    s.lock().unwrap().push(key);
-                    axum::http::StatusCode::OK
-                }
-            },
-        ),
-    );
+    let (s, f, r) = (seen.clone(), failures.clone(), requests.clone());
+    let handler = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+        let (s, f, r) = (s.clone(), f.clone(), r.clone());
+        async move {
+            if f.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                f.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+            assert_eq!(v["idempotency_key"], key.as_str());
+            let header = |n: &str| {
+                headers
+                    .get(n)
+                    .map(|h| h.to_str().unwrap().to_owned())
+                    .unwrap_or_default()
+            };
+            r.lock().unwrap().push((
+                header("x-oauthimap-timestamp"),
+                header("x-oauthimap-signature"),
+                body.to_vec(),
+            ));
+            s.lock().unwrap().push(key);
+            axum::http::StatusCode::OK
+        }
+    };
+    let router = axum::Router::new().route("/hook", post(handler));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!(
         "http://127.0.0.1:{}/hook",
         listener.local_addr().unwrap().port()
     );
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (url, seen)
+    (url, seen, requests)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,7 +328,7 @@ async fn failing_webhook_stops_moving_mail_then_heals() {
     for i in 0..5 {
         dovecot.deliver(user, &message(i)).unwrap();
     }
-    let (url, seen) = webhook(2).await;
+    let (url, seen, requests) = signed_webhook(2).await;
     let name = receiver_for(
         &h,
         &dovecot,
@@ -324,6 +342,19 @@ async fn failing_webhook_stops_moving_mail_then_heals() {
         },
     )
     .await;
+    // The receiver was given a signing secret; rotate it to learn a value (shown once).
+    let (_, secret) = h
+        .app
+        .change_receiver(
+            &name,
+            &ReceiverInput {
+                new_sink_secret: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let secret = secret.expect("a new signing secret");
     // 500: the pass stops at the first message and nothing moves on the server.
     let o = once(&h.app, &name).await;
     assert_eq!((o.summary.delivered, o.summary.failed), (0, 1));
@@ -341,6 +372,20 @@ async fn failing_webhook_stops_moving_mail_then_heals() {
         (5, 0, None)
     );
     assert_eq!(seen.lock().unwrap().len(), 5);
+    // Every delivery is signed: HMAC-SHA256 of "timestamp.body" with the receiver's secret.
+    {
+        use secrecy::ExposeSecret;
+        let requests = requests.lock().unwrap();
+        assert_eq!(requests.len(), 5);
+        for (timestamp, signature, body) in requests.iter() {
+            let expected = oauthimap_sinks::signature(
+                secret.expose_secret(),
+                timestamp.parse().unwrap(),
+                body,
+            );
+            assert_eq!(signature, &format!("sha256={expected}"));
+        }
+    }
     assert!(
         dovecot
             .list_messages(user, "INBOX")

@@ -347,6 +347,9 @@ pub struct ReceiverArgs {
     /// Webhook URL, maildir path or command line.
     #[arg(long)]
     pub sink_target: Option<String>,
+    /// Make a new webhook signing secret (printed once); webhook receivers get one when created.
+    #[arg(long)]
+    pub new_sink_secret: bool,
     /// Extra CA certificate (PEM file) to trust for this server. Empty clears.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<String>,

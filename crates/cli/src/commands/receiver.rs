@@ -9,7 +9,8 @@ use crate::output::{Out, fields, time};
 pub async fn run(app: &App, out: &Out, cmd: ReceiverCommand) -> Result<(), AppError> {
     match cmd {
         ReceiverCommand::Add(args) => {
-            let r = app.add_receiver(&input(&args)?).await?;
+            let (r, secret) = app.create_receiver(&input(&args)?).await?;
+            print_secret(secret.as_ref());
             if let Some(reason) = &r.paused_reason {
                 eprintln!("receiver {} added but inactive: {reason}", r.fields.name);
             }
@@ -47,7 +48,9 @@ pub async fn run(app: &App, out: &Out, cmd: ReceiverCommand) -> Result<(), AppEr
         }
         ReceiverCommand::Show { receiver } => show(out, &app.find_receiver(&receiver).await?),
         ReceiverCommand::Update { receiver, args } => {
-            show(out, &app.update_receiver(&receiver, &input(&args)?).await?);
+            let (r, secret) = app.change_receiver(&receiver, &input(&args)?).await?;
+            print_secret(secret.as_ref());
+            show(out, &r);
         }
         ReceiverCommand::Remove { receiver } => {
             let r = app.remove_receiver(&receiver).await?;
@@ -111,6 +114,17 @@ fn show(out: &Out, r: &Receiver) {
     });
 }
 
+/// Shows a generated webhook signing secret, once, on stderr (data stays on stdout).
+fn print_secret(secret: Option<&secrecy::SecretString>) {
+    use secrecy::ExposeSecret;
+    if let Some(s) = secret {
+        eprintln!(
+            "Webhook signing secret (shown once; the receiving side checks X-Oauthimap-Signature: sha256=HMAC-SHA256 of \"timestamp.body\" with it):\n{}",
+            s.expose_secret()
+        );
+    }
+}
+
 fn parse_size(text: &str) -> Result<u64, AppError> {
     let t = text.trim();
     let (digits, factor) = match t.char_indices().last() {
@@ -157,6 +171,7 @@ fn input(a: &ReceiverArgs) -> Result<ReceiverInput, AppError> {
         sink: a.sink,
         sink_target: a.sink_target.clone(),
         sink_secret: None,
+        new_sink_secret: a.new_sink_secret,
         ca_file: a.ca_file.clone(),
     })
 }
