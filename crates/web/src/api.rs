@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 /// A JSON error with a stable code.
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         Json(json!({ "error": { "code": code, "message": message } })),
@@ -27,7 +27,7 @@ fn bearer(headers: &HeaderMap) -> Option<SecretString> {
 }
 
 /// Checks the request's API token for `scope`; the error is the response to send.
-async fn authorize(app: &App, headers: &HeaderMap, scope: &str) -> Result<(), Response> {
+pub(crate) async fn authorize(app: &App, headers: &HeaderMap, scope: &str) -> Result<(), Response> {
     let Some(api_token) = bearer(headers) else {
         return Err(error(
             StatusCode::UNAUTHORIZED,
@@ -40,7 +40,7 @@ async fn authorize(app: &App, headers: &HeaderMap, scope: &str) -> Result<(), Re
         Ok(None) => Err(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            &format!("the API token is unknown or lacks the {scope} scope"),
+            &format!("the API token is unknown, or lacks the {scope} scope"),
         )),
         Err(e) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,

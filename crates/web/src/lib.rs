@@ -4,6 +4,9 @@
 
 mod api;
 mod callback;
+mod rest;
+
+pub use rest::OPENAPI;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +30,35 @@ pub fn router(app: App) -> Router {
             "/api/v1/accounts/{id}/diagnose",
             axum::routing::post(api::diagnose),
         )
+        .route("/api/v1/openapi.json", get(rest::openapi))
+        .route(
+            "/api/v1/applications",
+            get(rest::list_applications).post(rest::create_application),
+        )
+        .route(
+            "/api/v1/applications/{id}",
+            get(rest::get_application)
+                .patch(rest::update_application)
+                .delete(rest::delete_application),
+        )
+        .route("/api/v1/accounts", get(rest::list_accounts))
+        .route(
+            "/api/v1/accounts/{id}",
+            get(rest::get_account).delete(rest::delete_account),
+        )
+        .route(
+            "/api/v1/receivers",
+            get(rest::list_receivers).post(rest::create_receiver),
+        )
+        .route(
+            "/api/v1/receivers/{id}",
+            get(rest::get_receiver)
+                .patch(rest::update_receiver)
+                .delete(rest::delete_receiver),
+        )
+        .route("/api/v1/messages", get(rest::list_messages))
+        .route("/api/v1/messages/{id}", get(rest::get_message))
+        .route("/api/v1/events", get(rest::list_events))
         .layer(trace_layer())
         .with_state(app)
 }
@@ -41,6 +73,29 @@ fn trace_layer() -> TraceLayer<
         tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
     })
 }
+
+/// Every API route as (method, path template), in the order of the `OpenAPI` document.
+pub const API_ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/applications"),
+    ("post", "/api/v1/applications"),
+    ("get", "/api/v1/applications/{id}"),
+    ("patch", "/api/v1/applications/{id}"),
+    ("delete", "/api/v1/applications/{id}"),
+    ("get", "/api/v1/accounts"),
+    ("get", "/api/v1/accounts/{id}"),
+    ("delete", "/api/v1/accounts/{id}"),
+    ("get", "/api/v1/accounts/{id}/token"),
+    ("post", "/api/v1/accounts/{id}/diagnose"),
+    ("get", "/api/v1/receivers"),
+    ("post", "/api/v1/receivers"),
+    ("get", "/api/v1/receivers/{id}"),
+    ("patch", "/api/v1/receivers/{id}"),
+    ("delete", "/api/v1/receivers/{id}"),
+    ("get", "/api/v1/messages"),
+    ("get", "/api/v1/messages/{id}"),
+    ("get", "/api/v1/events"),
+];
 
 /// Only the OAuth callback: what `oauthimap account authorize` serves on a temporary listener
 /// when no service runs.

@@ -1,0 +1,372 @@
+//! The REST API over real HTTP: the `OpenAPI` document matches the routes, CRUD with API tokens
+//! and scopes, JSON errors with stable codes, pagination, and no secret in any response.
+#![allow(clippy::too_many_lines)] // one story per test
+
+use std::collections::BTreeSet;
+
+use oauthimap_app::store::Backend;
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+mod common;
+use common::{SECRET, harness};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_matches_the_routes() {
+    let h = harness(Backend::Sqlite, &[]).await;
+    let spec: Value = serde_json::from_str(oauthimap_web::OPENAPI).unwrap();
+    let mut documented = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                documented.insert((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    let routed: BTreeSet<(String, String)> = oauthimap_web::API_ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(
+        documented, routed,
+        "every route documented, nothing documented that is not routed"
+    );
+
+    // And every listed route really exists on the router (not 404/405 for lack of a route).
+    let (_, token) = h
+        .app
+        .create_api_token("probe", &["admin".into(), "tokens:read".into()])
+        .await
+        .unwrap();
+    let base = h.app.settings().external_base_url();
+    for (method, path) in oauthimap_web::API_ROUTES {
+        let url = base.join(&path.replace("{id}", "999999")).unwrap();
+        let request = match *method {
+            "get" => h.http.get(url),
+            "post" => h.http.post(url).json(&json!({})),
+            "patch" => h.http.patch(url).json(&json!({})),
+            "delete" => h.http.delete(url),
+            other => panic!("{other}"),
+        };
+        let response = request
+            .bearer_auth(token.expose_secret())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+        if status == StatusCode::NOT_FOUND {
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(
+                body["error"]["code"], "not_found",
+                "{method} {path}: a handler answered, not the router"
+            );
+        }
+    }
+    h.t.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_scopes_errors_pagination_and_no_secrets() {
+    let h = harness(Backend::Sqlite, &[]).await;
+    let base = h.app.settings().external_base_url();
+    let url = |p: &str| base.join(p).unwrap();
+    let (_, admin) = h
+        .app
+        .create_api_token("admin", &["admin".into()])
+        .await
+        .unwrap();
+    let (_, reader) = h
+        .app
+        .create_api_token("msmtp", &["tokens:read".into()])
+        .await
+        .unwrap();
+    let admin = admin.expose_secret().to_owned();
+    let mut bodies = String::new();
+
+    // Without a token, or with a token lacking the admin scope: 401 with a stable code.
+    let r = h
+        .http
+        .get(url("/api/v1/applications"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "unauthorized"
+    );
+    let r = h
+        .http
+        .get(url("/api/v1/applications"))
+        .bearer_auth(reader.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "tokens:read cannot administer"
+    );
+
+    // Create: the secret goes in and never comes back.
+    let r = h
+        .http
+        .post(url("/api/v1/applications"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "Fabrikam", "provider": "google", "client_id": "fab.apps.googleusercontent.com", "client_secret": "api-secret-123456" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["has_client_secret"], true);
+    assert!(
+        created["redirect_url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/oauth/callback")
+    );
+    let id = created["id"].as_i64().unwrap();
+
+    // Bad input: 422 naming the field; duplicate: 409; unknown id: 404.
+    let r = h
+        .http
+        .post(url("/api/v1/applications"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "X", "provider": "google", "client_id": "c", "tenantt": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(r.text().await.unwrap().contains("tenantt"));
+    let r = h
+        .http
+        .post(url("/api/v1/applications"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "Y", "provider": "google", "client_id": "c", "tenant": "t" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("tenant:")
+    );
+    let r = h
+        .http
+        .post(url("/api/v1/applications"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "Fabrikam", "provider": "google", "client_id": "c" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = h
+        .http
+        .get(url("/api/v1/applications/424242"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Update, read back, list.
+    let r = h
+        .http
+        .patch(url(&format!("/api/v1/applications/{id}")))
+        .bearer_auth(&admin)
+        .json(&json!({ "comment": "via API" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = h
+        .http
+        .get(url(&format!("/api/v1/applications/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.contains("via API"));
+    bodies.push_str(&text);
+    let list = h
+        .http
+        .get(url("/api/v1/applications"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&list).unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    bodies.push_str(&list);
+
+    // An authorized account (through the real sign-in), then a webhook receiver: its signing
+    // secret is returned once, at creation.
+    h.sign_in("Contoso", None).await;
+    let accounts = h
+        .http
+        .get(url("/api/v1/accounts"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    bodies.push_str(&accounts);
+    let account_id = serde_json::from_str::<Value>(&accounts).unwrap()["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    bodies.push_str(
+        &h.http
+            .get(url(&format!("/api/v1/accounts/{account_id}")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let r = h
+        .http
+        .post(url("/api/v1/receivers"))
+        .bearer_auth(&admin)
+        .json(&json!({ "name": "hook", "application": "Contoso", "account": "help@contoso.com", "sink": "webhook", "sink_target": "https://hooks.example.com/in" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().await.unwrap();
+    let sink_secret = created["sink_secret"].as_str().unwrap().to_owned();
+    assert!(sink_secret.starts_with("whsec_"));
+    let receiver_id = created["receiver"]["id"].as_i64().unwrap();
+    let receiver = h
+        .http
+        .get(url(&format!("/api/v1/receivers/{receiver_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(receiver.contains("\"has_sink_secret\":true"));
+    bodies.push_str(&receiver);
+    bodies.push_str(
+        &h.http
+            .get(url("/api/v1/receivers"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let r = h
+        .http
+        .patch(url(&format!("/api/v1/receivers/{receiver_id}")))
+        .bearer_auth(&admin)
+        .json(&json!({ "folder": "Support" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let patched = r.text().await.unwrap();
+    assert!(
+        patched.contains("\"sink_secret\":null"),
+        "an unchanged secret is not shown again: {patched}"
+    );
+    bodies.push_str(&patched);
+
+    // Events page with a cursor.
+    let first: Value = h
+        .http
+        .get(url("/api/v1/events?limit=2"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let cursor = first["next_cursor"].as_i64().expect("more pages");
+    let second: Value = h
+        .http
+        .get(url(&format!("/api/v1/events?limit=2&cursor={cursor}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(second["items"][0]["id"].as_i64().unwrap() < cursor);
+    bodies.push_str(&first.to_string());
+    bodies.push_str(&second.to_string());
+    bodies.push_str(
+        &h.http
+            .get(url("/api/v1/messages"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+
+    // No response carries a client secret, an access or refresh token, or the sink secret.
+    let tokens = h
+        .app
+        .store()
+        .account_tokens(oauthimap_app::types::AccountId(account_id))
+        .await
+        .unwrap();
+    for secret in [
+        SECRET.to_owned(),
+        "api-secret-123456".to_owned(),
+        sink_secret,
+        tokens.access_token.unwrap().expose_secret().to_owned(),
+        tokens.refresh_token.unwrap().expose_secret().to_owned(),
+    ] {
+        assert!(
+            !bodies.contains(&secret),
+            "a secret appeared in an API response"
+        );
+    }
+
+    // Delete.
+    let r = h
+        .http
+        .delete(url(&format!("/api/v1/receivers/{receiver_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = h
+        .http
+        .delete(url(&format!("/api/v1/applications/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    h.t.cleanup().await;
+}
