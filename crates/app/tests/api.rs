@@ -370,3 +370,52 @@ async fn crud_scopes_errors_pagination_and_no_secrets() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     h.t.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_in_prometheus_format() {
+    let h = harness(Backend::Sqlite, &[]).await;
+    h.sign_in("Contoso", None).await;
+    let account = h.app.list_accounts(None).await.unwrap().remove(0);
+    let token = h.app.tokens().access_token(account.id, true).await.unwrap();
+    let base = h.app.settings().external_base_url();
+    let r = h
+        .http
+        .get(base.join("/metrics").unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("oauthimap_accounts{state=\"active\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("oauthimap_accounts{state=\"needs_reauth\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("oauthimap_token_refreshes_total{outcome=\"refreshed\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "oauthimap_token_seconds_to_expiry{{account=\"{}\"}}",
+            account.id
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("oauthimap_http_request_duration_seconds_bucket")
+            && text.contains("route=\"/oauth/callback\""),
+        "{text}"
+    );
+    assert!(!text.contains(token.secret.expose_secret()) && !text.contains(SECRET));
+    h.t.cleanup().await;
+}

@@ -115,6 +115,21 @@ impl Collector {
     }
 
     async fn record_pass(&self, r: &Receiver, s: &PassSummary) {
+        let name = r.fields.name.clone();
+        metrics::counter!("oauthimap_collections_total", "receiver" => name.clone()).increment(1);
+        for (outcome, n) in [
+            ("delivered", s.delivered),
+            ("refused", s.refused),
+            ("failed", s.failed),
+            ("already_seen", s.already_seen),
+        ] {
+            if n > 0 {
+                metrics::counter!("oauthimap_messages_total", "receiver" => name.clone(), "outcome" => outcome).increment(n);
+            }
+        }
+        if s.stopped.is_some() {
+            metrics::counter!("oauthimap_delivery_failures_total", "receiver" => name).increment(1);
+        }
         if s.delivered + s.refused + s.failed == 0 && s.stopped.is_none() {
             return;
         }

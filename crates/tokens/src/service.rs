@@ -331,11 +331,18 @@ impl TokenService {
     /// Asks the provider for new tokens and records the outcome. The caller holds the lock and lease.
     async fn refresh_locked(&self, account: &Account) -> RefreshOutcome {
         let result = self.request_tokens(account).await;
-        match result {
+        let outcome = match result {
             Ok(grant) => self.stored(account, &grant).await,
             Err(e) if e.kind() == FailureKind::Transient => self.transient(account, &e).await,
             Err(e) => self.permanent_failure(account, &e.to_string()).await,
-        }
+        };
+        let label = match &outcome {
+            RefreshOutcome::Refreshed { .. } => "refreshed",
+            RefreshOutcome::Transient { .. } => "transient_error",
+            RefreshOutcome::Permanent { .. } => "permanent_error",
+        };
+        metrics::counter!("oauthimap_token_refreshes_total", "outcome" => label).increment(1);
+        outcome
     }
 
     async fn request_tokens(&self, account: &Account) -> Result<Grant, OAuthError> {

@@ -4,6 +4,7 @@
 
 mod api;
 mod callback;
+mod metrics;
 mod rest;
 
 pub use rest::OPENAPI;
@@ -21,9 +22,11 @@ use tower_http::trace::TraceLayer;
 
 /// The service's routes.
 pub fn router(app: App) -> Router {
+    metrics::init();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
         .route("/oauth/callback", get(callback::callback))
         .route("/api/v1/accounts/{id}/token", get(api::account_token))
         .route(
@@ -59,6 +62,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/messages", get(rest::list_messages))
         .route("/api/v1/messages/{id}", get(rest::get_message))
         .route("/api/v1/events", get(rest::list_events))
+        .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(trace_layer())
         .with_state(app)
 }
