@@ -318,6 +318,91 @@ async fn dovecot_restarted_mid_fetch_loses_and_duplicates_nothing() {
     h.t.cleanup().await;
 }
 
+/// Files whose name starts with `prefix` anywhere under `dir`.
+fn find(dir: &std::path::Path, prefix: &str, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            find(&path, prefix, out);
+        } else if entry.file_name().to_string_lossy().starts_with(prefix) {
+            out.push(path);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uidvalidity_change_rescans_without_delivering_twice() {
+    let h = harness(Backend::Sqlite, &[]).await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    let user = "help@contoso.com";
+    for i in 0..5 {
+        dovecot.deliver(user, &message(i)).unwrap();
+    }
+    let name = receiver_for(
+        &h,
+        &dovecot,
+        user,
+        ReceiverInput {
+            name: Some("r".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(once(&h.app, &name).await.summary.delivered, 5);
+    let receiver = h.app.find_receiver(&name).await.unwrap();
+    let before = h
+        .app
+        .store()
+        .checkpoint(receiver.id)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Make Dovecot forget its UIDs (no session is open): it renumbers the folder under a new
+    // UIDVALIDITY.
+    let mut files = Vec::new();
+    find(dovecot.dir(), "dovecot-uidlist", &mut files);
+    find(dovecot.dir(), "dovecot.index", &mut files);
+    assert!(!files.is_empty(), "found Dovecot's UID list");
+    for f in files {
+        std::fs::remove_file(f).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1100)); // UIDVALIDITY is a timestamp
+    for i in 5..7 {
+        dovecot.deliver(user, &message(i)).unwrap();
+    }
+    let o = once(&h.app, &name).await;
+    let after = h
+        .app
+        .store()
+        .checkpoint(receiver.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        after.uid_validity, before.uid_validity,
+        "the server changed UIDVALIDITY"
+    );
+    assert_eq!(
+        (
+            o.summary.available,
+            o.summary.delivered,
+            o.summary.already_seen
+        ),
+        (7, 2, 5),
+        "{o:?}"
+    );
+    assert_eq!(
+        h.app.store().message_count().await.unwrap(),
+        7,
+        "nothing delivered twice"
+    );
+    dovecot.stop().await.unwrap();
+    h.t.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_webhook_stops_moving_mail_then_heals() {
     let h = harness(Backend::Sqlite, &[]).await;

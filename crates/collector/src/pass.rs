@@ -32,6 +32,31 @@ pub struct PassSummary {
     pub stopped: Option<String>,
 }
 
+/// The next fetch batch from `start`: up to `BATCH_COUNT` messages and `BATCH_BYTES`, those
+/// over `limit` not fetched (they are refused by size). Returns the UIDs to fetch and where the
+/// batch ends in `sizes`.
+fn next_batch(
+    sizes: &[oauthimap_imap::MessageSize],
+    start: usize,
+    limit: u64,
+) -> (Vec<u32>, usize) {
+    let mut batch = Vec::new();
+    let mut bytes = 0u64;
+    let mut index = start;
+    while index < sizes.len() && batch.len() < BATCH_COUNT {
+        let m = sizes[index];
+        if m.size <= limit {
+            if !batch.is_empty() && bytes + m.size > BATCH_BYTES {
+                break;
+            }
+            bytes += m.size;
+            batch.push(m.uid);
+        }
+        index += 1;
+    }
+    (batch, index)
+}
+
 /// Progress of a pass, for progress bars.
 #[derive(Debug, Clone, Copy)]
 pub enum ProgressEvent {
@@ -74,15 +99,7 @@ impl Pass<'_> {
     ) -> Result<PassSummary, CollectError> {
         let mut summary = PassSummary::default();
         let checkpoint = self.store.checkpoint(self.receiver.id).await?;
-        let (last_uid, rescan) = match checkpoint {
-            Some(cp) if cp.uid_validity == uid_validity => (cp.last_uid, false),
-            Some(cp) => {
-                tracing::warn!(receiver = %self.receiver.fields.name, old = cp.uid_validity, new = uid_validity,
-                    "UIDVALIDITY changed: re-scanning the folder; delivered messages are recognised by content");
-                (0, true)
-            }
-            None => (0, false),
-        };
+        let (last_uid, rescan) = self.start_point(checkpoint, uid_validity);
         let sizes: Vec<_> = session
             .fetch_sizes(UidRange::from(last_uid.saturating_add(1)))
             .await?
@@ -96,21 +113,17 @@ impl Pass<'_> {
         // The last UID fully handled (delivered or set aside) in this batch.
         let mut done: Option<u32> = None;
         while index < sizes.len() {
-            // A batch: up to BATCH_COUNT messages and BATCH_BYTES, oversized ones not fetched.
-            let mut batch = Vec::new();
-            let mut bytes = 0u64;
             let start = index;
-            while index < sizes.len() && batch.len() < BATCH_COUNT {
-                let m = sizes[index];
-                if m.size <= limit {
-                    if !batch.is_empty() && bytes + m.size > BATCH_BYTES {
-                        break;
-                    }
-                    bytes += m.size;
-                    batch.push(m.uid);
-                }
-                index += 1;
-            }
+            let batch;
+            (batch, index) = next_batch(&sizes, start, limit);
+            let (first, last) = (sizes[start].uid, sizes[index - 1].uid);
+            let known: std::collections::HashMap<u32, LedgerEntry> = self
+                .store
+                .ledger_range(self.receiver.id, uid_validity, first, last)
+                .await?
+                .into_iter()
+                .map(|e| (e.uid, e))
+                .collect();
             let mut fetched = session.fetch_messages(&batch).await?;
             fetched.sort_by_key(|m| m.uid);
             (self.progress)(ProgressEvent::Fetched(fetched.len() as u64));
@@ -121,13 +134,27 @@ impl Pass<'_> {
                         "{} bytes is over the receiver's limit of {limit} bytes",
                         m.size
                     );
-                    self.refuse(session, uid_validity, m.uid, m.size, None, &reason)
-                        .await?
+                    self.refuse(
+                        session,
+                        uid_validity,
+                        m.uid,
+                        m.size,
+                        known.get(&m.uid),
+                        &reason,
+                    )
+                    .await?
                 } else {
                     match bodies.next_if(|b| b.uid == m.uid) {
                         Some(body) => {
-                            self.handle(session, uid_validity, m.uid, &body.raw, rescan)
-                                .await?
+                            self.handle(
+                                session,
+                                uid_validity,
+                                m.uid,
+                                &body.raw,
+                                rescan,
+                                known.get(&m.uid),
+                            )
+                            .await?
                         }
                         // Expunged by someone else meanwhile: nothing to deliver.
                         None => Handled::AlreadySeen,
@@ -168,6 +195,20 @@ impl Pass<'_> {
         Ok(summary)
     }
 
+    /// Where to resume: after the checkpoint, or from the start (a re-scan) when UIDVALIDITY
+    /// changed.
+    fn start_point(&self, checkpoint: Option<Checkpoint>, uid_validity: u32) -> (u32, bool) {
+        match checkpoint {
+            Some(cp) if cp.uid_validity == uid_validity => (cp.last_uid, false),
+            Some(cp) => {
+                tracing::warn!(receiver = %self.receiver.fields.name, old = cp.uid_validity, new = uid_validity,
+                "UIDVALIDITY changed: re-scanning the folder; delivered messages are recognised by content");
+                (0, true)
+            }
+            None => (0, false),
+        }
+    }
+
     async fn handle(
         &self,
         session: &mut impl MailSession,
@@ -175,16 +216,13 @@ impl Pass<'_> {
         uid: u32,
         raw: &[u8],
         rescan: bool,
+        known: Option<&LedgerEntry>,
     ) -> Result<Handled, CollectError> {
-        if let Some(entry) = self
-            .store
-            .ledger_entry(self.receiver.id, uid_validity, uid)
-            .await?
-        {
+        if let Some(entry) = known {
             match entry.status {
                 LedgerStatus::Delivered | LedgerStatus::Refused => {
                     if !entry.post_action_done {
-                        self.post_action(session, &entry).await?;
+                        self.post_action(session, entry).await?;
                     }
                     return Ok(Handled::AlreadySeen);
                 }
@@ -205,7 +243,7 @@ impl Pass<'_> {
                         uid_validity,
                         uid,
                         raw.len() as u64,
-                        None,
+                        known,
                         &refusal.detail,
                     )
                     .await;
@@ -321,17 +359,14 @@ impl Pass<'_> {
         uid_validity: u32,
         uid: u32,
         size: u64,
-        message_id: Option<&str>,
+        known: Option<&LedgerEntry>,
         reason: &str,
     ) -> Result<Handled, CollectError> {
-        if let Some(entry) = self
-            .store
-            .ledger_entry(self.receiver.id, uid_validity, uid)
-            .await?
+        if let Some(entry) = known
             && entry.status == LedgerStatus::Refused
         {
             if !entry.post_action_done {
-                self.post_action(session, &entry).await?;
+                self.post_action(session, entry).await?;
             }
             return Ok(Handled::AlreadySeen);
         }
@@ -344,7 +379,7 @@ impl Pass<'_> {
                 uid_validity,
                 uid,
                 idempotency_key: &key,
-                message_id,
+                message_id: None,
                 content_hash: None,
                 size: i64::try_from(size).unwrap_or(i64::MAX),
                 status: LedgerStatus::Refused,

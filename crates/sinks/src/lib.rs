@@ -124,29 +124,39 @@ impl SinkConfig {
     }
 }
 
-/// Writes `bytes` to `dir/name` atomically: a temporary file, fsync, rename, fsync the folder.
-pub(crate) async fn write_atomically(
+/// Writes `bytes` to `dir/name` atomically: a temporary file in `tmp_dir`, fsync, rename, fsync
+/// the folder. Blocking: call it from `spawn_blocking`.
+pub(crate) fn write_atomically(
     dir: &std::path::Path,
     tmp_dir: &std::path::Path,
     name: &str,
     bytes: &[u8],
 ) -> std::io::Result<PathBuf> {
-    use tokio::io::AsyncWriteExt;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = tmp_dir.join(format!("{name}.{}.tmp", std::process::id()));
-    let mut file = tokio::fs::OpenOptions::new()
+    let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&tmp)
-        .await?;
-    file.write_all(bytes).await?;
-    file.sync_all().await?;
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
     drop(file);
     let path = dir.join(name);
-    tokio::fs::rename(&tmp, &path).await?;
-    if let Ok(d) = tokio::fs::File::open(dir).await {
-        let _ = d.sync_all().await;
-    }
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(path)
+}
+
+/// Runs blocking file work on tokio's blocking pool, as one hop for the whole sequence.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(std::io::Error::other(format!(
+            "file work was cancelled: {e}"
+        )))
+    })
 }

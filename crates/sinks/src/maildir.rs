@@ -28,38 +28,37 @@ impl MaildirSink {
     }
 
     pub async fn deliver(&self, d: &Delivery<'_>) -> Result<Receipt, SinkError> {
-        let retry = |e: std::io::Error| {
+        let root = self.root.clone();
+        let name = Self::name(d.idempotency_key);
+        let raw = d.raw.to_vec();
+        crate::blocking(move || {
+            for sub in ["tmp", "new", "cur"] {
+                std::fs::create_dir_all(root.join(sub))?;
+            }
+            // Already there: still new, or read by a mail client (moved to cur/ with a `:2,` suffix).
+            if root.join("new").join(&name).exists() {
+                return Ok(format!("maildir:new/{name}"));
+            }
+            let prefix = format!("{name}:");
+            for entry in std::fs::read_dir(root.join("cur"))? {
+                let entry = entry?;
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    return Ok(format!(
+                        "maildir:cur/{}",
+                        entry.file_name().to_string_lossy()
+                    ));
+                }
+            }
+            write_atomically(&root.join("new"), &root.join("tmp"), &name, &raw)?;
+            Ok(format!("maildir:new/{name}"))
+        })
+        .await
+        .map(Receipt)
+        .map_err(|e| {
             SinkError::Retryable(format!(
                 "cannot write to the maildir {}: {e}",
                 self.root.display()
             ))
-        };
-        for sub in ["tmp", "new", "cur"] {
-            tokio::fs::create_dir_all(self.root.join(sub))
-                .await
-                .map_err(retry)?;
-        }
-        let name = Self::name(d.idempotency_key);
-        // Already there, perhaps already read (then in cur/ with a `:2,` suffix).
-        let mut cur = tokio::fs::read_dir(self.root.join("cur"))
-            .await
-            .map_err(retry)?;
-        while let Some(entry) = cur.next_entry().await.map_err(retry)? {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(&format!("{name}:"))
-            {
-                return Ok(Receipt(format!(
-                    "maildir:cur/{}",
-                    entry.file_name().to_string_lossy()
-                )));
-            }
-        }
-        let new = self.root.join("new");
-        write_atomically(&new, &self.root.join("tmp"), &name, d.raw)
-            .await
-            .map_err(retry)?;
-        Ok(Receipt(format!("maildir:new/{name}")))
+        })
     }
 }

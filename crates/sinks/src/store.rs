@@ -24,16 +24,19 @@ impl StoreSink {
             SinkError::Retryable(format!("cannot store the message: {e}"))
         };
         let name = format!("{}.eml", d.idempotency_key);
-        let tmp = self.dir.join("tmp");
-        tokio::fs::create_dir_all(&tmp)
-            .await
-            .map_err(|e| retry(&e))?;
         let path = self.dir.join(&name);
-        if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            write_atomically(&self.dir, &tmp, &name, d.raw)
-                .await
-                .map_err(|e| retry(&e))?;
-        }
+        let (dir, raw, target) = (self.dir.clone(), d.raw.to_vec(), path.clone());
+        crate::blocking(move || {
+            let tmp = dir.join("tmp");
+            std::fs::create_dir_all(&tmp)?;
+            // Written before, by a run that crashed before recording it: the same bytes.
+            if !target.exists() {
+                write_atomically(&dir, &tmp, &name, &raw)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| retry(&e))?;
         let normalized = serde_json::to_string(d.normalized).map_err(|e| retry(&e))?;
         let s = d.summary;
         let (id, _) = self

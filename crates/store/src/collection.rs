@@ -223,6 +223,30 @@ impl Store {
         row.map(LedgerEntry::try_from).transpose()
     }
 
+    /// The ledger rows of UIDs `first..=last` (one query for a whole fetch batch).
+    pub async fn ledger_range(
+        &self,
+        receiver: ReceiverId,
+        uid_validity: u32,
+        first: u32,
+        last: u32,
+    ) -> Result<Vec<LedgerEntry>> {
+        let rows: Vec<LedgerRow> = on_db!(self.db(), |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {LEDGER_COLUMNS} FROM ledger WHERE receiver_id = $1 AND uid_validity = $2 \
+                 AND uid >= $3 AND uid <= $4"
+            )))
+            .bind(receiver.0)
+            .bind(i64::from(uid_validity))
+            .bind(i64::from(first))
+            .bind(i64::from(last))
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("read the ledger"))?
+        });
+        rows.into_iter().map(LedgerEntry::try_from).collect()
+    }
+
     /// A message this receiver already delivered under an earlier UIDVALIDITY, by content hash.
     pub async fn ledger_by_hash(
         &self,
