@@ -3,37 +3,51 @@
 //! a second one (and one already moved to `cur/` by a mail reader is recognised).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{Delivery, Receipt, SinkError, write_atomically};
 
 #[derive(Debug, Clone)]
 pub struct MaildirSink {
     root: PathBuf,
+    /// This machine's name, for the file names (read once).
+    host: String,
+    /// Whether `tmp/`, `new/` and `cur/` are known to exist (checked once per sink).
+    prepared: Arc<AtomicBool>,
 }
 
 impl MaildirSink {
     pub fn new(root: PathBuf) -> Self {
-        Self { root }
-    }
-
-    /// The file name of a delivery: unique per message, stable across retries.
-    fn name(key: &str) -> String {
-        let host: String = std::fs::read_to_string("/etc/hostname")
+        let host = std::fs::read_to_string("/etc/hostname")
             .unwrap_or_else(|_| "localhost".into())
             .trim()
             .chars()
             .map(|c| if c == '/' || c == ':' { '_' } else { c })
             .collect();
-        format!("{key}.oauthimap.{host}")
+        Self {
+            root,
+            host,
+            prepared: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The file name of a delivery: unique per message, stable across retries.
+    fn name(&self, key: &str) -> String {
+        format!("{key}.oauthimap.{}", self.host)
     }
 
     pub async fn deliver(&self, d: &Delivery<'_>) -> Result<Receipt, SinkError> {
         let root = self.root.clone();
-        let name = Self::name(d.idempotency_key);
+        let name = self.name(d.idempotency_key);
         let raw = d.raw.to_vec();
+        let prepared = self.prepared.clone();
         crate::blocking(move || {
-            for sub in ["tmp", "new", "cur"] {
-                std::fs::create_dir_all(root.join(sub))?;
+            if !prepared.load(Ordering::Relaxed) {
+                for sub in ["tmp", "new", "cur"] {
+                    std::fs::create_dir_all(root.join(sub))?;
+                }
+                prepared.store(true, Ordering::Relaxed);
             }
             // Already there: still new, or read by a mail client (moved to cur/ with a `:2,` suffix).
             if root.join("new").join(&name).exists() {
