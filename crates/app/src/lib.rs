@@ -157,16 +157,8 @@ impl App {
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.exists() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| AppError::Io {
-            action: format!("create the data folder {}", dir.display()),
-            source: e,
-        })
+    oauthimap_store::create_private_dir(dir).map_err(|e| AppError::Io {
+        action: format!("create the data folder {}", dir.display()),
+        source: e,
+    })
 }

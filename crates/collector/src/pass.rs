@@ -134,27 +134,13 @@ impl Pass<'_> {
                         "{} bytes is over the receiver's limit of {limit} bytes",
                         m.size
                     );
-                    self.refuse(
-                        session,
-                        uid_validity,
-                        m.uid,
-                        m.size,
-                        known.get(&m.uid),
-                        &reason,
-                    )
-                    .await?
+                    self.refuse(uid_validity, m.uid, m.size, known.get(&m.uid), &reason)
+                        .await?
                 } else {
                     match bodies.next_if(|b| b.uid == m.uid) {
                         Some(body) => {
-                            self.handle(
-                                session,
-                                uid_validity,
-                                m.uid,
-                                &body.raw,
-                                rescan,
-                                known.get(&m.uid),
-                            )
-                            .await?
+                            self.handle(uid_validity, m.uid, &body.raw, rescan, known.get(&m.uid))
+                                .await?
                         }
                         // Expunged by someone else meanwhile: nothing to deliver.
                         None => Handled::AlreadySeen,
@@ -211,7 +197,6 @@ impl Pass<'_> {
 
     async fn handle(
         &self,
-        session: &mut impl MailSession,
         uid_validity: u32,
         uid: u32,
         raw: &[u8],
@@ -222,7 +207,7 @@ impl Pass<'_> {
             match entry.status {
                 LedgerStatus::Delivered | LedgerStatus::Refused => {
                     if !entry.post_action_done {
-                        self.post_action(session, entry).await?;
+                        self.queue(entry);
                     }
                     return Ok(Handled::AlreadySeen);
                 }
@@ -238,14 +223,7 @@ impl Pass<'_> {
             Ok(n) => n,
             Err(refusal) => {
                 return self
-                    .refuse(
-                        session,
-                        uid_validity,
-                        uid,
-                        raw.len() as u64,
-                        known,
-                        &refusal.detail,
-                    )
+                    .refuse(uid_validity, uid, raw.len() as u64, known, &refusal.detail)
                     .await;
             }
         };
@@ -280,16 +258,15 @@ impl Pass<'_> {
                     ..base
                 })
                 .await?;
-            self.post_action(session, &entry).await?;
+            self.queue(&entry);
             return Ok(Handled::AlreadySeen);
         }
-        self.deliver(session, &normalized, raw, base).await
+        self.deliver(&normalized, raw, base).await
     }
 
     /// Hands a parsed message to the sink and records the outcome.
     async fn deliver(
         &self,
-        session: &mut impl MailSession,
         normalized: &oauthimap_mime::Normalized,
         raw: &[u8],
         base: LedgerWrite<'_>,
@@ -323,7 +300,7 @@ impl Pass<'_> {
                         ..base
                     })
                     .await?;
-                self.post_action(session, &entry).await?;
+                self.queue(&entry);
                 Ok(Handled::Delivered)
             }
             Err(e) => {
@@ -355,7 +332,6 @@ impl Pass<'_> {
 
     async fn refuse(
         &self,
-        session: &mut impl MailSession,
         uid_validity: u32,
         uid: u32,
         size: u64,
@@ -366,7 +342,7 @@ impl Pass<'_> {
             && entry.status == LedgerStatus::Refused
         {
             if !entry.post_action_done {
-                self.post_action(session, entry).await?;
+                self.queue(entry);
             }
             return Ok(Handled::AlreadySeen);
         }
@@ -387,7 +363,7 @@ impl Pass<'_> {
                 receipt: None,
             })
             .await?;
-        self.post_action(session, &entry).await?;
+        self.queue(&entry);
         Ok(Handled::Refused)
     }
 
@@ -413,17 +389,11 @@ impl Pass<'_> {
 
     /// Queues what happens on the server once the ledger holds the outcome; [`Pass::flush`]
     /// runs it at the end of the batch.
-    #[allow(clippy::unused_async)] // keeps the call sites uniform with the other steps
-    async fn post_action(
-        &self,
-        _session: &mut impl MailSession,
-        entry: &LedgerEntry,
-    ) -> Result<(), CollectError> {
+    fn queue(&self, entry: &LedgerEntry) {
         self.pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(entry.clone());
-        Ok(())
     }
 
     /// Runs the queued post-actions, one IMAP command per kind and folder, marks them done in the

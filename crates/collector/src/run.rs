@@ -71,7 +71,10 @@ impl Collector {
         .build(self.store.clone(), self.http.clone())?)
     }
 
-    async fn connect(&self, r: &Receiver) -> Result<Session, CollectError> {
+    async fn connect(
+        &self,
+        r: &Receiver,
+    ) -> Result<(Session, oauthimap_types::AccountId), CollectError> {
         let account = r.fields.account_id.ok_or_else(|| {
             CollectError::Receiver(r.fields.name.clone(), "has no account".into())
         })?;
@@ -85,7 +88,10 @@ impl Collector {
         config.max_message_bytes =
             usize::try_from(r.fields.size_limit_bytes.saturating_add(1024 * 1024))
                 .unwrap_or(usize::MAX);
-        Ok(connect_and_login(&config, &self.tokens.source(account)).await?)
+        Ok((
+            connect_and_login(&config, &self.tokens.source(account)).await?,
+            account,
+        ))
     }
 
     /// One pass for a receiver: connect, select, collect everything new, log out.
@@ -96,7 +102,7 @@ impl Collector {
     ) -> Result<PassSummary, CollectError> {
         let r = self.store.receiver(receiver).await?;
         let sink = self.sink(&r).await?;
-        let mut session = self.connect(&r).await?;
+        let (mut session, _) = self.connect(&r).await?;
         let mailbox = session.select(&r.fields.folder).await?;
         let folders = Mutex::new(HashSet::new());
         let pass = Pass {
@@ -230,8 +236,7 @@ impl Collector {
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), CollectError> {
         let sink = self.sink(r).await?;
-        let mut session = self.connect(r).await?;
-        let account = r.fields.account_id.unwrap_or(oauthimap_types::AccountId(0));
+        let (mut session, account) = self.connect(r).await?;
         let folders = Mutex::new(HashSet::new());
         let idle = r.fields.trigger == Trigger::Idle
             && session

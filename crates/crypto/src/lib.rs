@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 pub use keyfile::KeyFileError;
 
@@ -347,11 +347,6 @@ impl KeyRing {
 pub fn envelope_key_id(envelope: &[u8]) -> Option<u32> {
     let bytes: [u8; 4] = envelope.get(1..5)?.try_into().ok()?;
     Some(u32::from_be_bytes(bytes))
-}
-
-/// Overwrites a buffer that held a secret.
-pub fn wipe(buf: &mut Vec<u8>) {
-    buf.zeroize();
 }
 
 #[cfg(test)]

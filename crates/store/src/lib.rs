@@ -226,7 +226,8 @@ fn connect_error(backend: Backend, error: &sqlx::Error) -> StoreError {
     }
 }
 
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+/// Creates a folder (and its parents) readable by its owner only; an existing one is left as is.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.as_os_str().is_empty() || dir.exists() {
         return Ok(());
