@@ -32,6 +32,11 @@ pub(crate) fn random_token(bytes: usize) -> Result<String> {
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
+/// A random identifier (128 bits, base64url) for short-lived things such as a pending sign-in.
+pub fn random_id() -> Result<String> {
+    random_token(16)
+}
+
 impl App {
     /// Creates an API token; the returned value is shown once and never stored.
     pub async fn create_api_token(

@@ -20,6 +20,12 @@ pub enum AppError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// Credentials or a link that do not grant access.
+    #[error("{0}")]
+    Denied(String),
+    /// Too many failed attempts; try again after this many seconds.
+    #[error("too many failed attempts; try again in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]
@@ -50,6 +56,8 @@ impl AppError {
             AppError::Invalid { .. }
                 | AppError::NotFound { .. }
                 | AppError::Conflict(_)
+                | AppError::Denied(_)
+                | AppError::RateLimited { .. }
                 | AppError::Config(_)
         )
     }

@@ -6,6 +6,7 @@
 //! applies multi-row changes atomically; the OAuth and IMAP crates speak the protocols.
 
 mod accounts;
+mod admins;
 mod api_tokens;
 mod applications;
 mod collect;
@@ -27,6 +28,8 @@ use oauthimap_tokens::{Notifier, NotifySettings, TokenService, TokenSettings};
 use secrecy::ExposeSecret;
 
 pub use accounts::AccountSelector;
+pub use admins::{MIN_PASSWORD_CHARS, NewSession};
+pub use api_tokens::random_id;
 pub use applications::{ApplicationInput, ApplicationView};
 pub use collect::CollectOutcome;
 pub use diagnose::{DiagnoseOptions, DiagnosticReport, Outcome, Step};

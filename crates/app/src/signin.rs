@@ -110,34 +110,54 @@ impl App {
     /// Finishes a browser sign-in from the provider's callback. A replayed, unknown or expired
     /// `state`, a missing code or an identity without an address is refused and writes nothing.
     pub async fn finish_sign_in(&self, params: &CallbackParams) -> Result<Account> {
-        let state = params
-            .state
-            .as_deref()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                AppError::invalid(
+        self.finish_sign_in_for(params).await.1
+    }
+
+    /// Like [`App::finish_sign_in`], also naming the application the sign-in was for when the
+    /// `state` was known (so a page can lead back to it, even after a failure).
+    pub async fn finish_sign_in_for(
+        &self,
+        params: &CallbackParams,
+    ) -> (Option<oauthimap_types::AppId>, Result<Account>) {
+        let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
+            return (
+                None,
+                Err(AppError::invalid(
                     "state",
                     "the callback carries no state; start the sign-in from oauthimap",
-                )
-            })?;
-        let Some(pending) = self.store().take_sign_in(&sha256_hex(state)).await? else {
-            return Err(AppError::invalid(
-                "state",
-                "this sign-in link is unknown, expired or already used; start the authorization again",
-            ));
+                )),
+            );
         };
+        let pending = match self.store().take_sign_in(&sha256_hex(state)).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return (
+                    None,
+                    Err(AppError::invalid(
+                        "state",
+                        "this sign-in link is unknown, expired or already used; start the authorization again",
+                    )),
+                );
+            }
+            Err(e) => return (None, Err(e.into())),
+        };
+        let application = pending.application_id;
         let result = self.complete_sign_in(&pending, params).await;
         let outcome = match &result {
             Ok(account) => Ok(account.id),
             Err(e) => Err(e.to_string()),
         };
-        self.store()
+        if let Err(e) = self
+            .store()
             .finish_sign_in(
                 pending.id,
                 outcome.as_ref().map(|a| *a).map_err(String::as_str),
             )
-            .await?;
-        result
+            .await
+        {
+            return (Some(application), Err(e.into()));
+        }
+        (Some(application), result)
     }
 
     async fn complete_sign_in(

@@ -115,6 +115,9 @@ pub enum Command {
     /// Messages collected into the built-in store.
     #[command(subcommand)]
     Messages(MessagesCommand),
+    /// Manage the web admin's users (argon2id passwords).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Manage API tokens for the REST API and the HTTP token broker.
     #[command(subcommand, name = "api-token")]
     ApiToken(ApiTokenCommand),
@@ -406,6 +409,29 @@ pub enum MessagesCommand {
         /// Receiver name or id.
         receiver: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin user for the web UI. The password is read from a hidden prompt (asked
+    /// twice) or from stdin (--password-stdin), never from the command line.
+    Create {
+        /// The login name.
+        username: String,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password (ends the user's sessions).
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List admin users.
+    List,
+    /// Delete an admin user (ends their sessions).
+    Remove { username: String },
 }
 
 #[derive(Debug, Subcommand)]

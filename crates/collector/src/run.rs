@@ -31,6 +31,8 @@ pub struct Collector {
     http: reqwest::Client,
     data_dir: PathBuf,
     instance: String,
+    /// Wakes the supervisor early: a receiver was added or changed.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 fn random_u64() -> u64 {
@@ -56,7 +58,14 @@ impl Collector {
                 std::process::id(),
                 random_u64() & 0xffff_ffff
             ),
+            changed: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Tells the supervisor that receivers changed, so new ones start now rather than at its
+    /// next periodic look.
+    pub fn wake(&self) {
+        self.changed.notify_one();
     }
 
     async fn sink(&self, r: &Receiver) -> Result<Sink, CollectError> {
@@ -348,7 +357,11 @@ impl Collector {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot list the receivers"),
             }
-            if sleep_or_stop(&mut stop, Duration::from_secs(15)).await {
+            let stopped = tokio::select! {
+                s = sleep_or_stop(&mut stop, Duration::from_secs(15)) => s,
+                () = self.changed.notified() => false,
+            };
+            if stopped {
                 break;
             }
         }

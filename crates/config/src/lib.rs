@@ -62,6 +62,34 @@ pub struct Settings {
     /// Where to send alerts (an account needs a new sign-in).
     #[serde(default)]
     pub notify: NotifySettings,
+    /// The web admin's sessions and logins.
+    #[serde(default)]
+    pub web: WebSettings,
+}
+
+/// `[web]`: admin sessions and login protection. Durations are in seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// A session ends after this long without a request.
+    pub session_idle_secs: u64,
+    /// A session ends this long after login, however busy.
+    pub session_max_secs: u64,
+    /// After this many failed logins in a row, an admin user is locked for a while (doubling).
+    pub login_failures_before_lock: u64,
+    /// How long the one-time setup link printed on first start stays valid.
+    pub setup_link_secs: u64,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            session_idle_secs: 8 * 3600,
+            session_max_secs: 7 * 86_400,
+            login_failures_before_lock: 5,
+            setup_link_secs: 24 * 3600,
+        }
+    }
 }
 
 /// `[tokens]`: when tokens are renewed. Durations are in seconds.
@@ -230,6 +258,18 @@ impl Settings {
                     "database_url: must start with sqlite:// or postgres:// (the value is not shown because it may hold a password)".into(),
                 ));
             }
+        }
+        let w = &self.web;
+        if w.session_idle_secs == 0 || w.session_max_secs < w.session_idle_secs {
+            return Err(ConfigError::Invalid(
+                "web.session_idle_secs must be above 0 and web.session_max_secs at least as long"
+                    .into(),
+            ));
+        }
+        if w.login_failures_before_lock == 0 || w.setup_link_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "web.login_failures_before_lock and web.setup_link_secs must be above 0".into(),
+            ));
         }
         let t = &self.tokens;
         if t.refresh_margin_secs < 60 || t.refresh_margin_secs > 3000 {

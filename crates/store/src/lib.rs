@@ -10,6 +10,7 @@
 //! This crate knows nothing of HTTP or IMAP.
 
 mod accounts;
+mod admins;
 mod api_tokens;
 mod applications;
 mod collection;
@@ -18,6 +19,7 @@ mod keys;
 mod leases;
 mod models;
 mod oauth_states;
+mod overview;
 mod receivers;
 
 use std::str::FromStr;
@@ -31,6 +33,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub use accounts::AccountTokens;
+pub use admins::{AdminCredentials, AdminSession, AdminUser};
 pub use api_tokens::ApiToken;
 pub use collection::{
     Checkpoint, LedgerEntry, LedgerStatus, LedgerWrite, NewStoredMessage, StoredMessage,
@@ -38,6 +41,7 @@ pub use collection::{
 pub use keys::{KeyUsage, ResealReport};
 pub use models::*;
 pub use oauth_states::{PendingSignIn, SignInOutcome};
+pub use overview::ReceiverActivity;
 
 /// Runs `$body` once for whichever pool `$db` holds, with `$pool` bound to it. The body is
 /// compiled for both backends, so the SQL in it must be portable.

@@ -1,15 +1,48 @@
-//! `GET /oauth/callback`: where the provider sends the browser back after sign-in. It never
-//! redirects anywhere: it shows the outcome (the account, or the provider's error with a hint).
+//! `GET /oauth/callback`: where the provider sends the browser back after sign-in. When an admin
+//! is logged in (the sign-in started in the web UI), it redirects to the application's Accounts
+//! tab with the outcome; otherwise (the CLI's sign-in) it shows the outcome on a page of its own.
+//! It only ever redirects to a path it builds from the stored sign-in, never to one from the
+//! request.
 
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use oauthimap_app::{App, CallbackParams};
 
 use crate::escape;
+use crate::ui::session::{SESSION_COOKIE, cookie};
 
-pub async fn callback(State(app): State<App>, Query(params): Query<CallbackParams>) -> Response {
-    let (status, title, body) = match app.finish_sign_in(&params).await {
+pub async fn callback(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Query(params): Query<CallbackParams>,
+) -> Response {
+    let (application, result) = app.finish_sign_in_for(&params).await;
+    let admin = match cookie(&headers, SESSION_COOKIE) {
+        Some(token) => app.admin_session(token).await.ok().flatten(),
+        None => None,
+    };
+    if admin.is_some() {
+        let to = application.map_or_else(
+            || "/applications".to_owned(),
+            |id| format!("/applications/{id}/accounts"),
+        );
+        return match &result {
+            Ok(account) => crate::ui::done(
+                &app,
+                &to,
+                &format!(
+                    "The mailbox {} is authorized (signed in as {}). oauthimap renews its tokens from now on.",
+                    account.mailbox, account.identity
+                ),
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "sign-in failed");
+                crate::ui::failed(&app, &to, error)
+            }
+        };
+    }
+    let (status, title, body) = match result {
         Ok(account) => (
             StatusCode::OK,
             "Authorization complete",

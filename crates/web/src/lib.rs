@@ -1,11 +1,12 @@
-//! The HTTP shell: health and readiness probes, the OAuth callback, and the token broker API; the
-//! admin UI and the rest of the REST API grow here. Handlers translate requests into calls on the
-//! app core and render results; they hold no business rules.
+//! The HTTP shell: health and readiness probes, `/metrics`, the OAuth callback, the REST API
+//! (`/api/v1`, API tokens) and the admin pages (sessions of admin users). Handlers translate
+//! requests into calls on the app core and render results; they hold no business rules.
 
 mod api;
 mod callback;
 mod metrics;
 mod rest;
+mod ui;
 
 pub use rest::OPENAPI;
 
@@ -62,6 +63,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/messages", get(rest::list_messages))
         .route("/api/v1/messages/{id}", get(rest::get_message))
         .route("/api/v1/events", get(rest::list_events))
+        .merge(ui::routes(&app))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(trace_layer())
         .with_state(app)
@@ -132,9 +134,12 @@ pub async fn serve_on(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Binds `addr` and serves the whole service until `shutdown` resolves.

@@ -1,6 +1,7 @@
 //! Command dispatch: load settings, open the core, run one command.
 
 mod account;
+mod admin;
 mod app;
 mod collect;
 mod diagnose;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             host,
             port,
         } => token::print(&app, account, filter, force, sasl, host.zip(port)).await,
+        Command::Admin(c) => admin::run(&app, &out, c).await,
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
         Command::Collect { once: _, receiver } => {
             collect::once(&app, &out, receiver.as_deref()).await

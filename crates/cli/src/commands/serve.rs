@@ -15,6 +15,14 @@ pub async fn run(app: App) -> Result<(), AppError> {
         });
     }
     let redirect = app.redirect_url();
+    if let Some(link) = app.new_setup_link().await? {
+        // Single use, short-lived, and useless once an admin exists: the one secret a log may
+        // carry, because on a fresh install the log is the only channel to the admin.
+        tracing::warn!(
+            setup_link = %link,
+            "no admin user exists: open this one-time link to create the first one, or run `oauthimap admin create NAME`"
+        );
+    }
     let data_dir = settings.data_dir.display().to_string();
     let backend = app.store().backend();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

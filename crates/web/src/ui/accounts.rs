@@ -1,0 +1,241 @@
+//! One authorized account: its token state, the receivers using it, recent events, and the
+//! Diagnose, Re-authorize and Delete actions. Diagnose renders the same report as
+//! `oauthimap diagnose` (tokens redacted).
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use oauthimap_app::store::{Account, Event, Receiver};
+use oauthimap_app::types::{AccountId, GrantKind, Security};
+use oauthimap_app::{AccountSelector, App, DiagnoseOptions, DiagnosticReport, Outcome};
+use serde::Deserialize;
+
+use super::session::{Admin, FormAction};
+use super::{Ctx, Page, done, error_page, failed};
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    page: Page,
+    account: Account,
+    receivers: Vec<Receiver>,
+    events: Vec<Event>,
+    form: DiagnoseForm,
+    report: Option<DiagnosticReport>,
+}
+
+impl AccountPage {
+    fn is_app_only(&self) -> bool {
+        self.account.grant_kind == GrantKind::ClientCredentials
+    }
+}
+
+/// Where the diagnostic connects; empty fields take the receiver's, then the provider's.
+#[derive(Debug, Default, Deserialize)]
+pub struct DiagnoseForm {
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    security: String,
+    #[serde(default)]
+    ca_file: String,
+    #[serde(default)]
+    folder: String,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // askama passes fields by reference
+fn outcome_class(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Warning => "warn",
+        Outcome::Failed => "fail",
+        Outcome::Skipped => "inactive",
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // askama passes fields by reference
+fn outcome_text(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Ok => "ok",
+        Outcome::Warning => "warning",
+        Outcome::Failed => "failed",
+        Outcome::Skipped => "skipped",
+    }
+}
+
+async fn render(
+    app: &App,
+    admin: &Admin,
+    headers: &HeaderMap,
+    id: i64,
+    form: DiagnoseForm,
+    report: Option<DiagnosticReport>,
+) -> Response {
+    let account = match app
+        .find_account(&AccountSelector::new(id.to_string(), None))
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return error_page(Some(admin), &e),
+    };
+    let receivers = match app.list_receivers().await {
+        Ok(r) => r
+            .into_iter()
+            .filter(|r| r.fields.account_id == Some(AccountId(id)))
+            .collect(),
+        Err(e) => return error_page(Some(admin), &e),
+    };
+    let events = app
+        .store()
+        .events(Some(AccountId(id)), None, 10)
+        .await
+        .unwrap_or_default();
+    let origin = match app
+        .application_view(&account.application_id.to_string())
+        .await
+    {
+        Ok(v) => v.profile.authorize_url.origin().ascii_serialization(),
+        Err(e) => return error_page(Some(admin), &e),
+    };
+    let ctx = Ctx::new(app, admin, headers, "applications", account.mailbox.clone());
+    let page = ctx.page.clone();
+    let mut r = ctx.render(&AccountPage {
+        page,
+        account,
+        receivers,
+        events,
+        form,
+        report,
+    });
+    r.extensions_mut().insert(FormAction(origin));
+    r
+}
+
+pub async fn show(
+    State(app): State<App>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    render(&app, &admin, &headers, id, DiagnoseForm::default(), None).await
+}
+
+pub async fn diagnose(
+    State(app): State<App>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<DiagnoseForm>,
+) -> Response {
+    let text = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty()).then(|| s.to_owned())
+    };
+    let port = match form.port.trim() {
+        "" => None,
+        p => match p.parse::<u16>() {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                return failed(
+                    &app,
+                    &format!("/accounts/{id}"),
+                    &oauthimap_app::AppError::Invalid {
+                        field: "port",
+                        message: format!("{p:?} is not a port number (1-65535), such as 993"),
+                    },
+                );
+            }
+        },
+    };
+    let security = match form.security.trim() {
+        "" => None,
+        s => match s.parse::<Security>() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                return failed(
+                    &app,
+                    &format!("/accounts/{id}"),
+                    &oauthimap_app::AppError::Invalid {
+                        field: "security",
+                        message: e.to_string(),
+                    },
+                );
+            }
+        },
+    };
+    let options = DiagnoseOptions {
+        host: text(&form.host),
+        port,
+        security,
+        mechanism: None,
+        folder: text(&form.folder),
+        ca_file: text(&form.ca_file),
+        timeout: None,
+    };
+    match app
+        .diagnose(&AccountSelector::new(id.to_string(), None), &options)
+        .await
+    {
+        Ok(report) => render(&app, &admin, &headers, id, form, Some(report)).await,
+        Err(e) => failed(&app, &format!("/accounts/{id}"), &e),
+    }
+}
+
+/// Signs in again for this account (same application, same mailbox).
+pub async fn reauthorize(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Response {
+    let back = format!("/accounts/{id}");
+    let account = match app
+        .find_account(&AccountSelector::new(id.to_string(), None))
+        .await
+    {
+        Ok(a) => a,
+        Err(e) => return failed(&app, &back, &e),
+    };
+    if account.grant_kind == GrantKind::ClientCredentials {
+        return match app
+            .add_app_only(&account.application_id.to_string(), &account.mailbox)
+            .await
+        {
+            Ok(_) => done(
+                &app,
+                &back,
+                "App-only access renewed: a new token was issued.",
+            ),
+            Err(e) => failed(&app, &back, &e),
+        };
+    }
+    let shared = (!account.identity.eq_ignore_ascii_case(&account.mailbox))
+        .then_some(account.mailbox.as_str());
+    match app
+        .start_sign_in(
+            &account.application_id.to_string(),
+            shared,
+            Some(&account.identity),
+        )
+        .await
+    {
+        Ok(start) => Redirect::to(&start.url).into_response(),
+        Err(e) => failed(&app, &back, &e),
+    }
+}
+
+pub async fn delete(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Response {
+    match app
+        .remove_account(&AccountSelector::new(id.to_string(), None))
+        .await
+    {
+        Ok((account, receivers)) => done(
+            &app,
+            &format!("/applications/{}/accounts", account.application_id),
+            &format!(
+                "Account {} deleted; {receivers} receiver(s) using it are paused.",
+                account.mailbox
+            ),
+        ),
+        Err(e) => failed(&app, &format!("/accounts/{id}"), &e),
+    }
+}

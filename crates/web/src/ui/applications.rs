@@ -1,0 +1,599 @@
+//! OAuth applications: the list, the form (with the redirect URL to register and the provider's
+//! setup links), and the Accounts tab where authorizations are created: browser sign-in,
+//! device code (for a phone or another computer) and app-only (Microsoft client credentials).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use oauthimap_app::oauth::DeviceStart;
+use oauthimap_app::store::{Account, Application};
+use oauthimap_app::types::{Cloud, Provider};
+use oauthimap_app::{App, AppError, ApplicationInput, ApplicationView};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::session::{Admin, FormAction};
+use super::{Ctx, Page, done, error_page, failed, when};
+
+/// A select option: value, label, selected.
+pub type Choice = (String, String, bool);
+
+fn choices<T: Copy + PartialEq>(
+    all: &[T],
+    current: T,
+    value: impl Fn(T) -> &'static str,
+    label: impl Fn(T) -> &'static str,
+) -> Vec<Choice> {
+    all.iter()
+        .map(|v| (value(*v).to_owned(), label(*v).to_owned(), *v == current))
+        .collect()
+}
+
+pub fn provider_label(p: Provider) -> &'static str {
+    match p {
+        Provider::Microsoft => "Microsoft Entra ID (Office 365)",
+        Provider::Google => "Google (Gmail, Workspace)",
+        Provider::Generic => "Other OAuth 2.0 provider",
+    }
+}
+
+fn cloud_label(c: Cloud) -> &'static str {
+    match c {
+        Cloud::Global => "Global (login.microsoftonline.com)",
+        Cloud::UsGov => "US Government GCC High (login.microsoftonline.us)",
+        Cloud::Dod => "US Government DoD (login.microsoftonline.us)",
+        Cloud::China => "China, operated by 21Vianet (login.partner.microsoftonline.cn)",
+    }
+}
+
+/// Application form values as typed (the client secret is never sent back).
+#[derive(Debug, Default, Deserialize)]
+pub struct AppForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    provider: String,
+    #[serde(default)]
+    cloud: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    clear_client_secret: Option<String>,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    endpoint_base: String,
+    #[serde(default)]
+    scopes: String,
+    #[serde(default)]
+    secret_expires: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    active: Option<String>,
+}
+
+impl AppForm {
+    fn from_application(a: &Application) -> AppForm {
+        let f = &a.fields;
+        AppForm {
+            name: f.name.clone(),
+            provider: f.provider.as_str().into(),
+            cloud: f.cloud.as_str().into(),
+            client_id: f.client_id.clone(),
+            client_secret: String::new(),
+            clear_client_secret: None,
+            tenant: f.tenant.clone().unwrap_or_default(),
+            endpoint_base: f.endpoints.base.clone().unwrap_or_default(),
+            scopes: f.scopes.clone().unwrap_or_default(),
+            secret_expires: f
+                .secret_expires_at
+                .map(|ms| when(Some(ms))[..10].to_owned())
+                .unwrap_or_default(),
+            comment: f.comment.clone(),
+            active: f.active.then(|| "on".into()),
+        }
+    }
+
+    fn input(&self) -> Result<ApplicationInput, AppError> {
+        let provider = self
+            .provider
+            .parse::<Provider>()
+            .map_err(|e| AppError::Invalid {
+                field: "provider",
+                message: e.to_string(),
+            })?;
+        let cloud = if self.cloud.is_empty() {
+            None
+        } else {
+            Some(self.cloud.parse::<Cloud>().map_err(|e| AppError::Invalid {
+                field: "cloud",
+                message: e.to_string(),
+            })?)
+        };
+        let secret_expires_at = if self.secret_expires.trim().is_empty() {
+            Some(None)
+        } else {
+            Some(Some(super::parse_day(
+                &self.secret_expires,
+                "secret_expires",
+            )?))
+        };
+        Ok(ApplicationInput {
+            name: Some(self.name.clone()),
+            active: Some(self.active.is_some()),
+            provider: Some(provider),
+            cloud,
+            client_id: Some(self.client_id.clone()),
+            client_secret: (!self.client_secret.is_empty())
+                .then(|| SecretString::from(self.client_secret.clone())),
+            clear_client_secret: self.clear_client_secret.is_some()
+                && self.client_secret.is_empty(),
+            tenant: Some(self.tenant.clone()),
+            endpoint_base: Some(self.endpoint_base.clone()),
+            scopes: Some(self.scopes.clone()),
+            secret_expires_at,
+            comment: Some(self.comment.clone()),
+            ..ApplicationInput::default()
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "applications.html")]
+struct ListPage {
+    page: Page,
+    applications: Vec<Application>,
+}
+
+#[derive(Template)]
+#[template(path = "application_form.html")]
+struct FormPage {
+    page: Page,
+    /// `None` for a new application.
+    view: Option<ApplicationView>,
+    form: AppForm,
+    providers: Vec<Choice>,
+    clouds: Vec<Choice>,
+    has_secret: bool,
+    redirect_url: String,
+    error: Option<String>,
+}
+
+impl FormPage {
+    fn build(
+        page: Page,
+        view: Option<ApplicationView>,
+        form: AppForm,
+        redirect_url: String,
+        error: Option<String>,
+    ) -> FormPage {
+        let provider = form.provider.parse().unwrap_or(Provider::Microsoft);
+        let cloud = form.cloud.parse().unwrap_or(Cloud::Global);
+        FormPage {
+            providers: choices(Provider::ALL, provider, Provider::as_str, provider_label),
+            clouds: choices(Cloud::ALL, cloud, Cloud::as_str, cloud_label),
+            has_secret: view
+                .as_ref()
+                .is_some_and(|v| v.application.has_client_secret),
+            page,
+            view,
+            form,
+            redirect_url,
+            error,
+        }
+    }
+
+    fn id(&self) -> i64 {
+        self.view.as_ref().map_or(0, |v| v.application.id.0)
+    }
+
+    fn is_microsoft(&self) -> bool {
+        self.form.provider == "microsoft"
+    }
+}
+
+pub async fn list(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Response {
+    match app.list_applications().await {
+        Ok(applications) => {
+            let ctx = Ctx::new(&app, &admin, &headers, "applications", "OAuth applications");
+            let page = ctx.page.clone();
+            ctx.render(&ListPage { page, applications })
+        }
+        Err(e) => error_page(Some(&admin), &e),
+    }
+}
+
+pub async fn new(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Response {
+    let ctx = Ctx::new(
+        &app,
+        &admin,
+        &headers,
+        "applications",
+        "Add an OAuth application",
+    );
+    let form = AppForm {
+        provider: "microsoft".into(),
+        cloud: "global".into(),
+        active: Some("on".into()),
+        ..AppForm::default()
+    };
+    let page = ctx.page.clone();
+    ctx.render(&FormPage::build(
+        page,
+        None,
+        form,
+        app.redirect_url().to_string(),
+        None,
+    ))
+}
+
+pub async fn create(
+    State(app): State<App>,
+    admin: Admin,
+    headers: HeaderMap,
+    Form(form): Form<AppForm>,
+) -> Response {
+    let result = match form.input() {
+        Ok(input) => app.add_application(&input).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(view) => done(
+            &app,
+            &format!("/applications/{}", view.application.id.0),
+            &format!(
+                "Application {} saved. Register the redirect URL below at the provider, then create an authorization.",
+                view.application.fields.name
+            ),
+        ),
+        Err(e) if e.is_user_error() => {
+            let ctx = Ctx::new(
+                &app,
+                &admin,
+                &headers,
+                "applications",
+                "Add an OAuth application",
+            );
+            let page = ctx.page.clone();
+            let mut form = form;
+            form.client_secret.clear();
+            ctx.render(&FormPage::build(
+                page,
+                None,
+                form,
+                app.redirect_url().to_string(),
+                Some(e.to_string()),
+            ))
+        }
+        Err(e) => error_page(Some(&admin), &e),
+    }
+}
+
+pub async fn show(
+    State(app): State<App>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    match app.application_view(&id.to_string()).await {
+        Ok(view) => {
+            let ctx = Ctx::new(
+                &app,
+                &admin,
+                &headers,
+                "applications",
+                view.application.fields.name.clone(),
+            );
+            let page = ctx.page.clone();
+            let form = AppForm::from_application(&view.application);
+            let redirect = view.redirect_url.clone();
+            ctx.render(&FormPage::build(page, Some(view), form, redirect, None))
+        }
+        Err(e) => error_page(Some(&admin), &e),
+    }
+}
+
+pub async fn update(
+    State(app): State<App>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<AppForm>,
+) -> Response {
+    let result = match form.input() {
+        Ok(input) => app.update_application(&id.to_string(), &input).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((view, report)) => {
+            let mut message = format!("Application {} saved.", view.application.fields.name);
+            if report.accounts_revoked > 0 {
+                let _ = write!(
+                    message,
+                    " {} account(s) revoked and {} receiver(s) deactivated: create the authorizations again.",
+                    report.accounts_revoked, report.receivers_deactivated
+                );
+            } else if report.receivers_deactivated > 0 {
+                let _ = write!(
+                    message,
+                    " {} receiver(s) deactivated.",
+                    report.receivers_deactivated
+                );
+            }
+            if report.receivers_reactivated > 0 {
+                let _ = write!(
+                    message,
+                    " {} receiver(s) re-activated.",
+                    report.receivers_reactivated
+                );
+            }
+            done(&app, &format!("/applications/{id}"), &message)
+        }
+        Err(e) if e.is_user_error() => match app.application_view(&id.to_string()).await {
+            Ok(view) => {
+                let ctx = Ctx::new(
+                    &app,
+                    &admin,
+                    &headers,
+                    "applications",
+                    view.application.fields.name.clone(),
+                );
+                let page = ctx.page.clone();
+                let redirect = view.redirect_url.clone();
+                let mut form = form;
+                form.client_secret.clear();
+                ctx.render(&FormPage::build(
+                    page,
+                    Some(view),
+                    form,
+                    redirect,
+                    Some(e.to_string()),
+                ))
+            }
+            Err(e) => error_page(Some(&admin), &e),
+        },
+        Err(e) => error_page(Some(&admin), &e),
+    }
+}
+
+pub async fn delete(State(app): State<App>, admin: Admin, Path(id): Path<i64>) -> Response {
+    match app.remove_application(&id.to_string(), true).await {
+        Ok(a) => done(
+            &app,
+            "/applications",
+            &format!(
+                "Application {} deleted, with its accounts and receivers.",
+                a.fields.name
+            ),
+        ),
+        Err(e) if e.is_user_error() => failed(&app, &format!("/applications/{id}"), &e),
+        Err(e) => error_page(Some(&admin), &e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "application_accounts.html")]
+struct AccountsPage {
+    page: Page,
+    view: ApplicationView,
+    accounts: Vec<Account>,
+}
+
+impl AccountsPage {
+    fn id(&self) -> i64 {
+        self.view.application.id.0
+    }
+    fn is_microsoft(&self) -> bool {
+        self.view.application.fields.provider == Provider::Microsoft
+    }
+    fn has_device(&self) -> bool {
+        self.view.profile.device_url.is_some()
+    }
+}
+
+/// Origin of the provider's sign-in page, which the authorize form's redirect goes to.
+fn sign_in_origin(view: &ApplicationView) -> String {
+    view.profile.authorize_url.origin().ascii_serialization()
+}
+
+pub async fn accounts(
+    State(app): State<App>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let view = match app.application_view(&id.to_string()).await {
+        Ok(v) => v,
+        Err(e) => return error_page(Some(&admin), &e),
+    };
+    let accounts = match app.list_accounts(Some(&id.to_string())).await {
+        Ok(a) => a,
+        Err(e) => return error_page(Some(&admin), &e),
+    };
+    let origin = sign_in_origin(&view);
+    let ctx = Ctx::new(
+        &app,
+        &admin,
+        &headers,
+        "applications",
+        format!("{} · accounts", view.application.fields.name),
+    );
+    let page = ctx.page.clone();
+    let mut r = ctx.render(&AccountsPage {
+        page,
+        view,
+        accounts,
+    });
+    r.extensions_mut().insert(FormAction(origin));
+    r
+}
+
+#[derive(Deserialize)]
+pub struct AuthorizeForm {
+    #[serde(default)]
+    login_hint: String,
+    #[serde(default)]
+    mailbox: String,
+}
+
+fn opt(s: &str) -> Option<&str> {
+    let s = s.trim();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Starts a browser sign-in: off to the provider, back through `/oauth/callback`.
+pub async fn authorize(
+    State(app): State<App>,
+    _admin: Admin,
+    Path(id): Path<i64>,
+    Form(form): Form<AuthorizeForm>,
+) -> Response {
+    match app
+        .start_sign_in(&id.to_string(), opt(&form.mailbox), opt(&form.login_hint))
+        .await
+    {
+        Ok(start) => Redirect::to(&start.url).into_response(),
+        Err(e) => failed(&app, &format!("/applications/{id}/accounts"), &e),
+    }
+}
+
+pub async fn app_only(
+    State(app): State<App>,
+    _admin: Admin,
+    Path(id): Path<i64>,
+    Form(form): Form<AuthorizeForm>,
+) -> Response {
+    let back = format!("/applications/{id}/accounts");
+    match app.add_app_only(&id.to_string(), form.mailbox.trim()).await {
+        Ok(a) => done(
+            &app,
+            &back,
+            &format!(
+                "App-only access to {} works: a token was issued.",
+                a.mailbox
+            ),
+        ),
+        Err(e) => failed(&app, &back, &e),
+    }
+}
+
+/// Device-code sign-ins this process is waiting for, by a random id.
+#[derive(Debug, Default)]
+pub struct DeviceFlows {
+    flows: Mutex<HashMap<String, DeviceFlow>>,
+}
+
+#[derive(Debug, Clone)]
+struct DeviceFlow {
+    application_id: i64,
+    start: Arc<DeviceStart>,
+    outcome: Option<Result<String, String>>,
+}
+
+#[derive(Template)]
+#[template(path = "device.html")]
+struct DevicePage {
+    page: Page,
+    application_id: i64,
+    flow: String,
+    user_code: String,
+    verification_uri: String,
+    outcome: Option<Result<String, String>>,
+}
+
+pub async fn device_start(
+    State(app): State<App>,
+    _admin: Admin,
+    Extension(flows): Extension<Arc<DeviceFlows>>,
+    Path(id): Path<i64>,
+    Form(form): Form<AuthorizeForm>,
+) -> Response {
+    let back = format!("/applications/{id}/accounts");
+    let (application, start) = match app.start_device_sign_in(&id.to_string()).await {
+        Ok(s) => s,
+        Err(e) => return failed(&app, &back, &e),
+    };
+    let flow_id = match oauthimap_app::random_id() {
+        Ok(f) => f,
+        Err(e) => return failed(&app, &back, &e),
+    };
+    let start = Arc::new(start);
+    flows
+        .flows
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(
+            flow_id.clone(),
+            DeviceFlow {
+                application_id: id,
+                start: start.clone(),
+                outcome: None,
+            },
+        );
+    let mailbox = opt(&form.mailbox).map(str::to_owned);
+    let (app2, flows2, key) = (app.clone(), flows.clone(), flow_id.clone());
+    tokio::spawn(async move {
+        let outcome = app2
+            .finish_device_sign_in(&application, &start, mailbox.as_deref())
+            .await
+            .map(|a| a.mailbox)
+            .map_err(|e| e.to_string());
+        if let Some(f) = flows2
+            .flows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(&key)
+        {
+            f.outcome = Some(outcome);
+        }
+    });
+    Redirect::to(&format!("/applications/{id}/device/{flow_id}")).into_response()
+}
+
+pub async fn device_status(
+    State(app): State<App>,
+    admin: Admin,
+    headers: HeaderMap,
+    Extension(flows): Extension<Arc<DeviceFlows>>,
+    Path((id, flow)): Path<(i64, String)>,
+) -> Response {
+    let found = flows
+        .flows
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&flow)
+        .filter(|f| f.application_id == id)
+        .cloned();
+    let Some(found) = found else {
+        return failed(
+            &app,
+            &format!("/applications/{id}/accounts"),
+            &AppError::Conflict("that device sign-in is over or unknown; start a new one".into()),
+        );
+    };
+    let ctx = Ctx::new(
+        &app,
+        &admin,
+        &headers,
+        "applications",
+        "Sign in on another device",
+    );
+    let page = ctx.page.clone();
+    ctx.render(&DevicePage {
+        page,
+        application_id: id,
+        flow,
+        user_code: found.start.user_code.clone(),
+        verification_uri: found.start.verification_uri.clone(),
+        outcome: found.outcome,
+    })
+}

@@ -1,0 +1,351 @@
+//! The admin web UI: server-rendered pages (askama templates in `crates/web/templates`, escaped
+//! by default), htmx as a static file for small in-place updates, and plain forms that work
+//! without JavaScript. Handlers read input, call the app core, and render; the rules live in
+//! the core.
+
+mod accounts;
+mod applications;
+mod auth;
+mod health;
+mod messages;
+mod receivers;
+pub mod session;
+mod tokens;
+
+use std::borrow::Borrow;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::Path;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use oauthimap_app::types::EpochMillis;
+use oauthimap_app::{App, AppError};
+
+pub use session::{Admin, LoginLimiter};
+
+/// The pages, their guards and their headers.
+pub fn routes(app: &App) -> Router<App> {
+    let devices = Arc::new(applications::DeviceFlows::default());
+    Router::new()
+        .route("/", get(health::page))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/setup", get(auth::setup_page).post(auth::setup))
+        .route(
+            "/applications",
+            get(applications::list).post(applications::create),
+        )
+        .route("/applications/new", get(applications::new))
+        .route(
+            "/applications/{id}",
+            get(applications::show).post(applications::update),
+        )
+        .route("/applications/{id}/delete", post(applications::delete))
+        .route("/applications/{id}/accounts", get(applications::accounts))
+        .route(
+            "/applications/{id}/authorize",
+            post(applications::authorize),
+        )
+        .route(
+            "/applications/{id}/device",
+            post(applications::device_start),
+        )
+        .route(
+            "/applications/{id}/device/{flow}",
+            get(applications::device_status),
+        )
+        .route("/applications/{id}/app-only", post(applications::app_only))
+        .route("/accounts/{id}", get(accounts::show))
+        .route("/accounts/{id}/diagnose", post(accounts::diagnose))
+        .route("/accounts/{id}/reauthorize", post(accounts::reauthorize))
+        .route("/accounts/{id}/delete", post(accounts::delete))
+        .route("/receivers", get(receivers::list).post(receivers::create))
+        .route("/receivers/new", get(receivers::new))
+        .route(
+            "/receivers/account-options",
+            get(receivers::account_options),
+        )
+        .route(
+            "/receivers/{id}",
+            get(receivers::show).post(receivers::update),
+        )
+        .route("/receivers/{id}/delete", post(receivers::delete))
+        .route("/receivers/{id}/retry", post(receivers::retry))
+        .route("/messages", get(messages::list))
+        .route("/messages/{id}", get(messages::show))
+        .route(
+            "/messages/{id}/attachments/{index}",
+            get(messages::attachment),
+        )
+        .route("/api-tokens", get(tokens::list).post(tokens::create))
+        .route("/api-tokens/delete", post(tokens::delete))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            session::csrf_guard,
+        ))
+        .layer(axum::middleware::from_fn(session::security_headers))
+        .layer(axum::Extension(devices))
+        .layer(axum::Extension(Arc::new(LoginLimiter::default())))
+        .route("/static/{file}", get(static_file))
+}
+
+/// What every page's layout needs.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub title: String,
+    /// The logged-in admin, if any.
+    pub username: Option<String>,
+    pub csrf: String,
+    /// The active navigation entry.
+    pub nav: &'static str,
+    /// A one-shot message: (`success` or `error`, text).
+    pub flash: Option<(String, String)>,
+}
+
+/// A page for a logged-in admin, with its pending flash message and the header clearing it.
+pub struct Ctx {
+    pub page: Page,
+    clear_flash: Option<HeaderValue>,
+}
+
+impl Ctx {
+    pub fn new(
+        app: &App,
+        admin: &Admin,
+        headers: &HeaderMap,
+        nav: &'static str,
+        title: impl Into<String>,
+    ) -> Ctx {
+        let (flash, clear_flash) = match session::take_flash(app, headers) {
+            Some((f, clear)) => (Some(f), Some(clear)),
+            None => (None, None),
+        };
+        Ctx {
+            page: Page {
+                title: title.into(),
+                username: Some(admin.username.clone()),
+                csrf: admin.csrf.clone(),
+                nav,
+                flash,
+            },
+            clear_flash,
+        }
+    }
+
+    /// Renders `template` as this page.
+    pub fn render(self, template: &impl Template) -> Response {
+        render_with(template, StatusCode::OK, self.clear_flash)
+    }
+}
+
+pub fn render_with(
+    template: &impl Template,
+    status: StatusCode,
+    cookie: Option<HeaderValue>,
+) -> Response {
+    match template.render() {
+        Ok(html) => {
+            let mut response = (status, Html(html)).into_response();
+            if let Some(c) = cookie {
+                response.headers_mut().append(header::SET_COOKIE, c);
+            }
+            response
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot render a page");
+            (StatusCode::INTERNAL_SERVER_ERROR, "cannot render the page").into_response()
+        }
+    }
+}
+
+/// A redirect after a successful form, with a message for the next page.
+pub fn done(app: &App, to: &str, message: &str) -> Response {
+    let mut r = Redirect::to(to).into_response();
+    r.headers_mut()
+        .append(header::SET_COOKIE, session::flash(app, "success", message));
+    r
+}
+
+/// A redirect after a failed action, with the error for the next page.
+pub fn failed(app: &App, to: &str, error: &AppError) -> Response {
+    let mut r = Redirect::to(to).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        session::flash(app, "error", &error.to_string()),
+    );
+    r
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    page: Page,
+    message: String,
+}
+
+/// An error page in the layout (not found, or a failure of the system).
+pub fn error_page(admin: Option<&Admin>, error: &AppError) -> Response {
+    let status = match error {
+        AppError::NotFound { .. } => StatusCode::NOT_FOUND,
+        e if e.is_user_error() => StatusCode::BAD_REQUEST,
+        AppError::Provider(_) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(%error, "a page failed");
+    }
+    let page = Page {
+        title: if status == StatusCode::NOT_FOUND {
+            "Not found".into()
+        } else {
+            "Something went wrong".into()
+        },
+        username: admin.map(|a| a.username.clone()),
+        csrf: admin.map(|a| a.csrf.clone()).unwrap_or_default(),
+        nav: "",
+        flash: None,
+    };
+    render_with(
+        &ErrorPage {
+            page,
+            message: error.to_string(),
+        },
+        status,
+        None,
+    )
+}
+
+/// Static assets, embedded in the binary.
+async fn static_file(Path(file): Path<String>) -> Response {
+    let (body, kind): (&'static [u8], &str) = match file.as_str() {
+        "htmx.min.js" => (
+            include_bytes!("../../static/htmx.min.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "app.js" => (
+            include_bytes!("../../static/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "app.css" => (
+            include_bytes!("../../static/app.css"),
+            "text/css; charset=utf-8",
+        ),
+        "icon.svg" => (include_bytes!("../../static/icon.svg"), "image/svg+xml"),
+        _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A time for people: `2026-11-28 10:00 UTC`, or an em dash.
+pub fn when(ms: impl Borrow<Option<EpochMillis>>) -> String {
+    let Some(ms) = *ms.borrow() else {
+        return "—".into();
+    };
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+/// A point in time for people (see [`when`]).
+pub fn at(ms: impl Borrow<EpochMillis>) -> String {
+    when(Some(*ms.borrow()))
+}
+
+/// How far `ms` is from now, such as `in 52 min` or `3 d ago`.
+pub fn relative(ms: impl Borrow<Option<EpochMillis>>) -> String {
+    let Some(ms) = *ms.borrow() else {
+        return "—".into();
+    };
+    let delta = (ms - oauthimap_app::types::now_millis()) / 1000;
+    let (n, unit) = match delta.unsigned_abs() {
+        s if s < 120 => (s, "s"),
+        s if s < 7200 => (s / 60, "min"),
+        s if s < 172_800 => (s / 3600, "h"),
+        s => (s / 86_400, "d"),
+    };
+    if delta >= 0 {
+        format!("in {n} {unit}")
+    } else {
+        format!("{n} {unit} ago")
+    }
+}
+
+/// A `YYYY-MM-DD` day (as an `<input type=date>` sends it) as epoch milliseconds at 00:00 UTC.
+pub fn parse_day(text: &str, field: &'static str) -> Result<EpochMillis, AppError> {
+    let bad = || AppError::Invalid {
+        field,
+        message: format!("{text:?} is not a date; use YYYY-MM-DD, such as 2027-06-30"),
+    };
+    let mut it = text.trim().splitn(3, '-');
+    let (Some(y), Some(m), Some(d)) = (it.next(), it.next(), it.next()) else {
+        return Err(bad());
+    };
+    let (y, m, d): (i64, i64, i64) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    // Days from civil (H. Hinnant), the inverse of `civil_from_days`.
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let ms = days * 86_400_000;
+    if when(Some(ms))[..10] != *text.trim() {
+        return Err(bad());
+    }
+    Ok(ms)
+}
+
+/// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_read_as_utc() {
+        assert_eq!(when(Some(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(when(Some(1_795_860_000_000)), "2026-11-28 10:00 UTC");
+        assert_eq!(when(Some(951_782_400_000)), "2000-02-29 00:00 UTC");
+        assert_eq!(when(None), "—");
+        assert_eq!(parse_day("2026-11-28", "d").unwrap(), 1_795_824_000_000);
+        assert_eq!(parse_day("2000-02-29", "d").unwrap(), 951_782_400_000);
+        assert!(parse_day("2026-02-30", "d").is_err());
+        assert!(parse_day("next week", "d").is_err());
+    }
+}

@@ -1,0 +1,38 @@
+// oauthimap admin: small progressive enhancements. Every page works without this file.
+"use strict";
+document.addEventListener("click", function (event) {
+  const copy = event.target.closest("[data-copy]");
+  if (copy) {
+    const source = document.querySelector(copy.getAttribute("data-copy"));
+    if (!source) return;
+    const text = source.value !== undefined ? source.value : source.textContent;
+    const done = function () {
+      copy.textContent = "Copied";
+      setTimeout(function () { copy.textContent = "Copy"; }, 2000);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () { source.select && source.select(); });
+    } else if (source.select) {
+      source.select();
+      document.execCommand("copy");
+      done();
+    }
+  }
+});
+document.addEventListener("submit", function (event) {
+  const form = event.target;
+  const question = form.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) event.preventDefault();
+});
+// Show the fields that belong to the chosen provider or sink.
+function syncChoices() {
+  document.querySelectorAll("[data-show-when]").forEach(function (el) {
+    const [name, values] = el.getAttribute("data-show-when").split("=");
+    const field = document.querySelector("[name='" + name + "']");
+    if (!field) return;
+    el.hidden = !values.split(",").includes(field.value);
+  });
+}
+document.addEventListener("change", syncChoices);
+document.addEventListener("DOMContentLoaded", syncChoices);
+document.addEventListener("htmx:afterSwap", syncChoices);
