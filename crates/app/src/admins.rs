@@ -243,7 +243,8 @@ impl App {
         }
         let token = random_token(32)?;
         let max = self.settings().web.session_max_secs;
-        let expires_at = now + i64::try_from(max.saturating_mul(1000)).unwrap_or(i64::MAX);
+        // From now, not from before the (slow) password check.
+        let expires_at = now_millis() + i64::try_from(max.saturating_mul(1000)).unwrap_or(i64::MAX);
         self.store()
             .open_admin_session(found.user.id, &sha256_hex(&token), expires_at)
             .await?;

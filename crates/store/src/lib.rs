@@ -41,7 +41,7 @@ pub use collection::{
 pub use keys::{KeyUsage, ResealReport};
 pub use models::*;
 pub use oauth_states::{PendingSignIn, SignInOutcome};
-pub use overview::ReceiverActivity;
+pub use overview::{MessageFilter, MessageSummary, ReceiverActivity};
 
 /// Runs `$body` once for whichever pool `$db` holds, with `$pool` bound to it. The body is
 /// compiled for both backends, so the SQL in it must be portable.

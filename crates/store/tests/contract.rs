@@ -787,6 +787,130 @@ async fn checkpoints_ledger_and_messages(backend: Backend) {
     t.cleanup().await;
 }
 
+async fn message_search_filters_and_pages(backend: Backend) {
+    use oauthimap_store::{MessageFilter, NewStoredMessage};
+    let (t, store) = setup(backend).await;
+    let app = store
+        .insert_application(&app_fields("A"), None)
+        .await
+        .unwrap();
+    let r = store
+        .insert_receiver(&receiver_fields("helpdesk", app.id, None), None)
+        .await
+        .unwrap();
+    let before_insert = now_millis();
+    let mail = [
+        ("k1", "Ann@Example.com", "Ann Smith", "Printer on fire"),
+        ("k2", "bob@example.com", "Bob", "50% off_today"),
+        ("k3", "carol@example.org", "Carol", "Re: printer"),
+    ];
+    let mut ids = Vec::new();
+    for (key, from, name, subject) in mail {
+        let (id, _) = store
+            .insert_message(&NewStoredMessage {
+                idempotency_key: key,
+                receiver: Some(r.id),
+                message_id: None,
+                subject,
+                from_address: from,
+                from_name: name,
+                date: None,
+                size: 10,
+                sha256: "abc",
+                raw_path: "x.eml",
+                normalized: "{}",
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let find = |filter: MessageFilter, limit: u32| {
+        let store = store.clone();
+        async move {
+            store
+                .find_messages(&filter, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|m| m.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let text = |s: &str| Some(s.to_owned());
+    // Newest first, with the receiver's name.
+    let all = store
+        .find_messages(&MessageFilter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[2], ids[1], ids[0]]
+    );
+    assert_eq!(all[0].receiver_name.as_deref(), Some("helpdesk"));
+    // Sender: address or display name, any case.
+    let by_sender = |s: &str| MessageFilter {
+        sender: text(s),
+        ..MessageFilter::default()
+    };
+    assert_eq!(find(by_sender("ann@example"), 10).await, vec![ids[0]]);
+    assert_eq!(find(by_sender("BOB"), 10).await, vec![ids[1]]);
+    assert_eq!(find(by_sender("example.org"), 10).await, vec![ids[2]]);
+    // Subject; LIKE wildcards in the search text are plain characters.
+    let by_subject = |s: &str| MessageFilter {
+        subject: text(s),
+        ..MessageFilter::default()
+    };
+    assert_eq!(find(by_subject("PRINTER"), 10).await, vec![ids[2], ids[0]]);
+    assert_eq!(find(by_subject("50% off_"), 10).await, vec![ids[1]]);
+    assert_eq!(find(by_subject("%"), 10).await, vec![ids[1]]);
+    assert!(find(by_subject("on_fire"), 10).await.is_empty());
+    // Both text filters at once.
+    let both = MessageFilter {
+        sender: text("carol"),
+        subject: text("printer"),
+        ..MessageFilter::default()
+    };
+    assert_eq!(find(both, 10).await, vec![ids[2]]);
+    // Collection time range: [since, until).
+    let hour = 3_600_000;
+    let range = |since: i64, until: i64| MessageFilter {
+        since: Some(since),
+        until: Some(until),
+        ..MessageFilter::default()
+    };
+    assert_eq!(
+        find(range(before_insert - hour, now_millis() + hour), 10)
+            .await
+            .len(),
+        3
+    );
+    assert!(
+        find(range(now_millis() + hour, now_millis() + 2 * hour), 10)
+            .await
+            .is_empty()
+    );
+    assert!(
+        find(range(before_insert - 2 * hour, before_insert - hour), 10)
+            .await
+            .is_empty()
+    );
+    // Cursor paging: the next page starts below the last id of the previous one.
+    let first = find(MessageFilter::default(), 2).await;
+    assert_eq!(first, vec![ids[2], ids[1]]);
+    let next = MessageFilter {
+        before: first.last().copied(),
+        ..MessageFilter::default()
+    };
+    assert_eq!(find(next, 2).await, vec![ids[0]]);
+    let printer_page = MessageFilter {
+        subject: text("printer"),
+        before: Some(ids[2]),
+        ..MessageFilter::default()
+    };
+    assert_eq!(find(printer_page, 2).await, vec![ids[0]]);
+    t.cleanup().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -810,4 +934,5 @@ on_both_backends!(
     events_page_newest_first,
     rotation_while_reads_continue,
     checkpoints_ledger_and_messages,
+    message_search_filters_and_pages,
 );

@@ -266,7 +266,7 @@ pub async fn create(
             let page = ctx.page.clone();
             let mut form = form;
             form.client_secret.clear();
-            ctx.render(&FormPage::build(
+            ctx.render_refused(&FormPage::build(
                 page,
                 None,
                 form,
@@ -351,7 +351,7 @@ pub async fn update(
                 let redirect = view.redirect_url.clone();
                 let mut form = form;
                 form.client_secret.clear();
-                ctx.render(&FormPage::build(
+                ctx.render_refused(&FormPage::build(
                     page,
                     Some(view),
                     form,

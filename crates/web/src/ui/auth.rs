@@ -47,10 +47,16 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// A local path to go to after login; anything else becomes `/`.
+/// A local path to go to after login; anything else becomes `/`. Control characters are refused
+/// too: browsers drop tabs and newlines from URLs, so `/<TAB>/evil.example` would leave the site.
 fn local(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.chars().any(char::is_control) =>
+        {
             n.to_owned()
         }
         _ => "/".into(),

@@ -76,6 +76,8 @@ pub fn routes(app: &App) -> Router<App> {
         .route("/receivers/{id}/retry", post(receivers::retry))
         .route("/messages", get(messages::list))
         .route("/messages/{id}", get(messages::show))
+        .route("/messages/{id}/html", get(messages::html))
+        .route("/messages/{id}/raw", get(messages::raw))
         .route(
             "/messages/{id}/attachments/{index}",
             get(messages::attachment),
@@ -138,6 +140,11 @@ impl Ctx {
     /// Renders `template` as this page.
     pub fn render(self, template: &impl Template) -> Response {
         render_with(template, StatusCode::OK, self.clear_flash)
+    }
+
+    /// Renders a form again with the error that refused it (422).
+    pub fn render_refused(self, template: &impl Template) -> Response {
+        render_with(template, StatusCode::UNPROCESSABLE_ENTITY, self.clear_flash)
     }
 }
 
@@ -274,6 +281,9 @@ pub fn relative(ms: impl Borrow<Option<EpochMillis>>) -> String {
         return "—".into();
     };
     let delta = (ms - oauthimap_app::types::now_millis()) / 1000;
+    if delta.abs() < 5 {
+        return "just now".into();
+    }
     let (n, unit) = match delta.unsigned_abs() {
         s if s < 120 => (s, "s"),
         s if s < 7200 => (s / 60, "min"),

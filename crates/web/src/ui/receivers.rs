@@ -323,6 +323,7 @@ async fn form_page(
     };
     let ctx = Ctx::new(app, admin, headers, "receivers", title);
     let page = ctx.page.clone();
+    let refused = error.is_some();
     let t = FormPage {
         page,
         receiver,
@@ -341,7 +342,11 @@ async fn form_page(
         error,
         new_secret,
     };
-    ctx.render(&t)
+    if refused {
+        ctx.render_refused(&t)
+    } else {
+        ctx.render(&t)
+    }
 }
 
 pub async fn list(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Response {

@@ -176,7 +176,10 @@ fn same_origin(app: &App, headers: &HeaderMap) -> bool {
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
         .and_then(|v| v.to_str().ok());
-    let Some(claimed) = claimed else { return true };
+    // Absent (non-browser clients) or `null` (privacy modes, sandboxes): the CSRF value decides.
+    let Some(claimed) = claimed.filter(|c| *c != "null") else {
+        return true;
+    };
     let Ok(claimed) = url::Url::parse(claimed) else {
         return false;
     };
@@ -207,27 +210,40 @@ pub fn csp(form_action: Option<&str>) -> String {
 #[derive(Debug, Clone)]
 pub struct FormAction(pub String);
 
-/// Adds the security headers to every admin page (unless the handler set its own policy).
+/// Marks a page response that frames one of our own pages (a message's sanitized HTML body):
+/// its policy gets `frame-src 'self'`.
+#[derive(Debug, Clone, Copy)]
+pub struct FramesSelf;
+
+/// Adds the security headers to every admin page (unless the handler set its own policy or
+/// framing rule).
 pub async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let extra = response
         .extensions()
         .get::<FormAction>()
         .map(|f| f.0.clone());
+    let mut policy = csp(extra.as_deref());
+    if response.extensions().get::<FramesSelf>().is_some() {
+        policy.push_str("; frame-src 'self'");
+    }
     let h = response.headers_mut();
     if !h.contains_key(header::CONTENT_SECURITY_POLICY)
-        && let Ok(v) = HeaderValue::from_str(&csp(extra.as_deref()))
+        && let Ok(v) = HeaderValue::from_str(&policy)
     {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::X_FRAME_OPTIONS) {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Not `no-referrer`: browsers then send `Origin: null` with our own forms.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -303,4 +319,60 @@ pub fn take_flash(app: &App, headers: &HeaderMap) -> Option<((String, String), H
         (kind.to_owned(), text.to_owned()),
         set_cookie(app, FLASH_COOKIE, "", Some(0)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; oauthimap_session_x=no; oauthimap_session=yes"),
+        );
+        h.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("yes"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn csrf_value_is_stable_per_session_and_reveals_nothing() {
+        let a = csrf_for("session-token-a");
+        assert_eq!(a, csrf_for("session-token-a"));
+        assert_ne!(a, csrf_for("session-token-b"));
+        assert!(!a.contains("session-token"));
+        assert_eq!(a.len(), 43);
+        assert!(constant_eq(a.as_bytes(), a.as_bytes()));
+        assert!(!constant_eq(a.as_bytes(), &a.as_bytes()[1..]));
+    }
+
+    #[test]
+    fn policy_is_strict_and_adds_only_the_given_form_target() {
+        let p = csp(None);
+        assert!(p.contains("script-src 'self';"));
+        assert!(!p.contains("unsafe"));
+        assert!(p.contains("form-action 'self';"));
+        assert!(p.contains("frame-ancestors 'none'"));
+        let p = csp(Some("https://login.microsoftonline.com"));
+        assert!(p.contains("form-action 'self' https://login.microsoftonline.com;"));
+    }
+
+    #[test]
+    fn limiter_blocks_an_address_after_too_many_failures() {
+        let l = LoginLimiter::default();
+        let ip = IpAddr::from([192, 0, 2, 7]);
+        for _ in 0..LoginLimiter::MAX_FAILURES - 1 {
+            l.failed(ip);
+        }
+        assert_eq!(l.wait(ip), None);
+        l.failed(ip);
+        let wait = l.wait(ip).expect("blocked");
+        assert!(wait > 0 && wait <= LoginLimiter::WINDOW.as_secs() + 1);
+        assert_eq!(l.wait(IpAddr::from([192, 0, 2, 8])), None);
+        l.succeeded(ip);
+        assert_eq!(l.wait(ip), None);
+    }
 }
