@@ -1894,3 +1894,126 @@ async fn no_page_or_api_response_carries_a_secret() {
     assert!(ok >= 10, "{ok} pages answered 200");
     s.stop().await;
 }
+
+// --- 11. Device code and app-only from the Accounts tab ---------------------------------------
+
+/// The Accounts tab's other two ways in: a device code shown on a page that finishes by itself
+/// once the user approves at the provider, and app-only access for a mailbox. Neither page ever
+/// shows a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_code_and_app_only_from_the_accounts_tab() {
+    let svc = start(Backend::Sqlite, &[]).await;
+    svc.idp.set_device_poll_interval(1);
+    let b = svc.browser();
+    b.login().await;
+    let tab = b
+        .get(&format!("/applications/{}/accounts", svc.application))
+        .await;
+    assert_eq!(tab.status, 200, "{}", tab.body);
+    assert!(tab.body.contains("id=\"device-form\""), "device form shown");
+    assert!(
+        tab.body.contains("id=\"app-only-form\""),
+        "app-only form shown"
+    );
+    let csrf = tab.csrf();
+
+    let started = b
+        .post(
+            &format!("/applications/{}/device", svc.application),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(started.status, 303, "{}", started.body);
+    let waiting_url = started.location().to_owned();
+    assert!(waiting_url.starts_with(&format!("/applications/{}/device/", svc.application)));
+    let waiting = b.get(&waiting_url).await;
+    assert_eq!(waiting.status, 200, "{}", waiting.body);
+    let marker = "id=\"user-code\">";
+    let code = waiting
+        .body
+        .find(marker)
+        .and_then(|at| waiting.body[at + marker.len()..].split('<').next())
+        .map(str::to_owned)
+        .expect("the page shows the user code");
+    assert!(!code.is_empty());
+    assert!(waiting.body.contains("id=\"verification-uri\""));
+    assert!(
+        svc.app.list_accounts(None).await.unwrap().is_empty(),
+        "nothing is stored before the user approves"
+    );
+
+    svc.idp.approve_device(Some(&code), Some(MAILBOX)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let done = loop {
+        let page = b.get(&waiting_url).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        if page.body.contains("is authorized") {
+            break page;
+        }
+        assert!(
+            !page.body.contains("flash error"),
+            "the device sign-in failed: {}",
+            page.body
+        );
+        assert!(
+            Instant::now() < deadline,
+            "the device sign-in never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(done.body.contains(MAILBOX));
+    let accounts = svc.app.list_accounts(None).await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].grant_kind.as_str(), "device_code");
+
+    // App-only: a second client allowed to open one mailbox.
+    let redirect = svc.app.redirect_url().to_string();
+    let mut daemon = ClientConfig::microsoft("ms-daemon", SECRET, &redirect);
+    daemon.app_mailbox = Some("shared@contoso.com".into());
+    svc.idp.add_client(daemon);
+    let view = svc
+        .app
+        .add_application(&ApplicationInput {
+            name: Some("Daemon".into()),
+            provider: Some(Provider::Microsoft),
+            client_id: Some("ms-daemon".into()),
+            client_secret: Some(SecretString::from(SECRET.to_owned())),
+            tenant: Some("contoso.onmicrosoft.com".into()),
+            endpoint_base: Some(svc.idp.base_url().to_owned()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let id = view.application.id.0;
+    let added = b
+        .post(
+            &format!("/applications/{id}/app-only"),
+            &[("csrf", &csrf), ("mailbox", "shared@contoso.com")],
+        )
+        .await;
+    assert_eq!(added.status, 303, "{}", added.body);
+    let tab = b.get(added.location()).await;
+    assert!(
+        tab.body.contains("flash success") && tab.body.contains("shared@contoso.com"),
+        "{}",
+        tab.body
+    );
+    assert!(tab.body.contains("client_credentials"));
+    // No mailbox: refused with the field named, nothing stored.
+    let refused = b
+        .post(
+            &format!("/applications/{id}/app-only"),
+            &[("csrf", &csrf), ("mailbox", "")],
+        )
+        .await;
+    assert_eq!(refused.status, 303);
+    let tab = b.get(refused.location()).await;
+    assert!(
+        tab.body.contains("flash error") && tab.body.contains("mailbox"),
+        "{}",
+        tab.body
+    );
+    let accounts = svc.app.list_accounts(Some("Daemon")).await.unwrap();
+    assert_eq!(accounts.len(), 1);
+    svc.stop().await;
+}
