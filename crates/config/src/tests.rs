@@ -166,3 +166,37 @@ fn nested_sections_from_file_and_env() {
         .to_string();
     assert!(err.contains("margin"), "{err}");
 }
+
+#[test]
+fn web_section_defaults_overrides_and_checks() {
+    let s = Settings::load_from(None, env(&[])).unwrap();
+    assert_eq!(s.web.session_idle_secs, 8 * 3600);
+    assert_eq!(s.web.session_max_secs, 7 * 86_400);
+    assert_eq!(s.web.login_failures_before_lock, 5);
+    let s = Settings::load_from(
+        None,
+        env(&[
+            ("OAUTHIMAP_WEB__SESSION_IDLE_SECS", "600"),
+            ("OAUTHIMAP_WEB__SESSION_MAX_SECS", "3600"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        (s.web.session_idle_secs, s.web.session_max_secs),
+        (600, 3600)
+    );
+    let e = Settings::load_from(
+        None,
+        env(&[
+            ("OAUTHIMAP_WEB__SESSION_IDLE_SECS", "7200"),
+            ("OAUTHIMAP_WEB__SESSION_MAX_SECS", "3600"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("web.session_max_secs"), "{e}");
+    let e = Settings::load_from(None, env(&[("OAUTHIMAP_WEB__SESSION_TIMEOUT", "5")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("session_timeout"), "{e}");
+}
