@@ -111,7 +111,6 @@ impl Collector {
             receiver: &r,
             progress,
             folders: &folders,
-            pending: Mutex::new(Vec::new()),
         };
         let summary = pass.run(&mut session, mailbox.uid_validity).await;
         let _ = session.logout().await;
@@ -251,7 +250,6 @@ impl Collector {
                 receiver: r,
                 progress: &|_| {},
                 folders: &folders,
-                pending: Mutex::new(Vec::new()),
             };
             let summary = pass.run(&mut session, mailbox.uid_validity).await?;
             self.record_pass(r, &summary).await;
