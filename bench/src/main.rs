@@ -67,6 +67,11 @@ struct Args {
     parse_only: bool,
 }
 
+/// The collector's fetch batches (`crates/collector/src/pass.rs`): up to this many messages and
+/// [`BATCH_BYTES`] (a larger message goes alone); three batches are in flight at most.
+const BATCH_COUNT: usize = 250;
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+
 const STORE: &str = "store@bench.test";
 const MAILDIR: &str = "maildir@bench.test";
 const GETMAIL: &str = "getmail@bench.test";
@@ -80,8 +85,8 @@ struct Seeded {
     small_bytes: u64,
     largest: u64,
     over_1mb: usize,
-    /// The largest group of 50 consecutive messages (the collector's fetch batch), big and small
-    /// mailbox: what bounds its memory.
+    /// The largest fetch batch as the collector plans them (see [`BATCH_COUNT`]), big and small
+    /// mailbox: with the number of batches in flight, what bounds its memory.
     big_batch_max: u64,
     small_batch_max: u64,
     secs: f64,
@@ -374,7 +379,8 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
 fn seed(dovecot: &Dovecot, messages: usize, small: usize) -> Result<Seeded> {
     let started = Instant::now();
     let mut s = Seeded::default();
-    let mut batch = 0;
+    // Messages and bytes of the fetch batch message `i` falls into.
+    let mut batch = (0, 0);
     for i in 0..messages {
         let raw = corpus::message(i);
         let mut size = 0;
@@ -386,13 +392,13 @@ fn seed(dovecot: &Dovecot, messages: usize, small: usize) -> Result<Seeded> {
             s.small_bytes += size;
         }
         s.big_bytes += size;
-        batch += size;
-        if (i + 1) % 50 == 0 || i + 1 == messages {
-            s.big_batch_max = s.big_batch_max.max(batch);
-            if i < small {
-                s.small_batch_max = s.big_batch_max;
-            }
-            batch = 0;
+        if batch.0 == BATCH_COUNT || (batch.0 > 0 && batch.1 + size > BATCH_BYTES) {
+            batch = (0, 0);
+        }
+        batch = (batch.0 + 1, batch.1 + size);
+        s.big_batch_max = s.big_batch_max.max(batch.1);
+        if i < small {
+            s.small_batch_max = s.big_batch_max;
         }
         s.largest = s.largest.max(size);
         s.over_1mb += usize::from(size > 1_048_576);
@@ -479,7 +485,8 @@ fn report(args: &Args, seeded: &Seeded, rows: &[Row]) -> String {
     );
     let _ = writeln!(
         s,
-        "largest 50-message group (the collector's fetch batch): {:.1} MB in the big mailbox, {:.1} MB in the small one",
+        "largest fetch batch (the collector's: up to {BATCH_COUNT} messages and {} MiB, 3 in flight): {:.1} MB in the big mailbox, {:.1} MB in the small one",
+        BATCH_BYTES / 1_048_576,
         seeded.big_batch_max as f64 / 1_048_576.0,
         seeded.small_batch_max as f64 / 1_048_576.0
     );

@@ -3,9 +3,12 @@
 //!
 //! For each message, in UID order: fetch, parse (mime), deliver to the sink with an idempotency
 //! key, record the outcome in the ledger keyed by (receiver, UIDVALIDITY, UID), then the
-//! post-action (mark seen, move, delete), then advance the checkpoint. A crash between any two
-//! of these steps is repaired on the next run: a delivery without a ledger row is repeated with
-//! the same key (the sinks make that harmless), a ledger row without its post-action gets it.
+//! post-action (mark seen, move, delete), then advance the checkpoint. Messages go through these
+//! steps in fetch batches: a batch is delivered as one (the file and store sinks make it durable
+//! together), recorded in one durable transaction, acted on with one command per kind, and the
+//! next batches are fetched and parsed meanwhile. A crash between any two of these steps is
+//! repaired on the next run: a delivery without a ledger row is repeated with the same key (the
+//! sinks make that harmless), a ledger row without its post-action gets it.
 //! A UIDVALIDITY change re-scans the folder without re-delivering what the ledger already holds
 //! (matched by content hash). Oversized and unparsable messages are refused, recorded with the
 //! reason and moved to the refused folder (or flagged), never dropped.
@@ -16,8 +19,11 @@
 //! concurrency limit and a lease per receiver, so several instances never collect the same
 //! folder at once.
 
+mod batch;
 mod pass;
 mod run;
+#[cfg(test)]
+mod tests;
 
 pub use pass::{PassSummary, ProgressEvent};
 pub use run::Collector;

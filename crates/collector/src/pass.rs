@@ -1,18 +1,41 @@
 //! One collection pass over a selected folder: the exactly-once pipeline for every message after
-//! the checkpoint.
+//! the checkpoint, in fetch batches that move through three stages at once, so that the network,
+//! the parser and the disk work side by side:
+//!
+//! 1. **fetch** (the only user of the IMAP session): plans the batches (up to [`BATCH_COUNT`]
+//!    messages and [`BATCH_BYTES`]), fetches each with one `UID FETCH`, and between fetches runs
+//!    the post-actions of the batches the last stage finished, then moves the checkpoint past
+//!    them;
+//! 2. **parse**: looks the batch up in the ledger and parses what must be delivered, on one
+//!    blocking thread per CPU (`batch::prepare`);
+//! 3. **deliver**: hands the batch to the sink, which has it durably when it answers, records
+//!    every outcome in one durable ledger transaction, and sends the batch's post-actions back to
+//!    the fetch stage (`Pass::deliver`).
+//!
+//! At most [`IN_FLIGHT_BYTES`] of fetched messages exist at once (a batch holds its share from
+//! its fetch until it is recorded), so memory does not grow with the folder. Batches are
+//! recorded, acted on and checkpointed in UID order.
 
-use oauthimap_imap::{MailSession, UidRange};
-use oauthimap_mime::{Limits, normalize};
-use oauthimap_sinks::{Delivery, Sink, SinkError, Summary};
-use oauthimap_store::{Checkpoint, LedgerEntry, LedgerStatus, LedgerWrite, Receiver, Store};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use oauthimap_imap::{FetchedMessage, MailSession, MessageSize, UidRange};
+use oauthimap_mime::Limits;
+use oauthimap_sinks::Sink;
+use oauthimap_store::{Checkpoint, LedgerEntry, LedgerStatus, Receiver, Store};
 use oauthimap_types::AfterDelivery;
 use serde::Serialize;
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 
 use crate::CollectError;
+use crate::batch::{Context, Done, Item, prepare};
 
-/// Messages fetched per `UID FETCH`, and the most bytes fetched at once.
-const BATCH_COUNT: usize = 50;
-const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+/// Most messages fetched per `UID FETCH`.
+const BATCH_COUNT: usize = 250;
+/// Most bytes fetched per `UID FETCH` (a larger message goes alone).
+const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+/// Most bytes of fetched messages held at once: one batch per stage.
+const IN_FLIGHT_BYTES: u64 = 3 * BATCH_BYTES;
 /// Attempts before a message the sink keeps refusing is set aside (dead letter).
 pub const MAX_ATTEMPTS: i64 = 5;
 /// The flag set on refused messages when there is no refused folder.
@@ -33,13 +56,9 @@ pub struct PassSummary {
 }
 
 /// The next fetch batch from `start`: up to `BATCH_COUNT` messages and `BATCH_BYTES`, those
-/// over `limit` not fetched (they are refused by size). Returns the UIDs to fetch and where the
-/// batch ends in `sizes`.
-fn next_batch(
-    sizes: &[oauthimap_imap::MessageSize],
-    start: usize,
-    limit: u64,
-) -> (Vec<u32>, usize) {
+/// over `limit` not fetched (they are refused by size). Returns the UIDs to fetch, their bytes
+/// and where the batch ends in `sizes`.
+fn next_batch(sizes: &[MessageSize], start: usize, limit: u64) -> (Vec<u32>, u64, usize) {
     let mut batch = Vec::new();
     let mut bytes = 0u64;
     let mut index = start;
@@ -54,7 +73,7 @@ fn next_batch(
         }
         index += 1;
     }
-    (batch, index)
+    (batch, bytes, index)
 }
 
 /// Progress of a pass, for progress bars.
@@ -72,32 +91,35 @@ pub(crate) struct Pass<'a> {
     pub progress: &'a (dyn Fn(ProgressEvent) + Send + Sync),
     /// Folders known to exist on the server (created or checked once per session).
     pub folders: &'a std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Ledger rows whose post-action waits for the end of the batch (one IMAP command per kind).
-    pub pending: std::sync::Mutex<Vec<LedgerEntry>>,
 }
 
-enum Handled {
-    Delivered,
-    AlreadySeen,
-    Refused,
-    /// Kept on the server, set aside; the pass goes on.
-    DeadLetter,
-    /// The sink failed; stop here so nothing after it moves on the server.
-    Stop(String),
+/// A fetched batch on its way to the parse stage.
+struct Fetched<'b> {
+    /// Every message of the batch in UID order, those not fetched (too large) included.
+    sizes: Vec<MessageSize>,
+    messages: Vec<FetchedMessage>,
+    /// The batch's share of [`IN_FLIGHT_BYTES`], returned once it is recorded.
+    share: SemaphorePermit<'b>,
+}
+
+/// A parsed batch on its way to the deliver stage.
+struct Parsed<'b> {
+    items: Vec<(u32, Item)>,
+    share: SemaphorePermit<'b>,
+}
+
+/// Semaphore permits are KiB of fetched messages (`u32` counts them).
+fn kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.min(IN_FLIGHT_BYTES).div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 impl Pass<'_> {
-    fn key(&self, uid_validity: u32, uid: u32) -> String {
-        format!("r{}-{uid_validity}-{uid}", self.receiver.id.0)
-    }
-
     /// Collects everything after the checkpoint from the selected folder.
     pub async fn run(
         &self,
         session: &mut impl MailSession,
         uid_validity: u32,
     ) -> Result<PassSummary, CollectError> {
-        let mut summary = PassSummary::default();
         let checkpoint = self.store.checkpoint(self.receiver.id).await?;
         let (last_uid, rescan) = self.start_point(checkpoint, uid_validity);
         let sizes: Vec<_> = session
@@ -106,64 +128,9 @@ impl Pass<'_> {
             .into_iter()
             .filter(|m| m.uid > last_uid)
             .collect();
-        summary.available = sizes.len() as u64;
-        (self.progress)(ProgressEvent::Available(summary.available));
-        let limit = self.receiver.fields.size_limit_bytes;
-        let mut index = 0;
-        // The last UID fully handled (delivered or set aside) in this batch.
-        let mut done: Option<u32> = None;
-        while index < sizes.len() {
-            let start = index;
-            let batch;
-            (batch, index) = next_batch(&sizes, start, limit);
-            let (first, last) = (sizes[start].uid, sizes[index - 1].uid);
-            let known: std::collections::HashMap<u32, LedgerEntry> = self
-                .store
-                .ledger_range(self.receiver.id, uid_validity, first, last)
-                .await?
-                .into_iter()
-                .map(|e| (e.uid, e))
-                .collect();
-            let mut fetched = session.fetch_messages(&batch).await?;
-            fetched.sort_by_key(|m| m.uid);
-            (self.progress)(ProgressEvent::Fetched(fetched.len() as u64));
-            let mut bodies = fetched.into_iter().peekable();
-            for m in &sizes[start..index] {
-                let outcome = if m.size > limit {
-                    let reason = format!(
-                        "{} bytes is over the receiver's limit of {limit} bytes",
-                        m.size
-                    );
-                    self.refuse(uid_validity, m.uid, m.size, known.get(&m.uid), &reason)
-                        .await?
-                } else {
-                    match bodies.next_if(|b| b.uid == m.uid) {
-                        Some(body) => {
-                            self.handle(uid_validity, m.uid, &body.raw, rescan, known.get(&m.uid))
-                                .await?
-                        }
-                        // Expunged by someone else meanwhile: nothing to deliver.
-                        None => Handled::AlreadySeen,
-                    }
-                };
-                (self.progress)(ProgressEvent::Handled);
-                match outcome {
-                    Handled::Delivered => summary.delivered += 1,
-                    Handled::AlreadySeen => summary.already_seen += 1,
-                    Handled::Refused => summary.refused += 1,
-                    Handled::DeadLetter => summary.failed += 1,
-                    Handled::Stop(why) => {
-                        summary.failed += 1;
-                        summary.stopped = Some(why);
-                        self.flush(session, uid_validity, done).await?;
-                        return Ok(summary);
-                    }
-                }
-                done = Some(m.uid);
-            }
-            self.flush(session, uid_validity, done).await?;
-        }
-        if summary.available == 0 {
+        let available = sizes.len() as u64;
+        (self.progress)(ProgressEvent::Available(available));
+        if sizes.is_empty() {
             // Record the UIDVALIDITY even for an empty folder, so a later change is noticed.
             let last = checkpoint
                 .filter(|c| c.uid_validity == uid_validity)
@@ -177,6 +144,132 @@ impl Pass<'_> {
                     },
                 )
                 .await?;
+            return Ok(PassSummary::default());
+        }
+        let context = Arc::new(Context {
+            receiver: self.receiver.id,
+            receiver_name: self.receiver.fields.name.clone(),
+            uid_validity,
+            limits: Limits {
+                max_size: self.receiver.fields.size_limit_bytes,
+                ..Limits::default()
+            },
+        });
+        let budget = Semaphore::new(kib(IN_FLIGHT_BYTES) as usize);
+        let (fetched_tx, fetched_rx) = mpsc::channel(1);
+        let (parsed_tx, parsed_rx) = mpsc::channel(1);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (fetching, parsing, delivering) = tokio::join!(
+            self.fetch_stage(session, uid_validity, &sizes, &budget, fetched_tx, done_rx),
+            self.parse_stage(&context, fetched_rx, parsed_tx),
+            self.deliver_stage(&context, rescan, parsed_rx, done_tx),
+        );
+        fetching?;
+        parsing?;
+        let summary = delivering?;
+        Ok(PassSummary {
+            available,
+            ..summary
+        })
+    }
+
+    /// Stage 1: fetches the batches; between fetches, runs the post-actions of recorded ones.
+    async fn fetch_stage<'b>(
+        &self,
+        session: &mut impl MailSession,
+        uid_validity: u32,
+        sizes: &[MessageSize],
+        budget: &'b Semaphore,
+        batches: mpsc::Sender<Fetched<'b>>,
+        mut recorded: mpsc::UnboundedReceiver<Done>,
+    ) -> Result<(), CollectError> {
+        let limit = self.receiver.fields.size_limit_bytes;
+        let mut index = 0;
+        while index < sizes.len() {
+            let start = index;
+            let (uids, bytes);
+            (uids, bytes, index) = next_batch(sizes, start, limit);
+            let Ok(share) = budget.acquire_many(kib(bytes)).await else {
+                break;
+            };
+            let mut stopped = false;
+            while let Ok(done) = recorded.try_recv() {
+                stopped |= done.stopped.is_some();
+                self.flush(session, uid_validity, done).await?;
+            }
+            if stopped {
+                break;
+            }
+            let messages = session.fetch_messages(&uids).await?;
+            (self.progress)(ProgressEvent::Fetched(messages.len() as u64));
+            let batch = Fetched {
+                sizes: sizes[start..index].to_vec(),
+                messages,
+                share,
+            };
+            if batches.send(batch).await.is_err() {
+                break; // a later stage ended (it stopped or failed)
+            }
+        }
+        drop(batches);
+        while let Some(done) = recorded.recv().await {
+            self.flush(session, uid_validity, done).await?;
+        }
+        Ok(())
+    }
+
+    /// Stage 2: sorts each batch by the ledger and parses it.
+    async fn parse_stage<'b>(
+        &self,
+        context: &Arc<Context>,
+        mut batches: mpsc::Receiver<Fetched<'b>>,
+        parsed: mpsc::Sender<Parsed<'b>>,
+    ) -> Result<(), CollectError> {
+        let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        while let Some(batch) = batches.recv().await {
+            let (Some(first), Some(last)) = (batch.sizes.first(), batch.sizes.last()) else {
+                continue;
+            };
+            let known: HashMap<u32, LedgerEntry> = self
+                .store
+                .ledger_range(self.receiver.id, context.uid_validity, first.uid, last.uid)
+                .await?
+                .into_iter()
+                .map(|e| (e.uid, e))
+                .collect();
+            let items = prepare(context, &batch.sizes, batch.messages, known, workers).await?;
+            let next = Parsed {
+                items,
+                share: batch.share,
+            };
+            if parsed.send(next).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stage 3: delivers and records each batch, and hands its post-actions to stage 1.
+    async fn deliver_stage(
+        &self,
+        context: &Context,
+        rescan: bool,
+        mut batches: mpsc::Receiver<Parsed<'_>>,
+        recorded: mpsc::UnboundedSender<Done>,
+    ) -> Result<PassSummary, CollectError> {
+        let mut summary = PassSummary::default();
+        while let Some(batch) = batches.recv().await {
+            let done = self
+                .deliver(context, rescan, batch.items, &mut summary)
+                .await?;
+            drop(batch.share);
+            let stopped = done.stopped.is_some();
+            // Stage 1 is gone only after an error of its own, which ends the pass anyway; the
+            // next pass finds these rows in the ledger and runs their post-actions then.
+            let _ = recorded.send(done);
+            if stopped {
+                break;
+            }
         }
         Ok(summary)
     }
@@ -193,178 +286,6 @@ impl Pass<'_> {
             }
             None => (0, false),
         }
-    }
-
-    async fn handle(
-        &self,
-        uid_validity: u32,
-        uid: u32,
-        raw: &[u8],
-        rescan: bool,
-        known: Option<&LedgerEntry>,
-    ) -> Result<Handled, CollectError> {
-        if let Some(entry) = known {
-            match entry.status {
-                LedgerStatus::Delivered | LedgerStatus::Refused => {
-                    if !entry.post_action_done {
-                        self.queue(entry);
-                    }
-                    return Ok(Handled::AlreadySeen);
-                }
-                LedgerStatus::Dead => return Ok(Handled::DeadLetter),
-                LedgerStatus::Failed => {}
-            }
-        }
-        let limits = Limits {
-            max_size: self.receiver.fields.size_limit_bytes,
-            ..Limits::default()
-        };
-        let normalized = match normalize(raw, &limits) {
-            Ok(n) => n,
-            Err(refusal) => {
-                return self
-                    .refuse(uid_validity, uid, raw.len() as u64, known, &refusal.detail)
-                    .await;
-            }
-        };
-        let key = self.key(uid_validity, uid);
-        let base = LedgerWrite {
-            receiver: self.receiver.id,
-            uid_validity,
-            uid,
-            idempotency_key: &key,
-            message_id: normalized.message_id.as_deref(),
-            content_hash: Some(&normalized.sha256),
-            size: i64::try_from(raw.len()).unwrap_or(i64::MAX),
-            status: LedgerStatus::Delivered,
-            reason: None,
-            receipt: None,
-        };
-        if rescan
-            && let Some(earlier) = self
-                .store
-                .ledger_by_hash(self.receiver.id, &normalized.sha256)
-                .await?
-        {
-            let reason = format!(
-                "delivered before the UIDVALIDITY change as UID {}",
-                earlier.uid
-            );
-            let entry = self
-                .store
-                .record_ledger(&LedgerWrite {
-                    status: earlier.status,
-                    reason: Some(&reason),
-                    ..base
-                })
-                .await?;
-            self.queue(&entry);
-            return Ok(Handled::AlreadySeen);
-        }
-        self.deliver(&normalized, raw, base).await
-    }
-
-    /// Hands a parsed message to the sink and records the outcome.
-    async fn deliver(
-        &self,
-        normalized: &oauthimap_mime::Normalized,
-        raw: &[u8],
-        base: LedgerWrite<'_>,
-    ) -> Result<Handled, CollectError> {
-        let uid = base.uid;
-        let key = base.idempotency_key;
-        let json = serde_json::to_value(normalized).unwrap_or_default();
-        let first = normalized.from.first();
-        let summary = Summary {
-            message_id: normalized.message_id.clone(),
-            subject: normalized.subject.clone().unwrap_or_default(),
-            from_address: first.and_then(|a| a.address.clone()).unwrap_or_default(),
-            from_name: first.and_then(|a| a.name.clone()).unwrap_or_default(),
-            date: normalized.date.clone(),
-            sha256: normalized.sha256.clone(),
-        };
-        let delivery = Delivery {
-            idempotency_key: key,
-            receiver: self.receiver.id,
-            receiver_name: &self.receiver.fields.name,
-            raw,
-            normalized: &json,
-            summary: &summary,
-        };
-        match self.sink.deliver(&delivery).await {
-            Ok(receipt) => {
-                let entry = self
-                    .store
-                    .record_ledger(&LedgerWrite {
-                        receipt: Some(&receipt.0),
-                        ..base
-                    })
-                    .await?;
-                self.queue(&entry);
-                Ok(Handled::Delivered)
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                let entry = self
-                    .store
-                    .record_ledger(&LedgerWrite {
-                        status: LedgerStatus::Failed,
-                        reason: Some(&reason),
-                        ..base
-                    })
-                    .await?;
-                if matches!(e, SinkError::Permanent(_)) || entry.attempts >= MAX_ATTEMPTS {
-                    let why = format!("set aside after {} attempt(s): {reason}", entry.attempts);
-                    self.store
-                        .set_ledger_status(entry.id, LedgerStatus::Dead, Some(&why))
-                        .await?;
-                    tracing::warn!(receiver = %self.receiver.fields.name, uid, %why, "message set aside (dead letter)");
-                    Ok(Handled::DeadLetter)
-                } else {
-                    tracing::warn!(receiver = %self.receiver.fields.name, uid, error = %reason, "the sink failed; stopping until the next run");
-                    Ok(Handled::Stop(format!(
-                        "the sink failed for UID {uid}: {reason}"
-                    )))
-                }
-            }
-        }
-    }
-
-    async fn refuse(
-        &self,
-        uid_validity: u32,
-        uid: u32,
-        size: u64,
-        known: Option<&LedgerEntry>,
-        reason: &str,
-    ) -> Result<Handled, CollectError> {
-        if let Some(entry) = known
-            && entry.status == LedgerStatus::Refused
-        {
-            if !entry.post_action_done {
-                self.queue(entry);
-            }
-            return Ok(Handled::AlreadySeen);
-        }
-        tracing::info!(receiver = %self.receiver.fields.name, uid, %reason, "message refused");
-        let key = self.key(uid_validity, uid);
-        let entry = self
-            .store
-            .record_ledger(&LedgerWrite {
-                receiver: self.receiver.id,
-                uid_validity,
-                uid,
-                idempotency_key: &key,
-                message_id: None,
-                content_hash: None,
-                size: i64::try_from(size).unwrap_or(i64::MAX),
-                status: LedgerStatus::Refused,
-                reason: Some(reason),
-                receipt: None,
-            })
-            .await?;
-        self.queue(&entry);
-        Ok(Handled::Refused)
     }
 
     async fn ensure_folder(
@@ -387,30 +308,17 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Queues what happens on the server once the ledger holds the outcome; [`Pass::flush`]
-    /// runs it at the end of the batch.
-    fn queue(&self, entry: &LedgerEntry) {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(entry.clone());
-    }
-
-    /// Runs the queued post-actions, one IMAP command per kind and folder, marks them done in the
-    /// ledger, then moves the checkpoint to `done`. A crash before this leaves delivered rows
-    /// without their post-action: the next pass finds them in the ledger and finishes them.
+    /// Runs a recorded batch's post-actions, one IMAP command per kind and folder, then marks
+    /// them done in the ledger and moves the checkpoint to the batch's last handled UID, in one
+    /// transaction. A crash before that leaves delivered rows without their post-action: the
+    /// next pass finds them in the ledger and finishes them.
     async fn flush(
         &self,
         session: &mut impl MailSession,
         uid_validity: u32,
-        done: Option<u32>,
+        done: Done,
     ) -> Result<(), CollectError> {
-        let pending: Vec<LedgerEntry> = std::mem::take(
-            &mut *self
-                .pending
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let pending = done.post;
         let f = &self.receiver.fields;
         let mut seen = Vec::new();
         let mut delete = Vec::new();
@@ -452,18 +360,18 @@ impl Pass<'_> {
             session.delete(&delete).await?;
         }
         let ids: Vec<i64> = pending.iter().map(|e| e.id).collect();
-        if !ids.is_empty() {
-            self.store.ledger_post_actions_done(&ids).await?;
-        }
-        if let Some(last_uid) = done {
+        let checkpoint = done.last.map(|last_uid| {
+            (
+                self.receiver.id,
+                Checkpoint {
+                    uid_validity,
+                    last_uid,
+                },
+            )
+        });
+        if !ids.is_empty() || checkpoint.is_some() {
             self.store
-                .set_checkpoint(
-                    self.receiver.id,
-                    Checkpoint {
-                        uid_validity,
-                        last_uid,
-                    },
-                )
+                .ledger_post_actions_done(&ids, checkpoint)
                 .await?;
         }
         Ok(())

@@ -120,7 +120,6 @@ impl Collector {
             receiver: &r,
             progress,
             folders: &folders,
-            pending: Mutex::new(Vec::new()),
         };
         let summary = pass.run(&mut session, mailbox.uid_validity).await;
         let _ = session.logout().await;
@@ -260,7 +259,6 @@ impl Collector {
                 receiver: r,
                 progress: &|_| {},
                 folders: &folders,
-                pending: Mutex::new(Vec::new()),
             };
             let summary = pass.run(&mut session, mailbox.uid_validity).await?;
             self.record_pass(r, &summary).await;

@@ -24,12 +24,12 @@ impl CommandSink {
         }
     }
 
-    pub async fn deliver(&self, d: &Delivery<'_>) -> Result<Receipt, SinkError> {
+    pub async fn deliver(&self, d: &Delivery) -> Result<Receipt, SinkError> {
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&self.command)
-            .env("OAUTHIMAP_IDEMPOTENCY_KEY", d.idempotency_key)
-            .env("OAUTHIMAP_RECEIVER", d.receiver_name)
+            .env("OAUTHIMAP_IDEMPOTENCY_KEY", &d.idempotency_key)
+            .env("OAUTHIMAP_RECEIVER", &d.receiver_name)
             .env(
                 "OAUTHIMAP_MESSAGE_ID",
                 d.summary.message_id.as_deref().unwrap_or(""),
@@ -41,7 +41,7 @@ impl CommandSink {
             .spawn()
             .map_err(|e| SinkError::Retryable(format!("cannot run the delivery command: {e}")))?;
         let mut stdin = child.stdin.take().expect("stdin was piped");
-        let raw = d.raw.to_vec();
+        let raw = d.raw.clone();
         let writer = tokio::spawn(async move {
             // A command may exit without reading everything; that is its answer, not our error.
             let _ = stdin.write_all(&raw).await;

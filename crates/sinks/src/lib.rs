@@ -1,17 +1,20 @@
-//! Sinks: where a collected message goes. Each takes one message with its idempotency key and
-//! answers with a receipt, a retryable error or a permanent one; deciding what happens on the
-//! server afterwards is the collector's job.
+//! Sinks: where a collected message goes. Each takes a batch of messages, each with its
+//! idempotency key, in order, and answers with a receipt per delivered message and the retryable
+//! or permanent error that stopped it; deciding what happens on the server afterwards is the
+//! collector's job.
 //!
 //! Delivery is at-least-once with an idempotency key, so every sink here makes a repeated
 //! delivery harmless: the built-in store and the maildir key their writes on it, the webhook and
 //! the command receive it (`Idempotency-Key` header, `OAUTHIMAP_IDEMPOTENCY_KEY`) to do the same.
 
 mod command;
+mod files;
 mod maildir;
 mod store;
 mod webhook;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use command::CommandSink;
@@ -21,18 +24,29 @@ use serde::Serialize;
 pub use store::StoreSink;
 pub use webhook::{WebhookSink, signature};
 
-/// What the collector hands a sink.
-#[derive(Debug, Clone, Copy)]
-pub struct Delivery<'a> {
+/// One message for a sink. Owned, so that a whole batch can be shared with a blocking thread
+/// (`Arc<[Delivery]>`) without copying the bytes.
+#[derive(Clone)]
+pub struct Delivery {
     /// Stable across retries and crashes: `{receiver}-{uidvalidity}-{uid}`.
-    pub idempotency_key: &'a str,
+    pub idempotency_key: String,
     pub receiver: oauthimap_types::ReceiverId,
-    pub receiver_name: &'a str,
+    pub receiver_name: String,
     /// The message exactly as the server sent it.
-    pub raw: &'a [u8],
+    pub raw: Vec<u8>,
     /// The normalized message as JSON (see the mime crate).
-    pub normalized: &'a serde_json::Value,
-    pub summary: &'a Summary,
+    pub normalized: serde_json::Value,
+    pub summary: Summary,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("idempotency_key", &self.idempotency_key)
+            .field("receiver", &self.receiver)
+            .field("raw_len", &self.raw.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The few fields sinks index or show.
@@ -76,15 +90,63 @@ pub enum Sink {
     Command(CommandSink),
 }
 
-impl Sink {
-    /// Hands one message over.
-    pub async fn deliver(&self, d: &Delivery<'_>) -> Result<Receipt, SinkError> {
-        match self {
-            Sink::Store(s) => s.deliver(d).await,
-            Sink::Webhook(s) => s.deliver(d).await,
-            Sink::Maildir(s) => s.deliver(d).await,
-            Sink::Command(s) => s.deliver(d).await,
+/// What became of `batch[start..]` handed to [`Sink::deliver_batch`]: the first
+/// `delivered.len()` messages are delivered (durably, for the file and store sinks); if `failed`
+/// is set, the message right after them failed with it and the ones after that were not tried.
+#[derive(Debug, Default)]
+pub struct BatchOutcome {
+    pub delivered: Vec<Receipt>,
+    pub failed: Option<SinkError>,
+}
+
+impl BatchOutcome {
+    /// Every message failed with `error`, the first one of them first.
+    fn failed(error: SinkError) -> Self {
+        Self {
+            delivered: Vec::new(),
+            failed: Some(error),
         }
+    }
+}
+
+impl Sink {
+    /// Hands over `batch[start..]`, in order, stopping at the first failure. The built-in store
+    /// and the maildir make the whole batch durable together (one folder flush, one database
+    /// transaction); the webhook and the command take one message at a time.
+    pub async fn deliver_batch(&self, batch: &Arc<[Delivery]>, start: usize) -> BatchOutcome {
+        match self {
+            Sink::Store(s) => s.deliver_batch(batch, start).await,
+            Sink::Maildir(s) => s.deliver_batch(batch, start).await,
+            Sink::Webhook(s) => OneByOne::Webhook(s).deliver(&batch[start..]).await,
+            Sink::Command(s) => OneByOne::Command(s).deliver(&batch[start..]).await,
+        }
+    }
+}
+
+/// The sinks that take one message at a time.
+enum OneByOne<'a> {
+    Webhook(&'a WebhookSink),
+    Command(&'a CommandSink),
+}
+
+impl OneByOne<'_> {
+    /// Delivers `batch` in order, stopping at the first failure.
+    async fn deliver(self, batch: &[Delivery]) -> BatchOutcome {
+        let mut outcome = BatchOutcome::default();
+        for d in batch {
+            let result = match self {
+                OneByOne::Webhook(s) => s.deliver(d).await,
+                OneByOne::Command(s) => s.deliver(d).await,
+            };
+            match result {
+                Ok(receipt) => outcome.delivered.push(receipt),
+                Err(e) => {
+                    outcome.failed = Some(e);
+                    break;
+                }
+            }
+        }
+        outcome
     }
 }
 
@@ -124,33 +186,7 @@ impl SinkConfig {
     }
 }
 
-/// Writes `bytes` to `dir/name` atomically: a temporary file in `tmp_dir`, fsync, rename, fsync
-/// the folder. Blocking: call it from `spawn_blocking`.
-pub(crate) fn write_atomically(
-    dir: &std::path::Path,
-    tmp_dir: &std::path::Path,
-    name: &str,
-    bytes: &[u8],
-) -> std::io::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = tmp_dir.join(format!("{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    let path = dir.join(name);
-    std::fs::rename(&tmp, &path)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(path)
-}
-
-/// Runs blocking file work on tokio's blocking pool, as one hop for the whole sequence.
+/// Runs blocking file work on tokio's blocking pool, as one hop for a whole batch.
 pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {

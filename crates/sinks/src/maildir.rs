@@ -1,20 +1,23 @@
-//! A maildir: the message is written to `tmp/`, then renamed into `new/` under a name derived
-//! from the idempotency key, so a repeated delivery overwrites the same file instead of adding
-//! a second one (and one already moved to `cur/` by a mail reader is recognised).
+//! A maildir: messages are written to `tmp/`, then renamed into `new/` under a name derived from
+//! the idempotency key, so a repeated delivery finds the file instead of adding a second one
+//! (also when a mail reader has meanwhile moved it to `cur/`, adding `:2,` and flags).
+//!
+//! A batch is made durable together (see `files`). Earlier deliveries are found by the exact name
+//! in `new/`, and for the rest by one listing of `cur/` per batch, taken after the `new/` checks
+//! so that a file a reader moves in between is still seen.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::{Delivery, Receipt, SinkError, write_atomically};
+use crate::files::{Item, write_durably};
+use crate::{BatchOutcome, Delivery, Receipt, SinkError};
 
 #[derive(Debug, Clone)]
 pub struct MaildirSink {
     root: PathBuf,
     /// This machine's name, for the file names (read once).
     host: String,
-    /// Whether `tmp/`, `new/` and `cur/` are known to exist (checked once per sink).
-    prepared: Arc<AtomicBool>,
 }
 
 impl MaildirSink {
@@ -25,11 +28,7 @@ impl MaildirSink {
             .chars()
             .map(|c| if c == '/' || c == ':' { '_' } else { c })
             .collect();
-        Self {
-            root,
-            host,
-            prepared: Arc::new(AtomicBool::new(false)),
-        }
+        Self { root, host }
     }
 
     /// The file name of a delivery: unique per message, stable across retries.
@@ -37,42 +36,155 @@ impl MaildirSink {
         format!("{key}.oauthimap.{}", self.host)
     }
 
-    pub async fn deliver(&self, d: &Delivery<'_>) -> Result<Receipt, SinkError> {
+    /// Delivers `batch[start..]`: see [`crate::Sink::deliver_batch`].
+    pub async fn deliver_batch(&self, batch: &Arc<[Delivery]>, start: usize) -> BatchOutcome {
         let root = self.root.clone();
-        let name = self.name(d.idempotency_key);
-        let raw = d.raw.to_vec();
-        let prepared = self.prepared.clone();
-        crate::blocking(move || {
-            if !prepared.load(Ordering::Relaxed) {
-                for sub in ["tmp", "new", "cur"] {
-                    std::fs::create_dir_all(root.join(sub))?;
+        let names: Vec<String> = batch[start..]
+            .iter()
+            .map(|d| self.name(&d.idempotency_key))
+            .collect();
+        let shared = batch.clone();
+        let written = crate::blocking(move || {
+            let batch = &shared[start..];
+            for sub in ["tmp", "new", "cur"] {
+                std::fs::create_dir_all(root.join(sub))?;
+            }
+            let new = root.join("new");
+            let mut receipts: Vec<Option<String>> = names
+                .iter()
+                .map(|name| {
+                    new.join(name)
+                        .exists()
+                        .then(|| format!("maildir:new/{name}"))
+                })
+                .collect();
+            if receipts.iter().any(Option::is_none) {
+                let missing: HashSet<&str> = names
+                    .iter()
+                    .zip(&receipts)
+                    .filter(|(_, receipt)| receipt.is_none())
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                let in_cur = find_in_cur(&root.join("cur"), &missing)?;
+                for (receipt, name) in receipts.iter_mut().zip(&names) {
+                    if let Some(file) = in_cur.get(name.as_str()) {
+                        *receipt = Some(format!("maildir:cur/{file}"));
+                    }
                 }
-                prepared.store(true, Ordering::Relaxed);
             }
-            // Already there: still new, or read by a mail client (moved to cur/ with a `:2,` suffix).
-            if root.join("new").join(&name).exists() {
-                return Ok(format!("maildir:new/{name}"));
-            }
-            let prefix = format!("{name}:");
-            for entry in std::fs::read_dir(root.join("cur"))? {
-                let entry = entry?;
-                if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                    return Ok(format!(
-                        "maildir:cur/{}",
-                        entry.file_name().to_string_lossy()
-                    ));
-                }
-            }
-            write_atomically(&root.join("new"), &root.join("tmp"), &name, &raw)?;
-            Ok(format!("maildir:new/{name}"))
+            let items: Vec<Item<'_>> = names
+                .iter()
+                .zip(&receipts)
+                .zip(batch)
+                .map(|((name, receipt), d)| {
+                    (name.as_str(), receipt.is_none().then_some(&d.raw[..]))
+                })
+                .collect();
+            let result = write_durably(&new, &root.join("tmp"), &items);
+            let receipts: Vec<String> = receipts
+                .into_iter()
+                .zip(&names)
+                .map(|(receipt, name)| receipt.unwrap_or_else(|| format!("maildir:new/{name}")))
+                .collect();
+            Ok(match result {
+                Ok(()) => (receipts, None),
+                Err((index, e)) => (receipts[..index].to_vec(), Some(e)),
+            })
         })
-        .await
-        .map(Receipt)
-        .map_err(|e| {
+        .await;
+        let failed = |e: &std::io::Error| {
             SinkError::Retryable(format!(
                 "cannot write to the maildir {}: {e}",
                 self.root.display()
             ))
-        })
+        };
+        match written {
+            Ok((receipts, error)) => BatchOutcome {
+                delivered: receipts.into_iter().map(Receipt).collect(),
+                failed: error.as_ref().map(failed),
+            },
+            Err(e) => BatchOutcome::failed(failed(&e)),
+        }
+    }
+}
+
+/// The files in `cur/` whose name without the `:2,flags` info part is one of `names`, by that
+/// name (one listing, keeping only those).
+fn find_in_cur(
+    cur: &std::path::Path,
+    names: &HashSet<&str>,
+) -> std::io::Result<HashMap<String, String>> {
+    let mut found = HashMap::new();
+    for entry in std::fs::read_dir(cur)? {
+        let file = entry?.file_name().to_string_lossy().into_owned();
+        if let Some((base, _)) = file.split_once(':')
+            && names.contains(base)
+        {
+            found.insert(base.to_owned(), file);
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(i: u32) -> Delivery {
+        Delivery {
+            idempotency_key: format!("r1-7-{i}"),
+            receiver: oauthimap_types::ReceiverId(1),
+            receiver_name: "r".into(),
+            raw: format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
+            normalized: serde_json::Value::Null,
+            summary: crate::Summary::default(),
+        }
+    }
+
+    fn count(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
+    }
+
+    #[tokio::test]
+    async fn a_repeated_batch_finds_its_files_in_new_and_in_cur() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = MaildirSink::new(root.path().join("Maildir"));
+        let batch: Arc<[Delivery]> = (1..=3).map(delivery).collect();
+        let first = sink.deliver_batch(&batch, 0).await;
+        assert!(first.failed.is_none());
+        assert_eq!(first.delivered.len(), 3);
+        let new = root.path().join("Maildir/new");
+        assert_eq!(count(&new), 3);
+        // A mail reader reads the second message.
+        let name = sink.name("r1-7-2");
+        std::fs::rename(
+            new.join(&name),
+            root.path().join(format!("Maildir/cur/{name}:2,S")),
+        )
+        .unwrap();
+        // Delivered again from the second message on (a crash before the ledger commit).
+        let again = sink.deliver_batch(&batch, 1).await;
+        assert!(again.failed.is_none());
+        assert_eq!(
+            again.delivered,
+            [
+                Receipt(format!("maildir:cur/{name}:2,S")),
+                Receipt(format!("maildir:new/{}", sink.name("r1-7-3"))),
+            ]
+        );
+        assert_eq!(count(&new) + count(&root.path().join("Maildir/cur")), 3);
+        assert_eq!(count(&root.path().join("Maildir/tmp")), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_maildir_fails_the_first_message() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join("not-a-folder");
+        std::fs::write(&file, b"").unwrap();
+        let sink = MaildirSink::new(file);
+        let batch: Arc<[Delivery]> = (1..=2).map(delivery).collect();
+        let outcome = sink.deliver_batch(&batch, 0).await;
+        assert!(outcome.delivered.is_empty());
+        assert!(outcome.failed.unwrap().is_retryable());
     }
 }

@@ -1,12 +1,18 @@
 //! The built-in store: the raw message as a file under the data folder, the normalized message
 //! and its summary in the database. Keyed by the idempotency key: a repeated delivery finds the
 //! row (and the same file name) and changes nothing.
+//!
+//! A batch is made durable together: its files are written and flushed in one blocking hop (see
+//! `files`), then its rows are added in one transaction. A crash in between leaves files without
+//! rows; the repeated delivery keeps the files and adds the rows.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use oauthimap_store::{NewStoredMessage, Store};
 
-use crate::{Delivery, Receipt, SinkError, write_atomically};
+use crate::files::{Item, write_durably};
+use crate::{BatchOutcome, Delivery, Receipt, SinkError};
 
 #[derive(Debug, Clone)]
 pub struct StoreSink {
@@ -19,43 +25,82 @@ impl StoreSink {
         Self { store, dir }
     }
 
-    pub async fn deliver(&self, d: &Delivery<'_>) -> Result<Receipt, SinkError> {
+    fn file_name(d: &Delivery) -> String {
+        format!("{}.eml", d.idempotency_key)
+    }
+
+    /// Delivers `batch[start..]`: see [`crate::Sink::deliver_batch`].
+    pub async fn deliver_batch(&self, batch: &Arc<[Delivery]>, start: usize) -> BatchOutcome {
         let retry = |e: &dyn std::fmt::Display| {
             SinkError::Retryable(format!("cannot store the message: {e}"))
         };
-        let name = format!("{}.eml", d.idempotency_key);
-        let path = self.dir.join(&name);
-        let (dir, raw, target) = (self.dir.clone(), d.raw.to_vec(), path.clone());
-        crate::blocking(move || {
+        let (dir, shared) = (self.dir.clone(), batch.clone());
+        // The files, then the normalized JSON of every message whose file is durable.
+        let written = crate::blocking(move || {
             let tmp = dir.join("tmp");
             std::fs::create_dir_all(&tmp)?;
-            // Written before, by a run that crashed before recording it: the same bytes.
-            if !target.exists() {
-                write_atomically(&dir, &tmp, &name, &raw)?;
-            }
-            Ok(())
+            let batch = &shared[start..];
+            let names: Vec<String> = batch.iter().map(Self::file_name).collect();
+            let items: Vec<Item<'_>> = names
+                .iter()
+                .zip(batch)
+                // Written before, by a run that crashed before recording it: the same bytes.
+                .map(|(name, d)| {
+                    (
+                        name.as_str(),
+                        (!dir.join(name).exists()).then_some(&d.raw[..]),
+                    )
+                })
+                .collect();
+            let (durable, failed) = match write_durably(&dir, &tmp, &items) {
+                Ok(()) => (batch.len(), None),
+                Err((index, e)) => (index, Some(e)),
+            };
+            let json = batch[..durable]
+                .iter()
+                .map(|d| serde_json::to_string(&d.normalized))
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok((json, failed))
         })
-        .await
-        .map_err(|e| retry(&e))?;
-        let normalized = serde_json::to_string(d.normalized).map_err(|e| retry(&e))?;
-        let s = d.summary;
-        let (id, _) = self
-            .store
-            .insert_message(&NewStoredMessage {
-                idempotency_key: d.idempotency_key,
-                receiver: Some(d.receiver),
-                message_id: s.message_id.as_deref(),
-                subject: &s.subject,
-                from_address: &s.from_address,
-                from_name: &s.from_name,
-                date: s.date.as_deref(),
-                size: i64::try_from(d.raw.len()).unwrap_or(i64::MAX),
-                sha256: &s.sha256,
-                raw_path: &path.display().to_string(),
-                normalized: &normalized,
+        .await;
+        let (json, failed) = match written {
+            Ok(w) => w,
+            Err(e) => return BatchOutcome::failed(retry(&e)),
+        };
+        let paths: Vec<String> = batch[start..start + json.len()]
+            .iter()
+            .map(|d| self.dir.join(Self::file_name(d)).display().to_string())
+            .collect();
+        let rows: Vec<NewStoredMessage<'_>> = batch[start..]
+            .iter()
+            .zip(&json)
+            .zip(&paths)
+            .map(|((d, normalized), path)| {
+                let s = &d.summary;
+                NewStoredMessage {
+                    idempotency_key: &d.idempotency_key,
+                    receiver: Some(d.receiver),
+                    message_id: s.message_id.as_deref(),
+                    subject: &s.subject,
+                    from_address: &s.from_address,
+                    from_name: &s.from_name,
+                    date: s.date.as_deref(),
+                    size: i64::try_from(d.raw.len()).unwrap_or(i64::MAX),
+                    sha256: &s.sha256,
+                    raw_path: path,
+                    normalized,
+                }
             })
-            .await
-            .map_err(|e| retry(&e))?;
-        Ok(Receipt(format!("store:{id}")))
+            .collect();
+        match self.store.insert_messages(&rows).await {
+            Ok(ids) => BatchOutcome {
+                delivered: ids
+                    .into_iter()
+                    .map(|(id, _)| Receipt(format!("store:{id}")))
+                    .collect(),
+                failed: failed.map(|e| retry(&e)),
+            },
+            Err(e) => BatchOutcome::failed(retry(&e)),
+        }
     }
 }

@@ -55,12 +55,12 @@ impl WebhookSink {
         })
     }
 
-    pub async fn deliver(&self, d: &Delivery<'_>) -> Result<Receipt, SinkError> {
+    pub async fn deliver(&self, d: &Delivery) -> Result<Receipt, SinkError> {
         let body = serde_json::to_vec(&serde_json::json!({
             "idempotency_key": d.idempotency_key,
             "receiver": d.receiver_name,
             "message": d.normalized,
-            "raw_base64": base64::engine::general_purpose::STANDARD.encode(d.raw),
+            "raw_base64": base64::engine::general_purpose::STANDARD.encode(&d.raw),
         }))
         .map_err(|e| SinkError::Permanent(format!("cannot encode the message: {e}")))?;
         let timestamp = oauthimap_types::now_millis() / 1000;
@@ -69,7 +69,7 @@ impl WebhookSink {
             .post(self.url.clone())
             .timeout(self.timeout)
             .header("content-type", "application/json")
-            .header("idempotency-key", d.idempotency_key)
+            .header("idempotency-key", &d.idempotency_key)
             .header("x-oauthimap-timestamp", timestamp.to_string());
         if let Some(secret) = &self.secret {
             request = request.header(

@@ -164,6 +164,11 @@ pub struct NewStoredMessage<'a> {
     pub normalized: &'a str,
 }
 
+/// Writes a receiver's checkpoint: `$1` receiver, `$2` UIDVALIDITY, `$3` last UID, `$4` time.
+const CHECKPOINT_UPSERT: &str = "INSERT INTO checkpoints (receiver_id, uid_validity, last_uid, updated_at) \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (receiver_id) DO UPDATE SET uid_validity = excluded.uid_validity, \
+     last_uid = excluded.last_uid, updated_at = excluded.updated_at";
+
 impl Store {
     pub async fn checkpoint(&self, receiver: ReceiverId) -> Result<Option<Checkpoint>> {
         let row: Option<(i64, i64)> = on_db!(self.db(), |pool| sqlx::query_as(
@@ -186,18 +191,14 @@ impl Store {
 
     pub async fn set_checkpoint(&self, receiver: ReceiverId, cp: Checkpoint) -> Result<()> {
         on_db!(self.db(), |pool| {
-            sqlx::query(
-                "INSERT INTO checkpoints (receiver_id, uid_validity, last_uid, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (receiver_id) DO UPDATE SET uid_validity = excluded.uid_validity, \
-                 last_uid = excluded.last_uid, updated_at = excluded.updated_at",
-            )
-            .bind(receiver.0)
-            .bind(i64::from(cp.uid_validity))
-            .bind(i64::from(cp.last_uid))
-            .bind(now_millis())
-            .execute(pool)
-            .await
-            .map_err(StoreError::db("write the checkpoint"))?;
+            sqlx::query(CHECKPOINT_UPSERT)
+                .bind(receiver.0)
+                .bind(i64::from(cp.uid_validity))
+                .bind(i64::from(cp.last_uid))
+                .bind(now_millis())
+                .execute(pool)
+                .await
+                .map_err(StoreError::db("write the checkpoint"))?;
         });
         Ok(())
     }
@@ -267,11 +268,31 @@ impl Store {
         row.map(LedgerEntry::try_from).transpose()
     }
 
-    /// Records (or updates) a message's ledger row; counts an attempt.
+    /// Records (or updates) a message's ledger row; counts an attempt. Durable when it returns,
+    /// like [`Store::record_ledger_batch`].
     pub async fn record_ledger(&self, w: &LedgerWrite<'_>) -> Result<LedgerEntry> {
+        let mut rows = self.record_ledger_batch(std::slice::from_ref(w)).await?;
+        rows.pop()
+            .ok_or_else(|| StoreError::Corrupt("the ledger write returned no row".into()))
+    }
+
+    /// Records (or updates) the ledger rows of a fetch batch in one transaction, counting an
+    /// attempt for each; returns them in the same order.
+    ///
+    /// The commit is durable when this returns, also on SQLite, whose connections otherwise run
+    /// with `synchronous = NORMAL` (in WAL mode that survives a crash of the process but may lose
+    /// the last commits on power loss): the collector acts on the server (marks seen, moves,
+    /// deletes) right after this, so the rows must survive a power loss. Syncing the WAL here also
+    /// makes every earlier commit durable, such as the built-in store's message rows.
+    pub async fn record_ledger_batch(
+        &self,
+        writes: &[LedgerWrite<'_>],
+    ) -> Result<Vec<LedgerEntry>> {
+        if writes.is_empty() {
+            return Ok(Vec::new());
+        }
         let now = now_millis();
-        let row: LedgerRow = on_db!(self.db(), |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let sql = format!(
             "INSERT INTO ledger (receiver_id, uid_validity, uid, idempotency_key, message_id, content_hash, size, \
              status, reason, attempts, receipt, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $11) \
@@ -281,23 +302,56 @@ impl Store {
              content_hash = COALESCE(excluded.content_hash, ledger.content_hash), \
              attempts = ledger.attempts + 1, updated_at = excluded.updated_at \
              RETURNING {LEDGER_COLUMNS}"
-        )))
-        .bind(w.receiver.0)
-        .bind(i64::from(w.uid_validity))
-        .bind(i64::from(w.uid))
-        .bind(w.idempotency_key)
-        .bind(w.message_id)
-        .bind(w.content_hash)
-        .bind(w.size)
-        .bind(w.status.as_str())
-        .bind(w.reason)
-        .bind(w.receipt)
-        .bind(now)
-        .fetch_one(pool)
-        .await
-        .map_err(StoreError::db("record the delivery"))?
+        );
+        let synced = self.backend() == crate::Backend::Sqlite;
+        let rows: Vec<LedgerRow> = on_db!(self.db(), |pool| {
+            let mut conn = pool
+                .acquire()
+                .await
+                .map_err(StoreError::db("record the deliveries"))?;
+            if synced {
+                sqlx::query("PRAGMA synchronous = FULL")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(StoreError::db("record the deliveries"))?;
+            }
+            let rows = async {
+                let mut tx = sqlx::Acquire::begin(&mut conn).await?;
+                let mut rows = Vec::with_capacity(writes.len());
+                for w in writes {
+                    rows.push(
+                        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                            .bind(w.receiver.0)
+                            .bind(i64::from(w.uid_validity))
+                            .bind(i64::from(w.uid))
+                            .bind(w.idempotency_key)
+                            .bind(w.message_id)
+                            .bind(w.content_hash)
+                            .bind(w.size)
+                            .bind(w.status.as_str())
+                            .bind(w.reason)
+                            .bind(w.receipt)
+                            .bind(now)
+                            .fetch_one(&mut *tx)
+                            .await?,
+                    );
+                }
+                tx.commit().await?;
+                Ok(rows)
+            }
+            .await;
+            if synced
+                && sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await
+                    .is_err()
+            {
+                // Do not hand a connection with the slower setting back to the pool.
+                conn.close_on_drop();
+            }
+            rows.map_err(StoreError::db("record the deliveries"))?
         });
-        row.try_into()
+        rows.into_iter().map(LedgerEntry::try_from).collect()
     }
 
     /// Marks a ledger row's status (dead-lettering, retrying) without counting an attempt.
@@ -324,19 +378,16 @@ impl Store {
 
     /// Notes that the post-delivery action ran on the server.
     pub async fn ledger_post_action_done(&self, id: i64) -> Result<()> {
-        on_db!(self.db(), |pool| {
-            sqlx::query("UPDATE ledger SET post_action_done = TRUE, updated_at = $1 WHERE id = $2")
-                .bind(now_millis())
-                .bind(id)
-                .execute(pool)
-                .await
-                .map_err(StoreError::db("update the ledger"))?;
-        });
-        Ok(())
+        self.ledger_post_actions_done(&[id], None).await
     }
 
-    /// Notes that the post-delivery actions of these rows ran on the server (one transaction).
-    pub async fn ledger_post_actions_done(&self, ids: &[i64]) -> Result<()> {
+    /// Notes that the post-delivery actions of these rows ran on the server and moves the
+    /// receiver's checkpoint, if given, in one transaction.
+    pub async fn ledger_post_actions_done(
+        &self,
+        ids: &[i64],
+        checkpoint: Option<(ReceiverId, Checkpoint)>,
+    ) -> Result<()> {
         let now = now_millis();
         on_db!(self.db(), |pool| {
             let mut tx = pool
@@ -352,6 +403,16 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("update the ledger"))?;
+            }
+            if let Some((receiver, cp)) = checkpoint {
+                sqlx::query(CHECKPOINT_UPSERT)
+                    .bind(receiver.0)
+                    .bind(i64::from(cp.uid_validity))
+                    .bind(i64::from(cp.last_uid))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("write the checkpoint"))?;
             }
             tx.commit()
                 .await
@@ -398,40 +459,66 @@ impl Store {
     /// Adds a message to the built-in store; a second write with the same idempotency key is a
     /// no-op. Returns the message's id and whether it was new.
     pub async fn insert_message(&self, m: &NewStoredMessage<'_>) -> Result<(i64, bool)> {
-        let inserted: Option<i64> = on_db!(self.db(), |pool| {
-            sqlx::query_scalar(
-            "INSERT INTO messages (idempotency_key, receiver_id, message_id, subject, from_address, from_name, \
-             date, size, sha256, raw_path, normalized, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-        )
-        .bind(m.idempotency_key)
-        .bind(m.receiver.map(|r| r.0))
-        .bind(m.message_id)
-        .bind(m.subject)
-        .bind(m.from_address)
-        .bind(m.from_name)
-        .bind(m.date)
-        .bind(m.size)
-        .bind(m.sha256)
-        .bind(m.raw_path)
-        .bind(m.normalized)
-        .bind(now_millis())
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::db("store the message"))?
-        });
-        if let Some(id) = inserted {
-            return Ok((id, true));
+        let mut ids = self.insert_messages(std::slice::from_ref(m)).await?;
+        ids.pop()
+            .ok_or_else(|| StoreError::Corrupt("the message insert returned no row".into()))
+    }
+
+    /// Adds a batch of messages to the built-in store in one transaction, each as
+    /// [`Store::insert_message`] does; returns their ids and whether each was new, in order.
+    pub async fn insert_messages(
+        &self,
+        messages: &[NewStoredMessage<'_>],
+    ) -> Result<Vec<(i64, bool)>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
         }
-        let id: i64 = on_db!(self.db(), |pool| sqlx::query_scalar(
-            "SELECT id FROM messages WHERE idempotency_key = $1"
-        )
-        .bind(m.idempotency_key)
-        .fetch_one(pool)
-        .await
-        .map_err(StoreError::db("read the message"))?);
-        Ok((id, false))
+        let now = now_millis();
+        Ok(on_db!(self.db(), |pool| {
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::db("start a transaction"))?;
+            let mut ids = Vec::with_capacity(messages.len());
+            for m in messages {
+                let inserted: Option<i64> = sqlx::query_scalar(
+                    "INSERT INTO messages (idempotency_key, receiver_id, message_id, subject, from_address, \
+                     from_name, date, size, sha256, raw_path, normalized, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                )
+                .bind(m.idempotency_key)
+                .bind(m.receiver.map(|r| r.0))
+                .bind(m.message_id)
+                .bind(m.subject)
+                .bind(m.from_address)
+                .bind(m.from_name)
+                .bind(m.date)
+                .bind(m.size)
+                .bind(m.sha256)
+                .bind(m.raw_path)
+                .bind(m.normalized)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::db("store the message"))?;
+                ids.push(match inserted {
+                    Some(id) => (id, true),
+                    None => (
+                        sqlx::query_scalar("SELECT id FROM messages WHERE idempotency_key = $1")
+                            .bind(m.idempotency_key)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(StoreError::db("read the message"))?,
+                        false,
+                    ),
+                });
+            }
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit the messages"))?;
+            ids
+        }))
     }
 
     /// Messages of the built-in store, newest first, optionally filtered by a text found in the
