@@ -14,40 +14,10 @@ use oauthimap_app::config::Settings;
 use oauthimap_testkit::http_get;
 use secrecy::SecretString;
 
+mod common;
+use common::{oauthimap, run, text};
+
 const PASSWORD: &str = "correct horse battery staple";
-
-fn oauthimap(dir: &Path) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("oauthimap"));
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("OAUTHIMAP_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     run(oauthimap(dir).arg("admin").args(args), stdin)

@@ -11,40 +11,10 @@ use std::time::{Duration, Instant};
 
 use oauthimap_testkit::{TestDb, http_get};
 
+mod common;
+use common::{oauthimap, run, text};
+
 const SECRET: &str = "Xy7~very-secret-client-value.123";
-
-fn oauthimap(dir: &Path) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("oauthimap"));
-    cmd.current_dir(dir);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("OAUTHIMAP_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd
-}
-
-fn run(cmd: &mut Command, stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    child.wait_with_output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn add_app(dir: &Path, extra: &[&str]) -> Output {
     run(

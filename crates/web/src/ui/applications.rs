@@ -213,27 +213,42 @@ pub async fn list(State(app): State<App>, admin: Admin, headers: HeaderMap) -> R
 }
 
 pub async fn new(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Response {
-    let ctx = Ctx::new(
-        &app,
-        &admin,
-        &headers,
-        "applications",
-        "Add an OAuth application",
-    );
     let form = AppForm {
         provider: "microsoft".into(),
         cloud: "global".into(),
         active: Some("on".into()),
         ..AppForm::default()
     };
+    form_page(&app, &admin, &headers, None, form, None)
+}
+
+/// The application form: new (`view` is `None`) or existing, again with the error that refused
+/// it (422; the typed client secret is never sent back).
+fn form_page(
+    app: &App,
+    admin: &Admin,
+    headers: &HeaderMap,
+    view: Option<ApplicationView>,
+    mut form: AppForm,
+    error: Option<&AppError>,
+) -> Response {
+    let title = view.as_ref().map_or_else(
+        || "Add an OAuth application".to_owned(),
+        |v| v.application.fields.name.clone(),
+    );
+    let redirect = view.as_ref().map_or_else(
+        || app.redirect_url().to_string(),
+        |v| v.redirect_url.clone(),
+    );
+    form.client_secret.clear();
+    let ctx = Ctx::new(app, admin, headers, "applications", title);
     let page = ctx.page.clone();
-    ctx.render(&FormPage::build(
-        page,
-        None,
-        form,
-        app.redirect_url().to_string(),
-        None,
-    ))
+    let t = FormPage::build(page, view, form, redirect, error.map(ToString::to_string));
+    if error.is_some() {
+        ctx.render_refused(&t)
+    } else {
+        ctx.render(&t)
+    }
 }
 
 pub async fn create(
@@ -255,25 +270,7 @@ pub async fn create(
                 view.application.fields.name
             ),
         ),
-        Err(e) if e.is_user_error() => {
-            let ctx = Ctx::new(
-                &app,
-                &admin,
-                &headers,
-                "applications",
-                "Add an OAuth application",
-            );
-            let page = ctx.page.clone();
-            let mut form = form;
-            form.client_secret.clear();
-            ctx.render_refused(&FormPage::build(
-                page,
-                None,
-                form,
-                app.redirect_url().to_string(),
-                Some(e.to_string()),
-            ))
-        }
+        Err(e) if e.is_user_error() => form_page(&app, &admin, &headers, None, form, Some(&e)),
         Err(e) => error_page(Some(&admin), &e),
     }
 }
@@ -286,17 +283,8 @@ pub async fn show(
 ) -> Response {
     match app.application_view(&id.to_string()).await {
         Ok(view) => {
-            let ctx = Ctx::new(
-                &app,
-                &admin,
-                &headers,
-                "applications",
-                view.application.fields.name.clone(),
-            );
-            let page = ctx.page.clone();
             let form = AppForm::from_application(&view.application);
-            let redirect = view.redirect_url.clone();
-            ctx.render(&FormPage::build(page, Some(view), form, redirect, None))
+            form_page(&app, &admin, &headers, Some(view), form, None)
         }
         Err(e) => error_page(Some(&admin), &e),
     }
@@ -339,26 +327,7 @@ pub async fn update(
             done(&app, &format!("/applications/{id}"), &message)
         }
         Err(e) if e.is_user_error() => match app.application_view(&id.to_string()).await {
-            Ok(view) => {
-                let ctx = Ctx::new(
-                    &app,
-                    &admin,
-                    &headers,
-                    "applications",
-                    view.application.fields.name.clone(),
-                );
-                let page = ctx.page.clone();
-                let redirect = view.redirect_url.clone();
-                let mut form = form;
-                form.client_secret.clear();
-                ctx.render_refused(&FormPage::build(
-                    page,
-                    Some(view),
-                    form,
-                    redirect,
-                    Some(e.to_string()),
-                ))
-            }
+            Ok(view) => form_page(&app, &admin, &headers, Some(view), form, Some(&e)),
             Err(e) => error_page(Some(&admin), &e),
         },
         Err(e) => error_page(Some(&admin), &e),

@@ -418,28 +418,14 @@ pub async fn create(
         Err(e) => Err(e),
     };
     match result {
-        Ok((receiver, None)) => {
-            app.collector().wake();
-            done(
-                &app,
-                &format!("/receivers/{}", receiver.id),
-                &format!(
-                    "Receiver {} saved; it starts collecting now.",
-                    receiver.fields.name
-                ),
-            )
-        }
-        Ok((receiver, Some(secret))) => {
-            app.collector().wake();
-            let form = ReceiverForm::from_receiver(&receiver);
-            form_page(
+        Ok((receiver, secret)) => {
+            saved(
                 &app,
                 &admin,
                 &headers,
-                Some(receiver),
-                form,
-                None,
-                Some(secret.expose_secret().to_owned()),
+                receiver,
+                secret,
+                "; it starts collecting now.",
             )
             .await
         }
@@ -456,6 +442,32 @@ pub async fn create(
             .await
         }
         Err(e) => error_page(Some(&admin), &e),
+    }
+}
+
+/// After a save: the collector is told, and the receiver's page follows, showing a newly made
+/// webhook signing secret once (then the page itself is the response, never a redirect that
+/// would carry the secret).
+async fn saved(
+    app: &App,
+    admin: &Admin,
+    headers: &HeaderMap,
+    receiver: Receiver,
+    secret: Option<secrecy::SecretString>,
+    tail: &str,
+) -> Response {
+    app.collector().wake();
+    match secret {
+        None => done(
+            app,
+            &format!("/receivers/{}", receiver.id),
+            &format!("Receiver {} saved{tail}", receiver.fields.name),
+        ),
+        Some(secret) => {
+            let form = ReceiverForm::from_receiver(&receiver);
+            let shown = secret.expose_secret().to_owned();
+            form_page(app, admin, headers, Some(receiver), form, None, Some(shown)).await
+        }
     }
 }
 
@@ -486,28 +498,7 @@ pub async fn update(
         Err(e) => Err(e),
     };
     match result {
-        Ok((receiver, None)) => {
-            app.collector().wake();
-            done(
-                &app,
-                &format!("/receivers/{id}"),
-                &format!("Receiver {} saved.", receiver.fields.name),
-            )
-        }
-        Ok((receiver, Some(secret))) => {
-            app.collector().wake();
-            let form = ReceiverForm::from_receiver(&receiver);
-            form_page(
-                &app,
-                &admin,
-                &headers,
-                Some(receiver),
-                form,
-                None,
-                Some(secret.expose_secret().to_owned()),
-            )
-            .await
-        }
+        Ok((receiver, secret)) => saved(&app, &admin, &headers, receiver, secret, ".").await,
         Err(e) if e.is_user_error() => match app.find_receiver(&id.to_string()).await {
             Ok(r) => {
                 form_page(
