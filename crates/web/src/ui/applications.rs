@@ -455,6 +455,9 @@ pub async fn app_only(
     }
 }
 
+/// How long a device-code sign-in's page stays available (the codes live about 15 minutes).
+const DEVICE_FLOW_KEPT: std::time::Duration = std::time::Duration::from_hours(1);
+
 /// Device-code sign-ins this process is waiting for, by a random id.
 #[derive(Debug, Default)]
 pub struct DeviceFlows {
@@ -464,6 +467,8 @@ pub struct DeviceFlows {
 #[derive(Debug, Clone)]
 struct DeviceFlow {
     application_id: i64,
+    /// When it started; flows older than [`DEVICE_FLOW_KEPT`] are forgotten.
+    started: std::time::Instant,
     start: Arc<DeviceStart>,
     outcome: Option<Result<String, String>>,
 }
@@ -496,18 +501,22 @@ pub async fn device_start(
         Err(e) => return failed(&app, &back, &e),
     };
     let start = Arc::new(start);
-    flows
-        .flows
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(
+    {
+        let mut map = flows
+            .flows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, f| f.started.elapsed() < DEVICE_FLOW_KEPT);
+        map.insert(
             flow_id.clone(),
             DeviceFlow {
                 application_id: id,
+                started: std::time::Instant::now(),
                 start: start.clone(),
                 outcome: None,
             },
         );
+    }
     let mailbox = opt(&form.mailbox).map(str::to_owned);
     let (app2, flows2, key) = (app.clone(), flows.clone(), flow_id.clone());
     tokio::spawn(async move {

@@ -272,7 +272,7 @@ impl LoginLimiter {
         let (count, since) = map.get(&ip)?;
         let elapsed = since.elapsed();
         (*count >= Self::MAX_FAILURES && elapsed < Self::WINDOW)
-            .then(|| Self::WINDOW.checked_sub(elapsed).unwrap().as_secs() + 1)
+            .then(|| Self::WINDOW.saturating_sub(elapsed).as_secs() + 1)
     }
 
     pub fn failed(&self, ip: IpAddr) {
