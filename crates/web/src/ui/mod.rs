@@ -14,6 +14,7 @@ mod tokens;
 
 use std::borrow::Borrow;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use askama::Template;
 use axum::Router;
@@ -254,20 +255,14 @@ async fn static_file(Path(file): Path<String>) -> Response {
         .into_response()
 }
 
-/// A time for people: `2026-11-28 10:00 UTC`, or an em dash.
+/// A time for people: `2026-11-28 10:00 UTC`, or an em dash (times before 1970 too).
 pub fn when(ms: impl Borrow<Option<EpochMillis>>) -> String {
-    let Some(ms) = *ms.borrow() else {
+    let Some(ms) = (*ms.borrow()).and_then(|ms| u64::try_from(ms).ok()) else {
         return "—".into();
     };
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    // `2026-11-28T10:00:00Z`, as the CLI prints it.
+    let t = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string();
+    format!("{} {} UTC", &t[..10], &t[11..16])
 }
 
 /// A point in time for people (see [`when`]).
@@ -303,44 +298,15 @@ pub fn parse_day(text: &str, field: &'static str) -> Result<EpochMillis, AppErro
         field,
         message: format!("{text:?} is not a date; use YYYY-MM-DD, such as 2027-06-30"),
     };
-    let mut it = text.trim().splitn(3, '-');
-    let (Some(y), Some(m), Some(d)) = (it.next(), it.next(), it.next()) else {
-        return Err(bad());
-    };
-    let (y, m, d): (i64, i64, i64) = (
-        y.parse().map_err(|_| bad())?,
-        m.parse().map_err(|_| bad())?,
-        d.parse().map_err(|_| bad())?,
-    );
-    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    let day = text.trim();
+    if day.len() != 10 {
         return Err(bad());
     }
-    // Days from civil (H. Hinnant), the inverse of `civil_from_days`.
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let ms = days * 86_400_000;
-    if when(Some(ms))[..10] != *text.trim() {
-        return Err(bad());
-    }
-    Ok(ms)
-}
-
-/// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let m = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    humantime::parse_rfc3339(&format!("{day}T00:00:00Z"))
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| EpochMillis::try_from(d.as_millis()).ok())
+        .ok_or_else(bad)
 }
 
 #[cfg(test)]
