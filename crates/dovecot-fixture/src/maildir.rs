@@ -190,8 +190,10 @@ impl MailTree {
     }
 }
 
-/// `<secs>.M<micros>P<pid>Q<n>.oauthimap-fixture,S=<size>`: unique within a host (per process
-/// counter + pid + time), and `S=` lets Dovecot skip a stat for the size.
+/// `<secs>.M<micros>P<pid>Q<n>.oauthimap-fixture,S=<size>,W=<size>`: unique within a host (per
+/// process counter + pid + time). `S=` (bytes on disk) and `W=` (RFC822.SIZE, with CRLF line
+/// ends) are what Dovecot's own delivery writes, so that it answers sizes without reading the
+/// files; the bytes are CRLF already, so both are the same.
 fn unique_name(size: usize) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let now = SystemTime::now()
@@ -199,7 +201,7 @@ fn unique_name(size: usize) -> String {
         .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
-        "{}.M{}P{}Q{n}.oauthimap-fixture,S={size}",
+        "{}.M{}P{}Q{n}.oauthimap-fixture,S={size},W={size}",
         now.as_secs(),
         now.subsec_micros(),
         std::process::id()
@@ -224,7 +226,7 @@ mod tests {
         let a = unique_name(10);
         let b = unique_name(10);
         assert_ne!(a, b);
-        assert!(a.ends_with(",S=10"));
+        assert!(a.ends_with(",S=10,W=10"));
     }
 
     #[test]

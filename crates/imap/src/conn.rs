@@ -281,11 +281,15 @@ impl Conn {
     /// Reads more bytes; `deadline` replaces the per-read timeout (IDLE). `Ok(false)` when the
     /// deadline passed.
     async fn fill(&mut self, action: &str, deadline: Option<Instant>) -> Result<bool, ImapError> {
-        let mut chunk = vec![0u8; READ_CHUNK];
-        let read = async {
-            match self.transport.as_mut() {
-                Some(Transport::Plain(s)) => s.read(&mut chunk).await,
-                Some(Transport::Tls(s)) => s.read(&mut chunk).await,
+        // Straight into the buffer's spare room: no zeroing, no copy.
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let (transport, buf) = (&mut self.transport, &mut self.buf);
+        let read = async move {
+            match transport.as_mut() {
+                Some(Transport::Plain(s)) => s.read_buf(buf).await,
+                Some(Transport::Tls(s)) => s.read_buf(buf).await,
                 None => Err(std::io::Error::new(
                     std::io::ErrorKind::NotConnected,
                     "the connection is closed",
@@ -310,10 +314,7 @@ impl Conn {
                     "the server closed the connection",
                 ),
             )),
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(e) => Err(self.io_error(action, e)),
         }
     }
@@ -329,7 +330,7 @@ impl Conn {
                 Ok(Frame::Complete(raw, used)) => {
                     self.buf.drain(..used);
                     self.record(&raw);
-                    return match protocol::parse(&raw) {
+                    return match protocol::parse(raw) {
                         Ok(response) => Ok(Some(response)),
                         Err(source) => {
                             self.closed = true;

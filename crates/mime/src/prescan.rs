@@ -84,17 +84,38 @@ pub fn scan(raw: &[u8]) -> HeaderScan {
 }
 
 /// An upper bound on the parser's boundary-search work, in bytes scanned: a multipart
-/// declaration needs both a `Content-Type` field and a `boundary` parameter, so the smaller of
-/// the two counts (case-insensitive, anywhere in the input) bounds the declarations, and each
-/// declaration scans at most the whole input.
+/// declaration needs both a `Content-Type` field and a `boundary` parameter, so either count
+/// (case-insensitive, anywhere in the input: mail-parser also finds a boundary, and the headers
+/// after it, in the middle of a line) bounds the declarations, and each declaration scans at
+/// most the whole input. `Content-Type` is counted first, cheaply (see [`count_content_type`]);
+/// `boundary` only when that bound is over [`crate::MAX_BOUNDARY_WORK`], to tighten it.
 pub fn boundary_work(raw: &[u8]) -> u64 {
-    let declarations = count_ascii_ci(raw, b"content-type").min(count_ascii_ci(raw, b"boundary"));
-    declarations as u64 * raw.len() as u64
+    let size = raw.len() as u64;
+    let mut declarations = count_content_type(raw) as u64;
+    if declarations * size > crate::MAX_BOUNDARY_WORK {
+        declarations = declarations.min(count_ascii_ci(raw, b"boundary") as u64);
+    }
+    declarations * size
+}
+
+/// Occurrences of `content-type` in `hay`, ignoring ASCII case. Found from the hyphen, with SIMD
+/// (`memchr`): this runs over every collected message, attachments included, and base64 (most
+/// of the bytes of large messages) has no hyphen at all.
+fn count_content_type(hay: &[u8]) -> usize {
+    const NEEDLE: &[u8] = b"content-type";
+    const HYPHEN: usize = 7;
+    memchr::memchr_iter(b'-', hay)
+        .filter(|&i| {
+            i >= HYPHEN
+                && hay
+                    .get(i - HYPHEN..i - HYPHEN + NEEDLE.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(NEEDLE))
+        })
+        .count()
 }
 
 /// Occurrences of `needle` (lowercase ASCII letter first) in `hay`, ignoring ASCII case,
-/// without overlaps. The first byte is found with SIMD (`memchr2`, both cases): this runs over
-/// every collected message, attachments included.
+/// without overlaps. The first byte is found with SIMD (`memchr2`, both cases).
 fn count_ascii_ci(hay: &[u8], needle: &[u8]) -> usize {
     let first = needle[0];
     let mut count = 0;
@@ -120,12 +141,25 @@ mod tests {
     fn boundary_work_counts_declarations_times_size() {
         let raw =
             b"Content-Type: multipart/mixed; BOUNDARY=x\r\n\r\n--x\r\nCONTENT-TYPE: text/plain\r\n";
-        assert_eq!(boundary_work(raw), raw.len() as u64);
+        assert_eq!(boundary_work(raw), 2 * raw.len() as u64);
+        assert_eq!(
+            count_content_type(b"Content-Type: a\nx--bCONTENT-TYPE: b; content-type"),
+            3,
+            "anywhere, in any case"
+        );
+        assert_eq!(
+            count_content_type(b"-type content- Content-Typ ontent-type"),
+            0
+        );
+        assert_eq!(count_content_type(b""), 0);
         assert_eq!(count_ascii_ci(b"aaaa", b"aa"), 2);
         assert_eq!(count_ascii_ci(b"aaa", b"aa"), 1);
         assert_eq!(count_ascii_ci(b"xBoUnDaRyboundarYBOUNDAR", b"boundary"), 2);
-        assert_eq!(count_ascii_ci(b"", b"boundary"), 0);
         assert_eq!(boundary_work(b"Subject: no body parts\r\n"), 0);
+        // Over the limit, the boundary parameters tighten the bound: here there are none.
+        let text = "Content-Type mentioned in text\r\n".repeat(70_000);
+        let raw = format!("Subject: a lot of text\r\n\r\n{text}");
+        assert_eq!(boundary_work(raw.as_bytes()), 0);
     }
 
     #[test]

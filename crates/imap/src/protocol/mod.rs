@@ -30,7 +30,7 @@ pub fn parse_all(bytes: &[u8], limits: FrameLimits) -> Vec<Result<Response, Prot
     while pos < bytes.len() {
         match frame(&bytes[pos..], limits) {
             Ok(Frame::Complete(raw, used)) => {
-                out.push(parse(&raw));
+                out.push(parse(raw));
                 pos += used;
             }
             Ok(Frame::Need(_)) => break,

@@ -129,13 +129,14 @@ pub enum Response {
     Other(String),
 }
 
-/// Parses one framed response.
-pub fn parse(raw: &RawResponse) -> Result<Response, ProtocolError> {
+/// Parses one framed response; literals move into the result, uncopied.
+pub fn parse(mut raw: RawResponse) -> Result<Response, ProtocolError> {
+    let raw = &mut raw;
     let first = match raw.segments.first() {
         Some(Segment::Text(t)) => t.as_slice(),
         _ => return Err(malformed(raw)),
     };
-    let line = String::from_utf8_lossy(first);
+    let line = String::from_utf8_lossy(first).into_owned();
     if let Some(rest) = line.strip_prefix('+') {
         return Ok(Response::Continuation(
             rest.strip_prefix(' ').unwrap_or(rest).to_owned(),
@@ -175,7 +176,7 @@ pub fn parse(raw: &RawResponse) -> Result<Response, ProtocolError> {
             _ => {}
         }
     }
-    Ok(Response::Other(line.into_owned()))
+    Ok(Response::Other(line))
 }
 
 fn malformed(raw: &RawResponse) -> ProtocolError {
@@ -228,15 +229,15 @@ enum Token {
     Literal(Vec<u8>),
 }
 
-/// Tokenizes text segments and yields literal segments as tokens.
+/// Tokenizes text segments and yields literal segments as tokens (moved out of the segments).
 struct Lexer<'a> {
-    segments: &'a [Segment],
+    segments: &'a mut [Segment],
     seg: usize,
     pos: usize,
 }
 
 impl<'a> Lexer<'a> {
-    fn new(segments: &'a [Segment], pos: usize) -> Self {
+    fn new(segments: &'a mut [Segment], pos: usize) -> Self {
         Self {
             segments,
             seg: 0,
@@ -246,11 +247,12 @@ impl<'a> Lexer<'a> {
 
     fn next_token(&mut self) -> Option<Token> {
         loop {
-            match self.segments.get(self.seg)? {
+            match self.segments.get_mut(self.seg)? {
                 Segment::Literal(bytes) => {
+                    let bytes = std::mem::take(bytes);
                     self.seg += 1;
                     self.pos = 0;
-                    return Some(Token::Literal(bytes.clone()));
+                    return Some(Token::Literal(bytes));
                 }
                 Segment::Text(text) => {
                     while self.pos < text.len() && text[self.pos] == b' ' {
@@ -261,56 +263,56 @@ impl<'a> Lexer<'a> {
                         self.pos = 0;
                         continue;
                     }
-                    return Some(self.lex_text(text));
+                    return Some(Self::lex_text(&mut self.pos, text));
                 }
             }
         }
     }
 
-    fn lex_text(&mut self, text: &[u8]) -> Token {
-        match text[self.pos] {
+    fn lex_text(pos: &mut usize, text: &[u8]) -> Token {
+        match text[*pos] {
             b'(' => {
-                self.pos += 1;
+                *pos += 1;
                 Token::Open
             }
             b')' => {
-                self.pos += 1;
+                *pos += 1;
                 Token::Close
             }
             b'"' => {
-                self.pos += 1;
+                *pos += 1;
                 let mut out = Vec::new();
-                while self.pos < text.len() {
-                    match text[self.pos] {
-                        b'\\' if self.pos + 1 < text.len() => {
-                            out.push(text[self.pos + 1]);
-                            self.pos += 2;
+                while *pos < text.len() {
+                    match text[*pos] {
+                        b'\\' if *pos + 1 < text.len() => {
+                            out.push(text[*pos + 1]);
+                            *pos += 2;
                         }
                         b'"' => {
-                            self.pos += 1;
+                            *pos += 1;
                             break;
                         }
                         b => {
                             out.push(b);
-                            self.pos += 1;
+                            *pos += 1;
                         }
                     }
                 }
                 Token::Quoted(out)
             }
             _ => {
-                let start = self.pos;
+                let start = *pos;
                 let mut depth = 0usize;
-                while self.pos < text.len() {
-                    match text[self.pos] {
+                while *pos < text.len() {
+                    match text[*pos] {
                         b'[' => depth += 1,
                         b']' => depth = depth.saturating_sub(1),
                         b' ' | b'(' | b')' if depth == 0 => break,
                         _ => {}
                     }
-                    self.pos += 1;
+                    *pos += 1;
                 }
-                Token::Atom(String::from_utf8_lossy(&text[start..self.pos]).into_owned())
+                Token::Atom(String::from_utf8_lossy(&text[start..*pos]).into_owned())
             }
         }
     }
@@ -347,8 +349,9 @@ fn data_start(raw: &RawResponse, words_before: usize) -> Option<usize> {
     Some(pos)
 }
 
-fn parse_fetch(raw: &RawResponse) -> Option<FetchData> {
-    let mut lexer = Lexer::new(&raw.segments, data_start(raw, 3)?);
+fn parse_fetch(raw: &mut RawResponse) -> Option<FetchData> {
+    let start = data_start(raw, 3)?;
+    let mut lexer = Lexer::new(&mut raw.segments, start);
     if lexer.next_token()? != Token::Open {
         return None;
     }
@@ -395,8 +398,9 @@ fn number<T: std::str::FromStr>(token: Token) -> Option<T> {
     }
 }
 
-fn parse_list(raw: &RawResponse) -> Option<Response> {
-    let mut lexer = Lexer::new(&raw.segments, data_start(raw, 2)?);
+fn parse_list(raw: &mut RawResponse) -> Option<Response> {
+    let start = data_start(raw, 2)?;
+    let mut lexer = Lexer::new(&mut raw.segments, start);
     lexer.skip_value()?; // flags
     lexer.skip_value()?; // delimiter
     let name = match lexer.next_token()? {
@@ -414,7 +418,7 @@ mod tests {
 
     fn parse_bytes(bytes: &[u8]) -> Response {
         match frame(bytes, FrameLimits::default()).unwrap() {
-            Frame::Complete(raw, _) => parse(&raw).unwrap(),
+            Frame::Complete(raw, _) => parse(raw).unwrap(),
             Frame::Need(_) => panic!("incomplete"),
         }
     }
@@ -549,7 +553,7 @@ mod tests {
             let Frame::Complete(raw, _) = frame(bad, FrameLimits::default()).unwrap() else {
                 panic!()
             };
-            assert!(parse(&raw).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(parse(raw).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
     }
 }
