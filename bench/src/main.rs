@@ -33,6 +33,7 @@ use setup::ReceiverSpec;
 /// The command line (bench/run fills it in).
 #[derive(Debug, Parser)]
 #[command(name = "oauthimap-bench")]
+#[allow(clippy::struct_excessive_bools)] // independent command-line switches
 struct Args {
     /// The `oauthimap` binary to measure (a release build).
     #[arg(long)]
@@ -65,6 +66,17 @@ struct Args {
     /// Diagnosis: only time parsing and JSON of the corpus in this process (no Dovecot, no tools).
     #[arg(long)]
     parse_only: bool,
+    /// Diagnosis: record the oauthimap collections with `perf record -g` (profiles in
+    /// `logs/<label>.perf`, read with `perf report -i`). The figures are then not comparable.
+    #[arg(long)]
+    perf: bool,
+    /// A quicker run without getmail6 (it takes most of a full run's time): no throughput ratio.
+    #[arg(long)]
+    skip_getmail: bool,
+    /// How often the raw stream and the store collection (the two figures of the time ratio)
+    /// are measured, each store run on a mailbox of its own; the report shows the median run.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=9))]
+    repeat: u32,
 }
 
 /// The collector's fetch batches (`crates/collector/src/pass.rs`): up to this many messages and
@@ -72,7 +84,10 @@ struct Args {
 const BATCH_COUNT: usize = 250;
 const BATCH_BYTES: u64 = 8 * 1024 * 1024;
 
-const STORE: &str = "store@bench.test";
+/// The store runs' users: `store1@bench.test`, ... (one mailbox per repeat).
+fn store_user(run: u32) -> String {
+    format!("store{run}@bench.test")
+}
 const MAILDIR: &str = "maildir@bench.test";
 const GETMAIL: &str = "getmail@bench.test";
 const RAW: &str = "raw@bench.test";
@@ -134,17 +149,21 @@ async fn main() -> Result<()> {
 #[allow(clippy::too_many_lines)] // one story: fixtures, seed, set up, measure and check each tool
 async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
     let idp = FakeIdp::start().await?;
-    setup::register(&idp, &[STORE, MAILDIR, GETMAIL, RAW, SMALL]);
+    let store_users: Vec<String> = (1..=args.repeat).map(store_user).collect();
+    let mut users: Vec<&str> = store_users.iter().map(String::as_str).collect();
+    users.extend([MAILDIR, GETMAIL, RAW, SMALL]);
+    setup::register(&idp, &users);
     let dovecot = Dovecot::start(DovecotOptions::new(idp.introspection_url())).await?;
     eprintln!(
         "Dovecot on 127.0.0.1:{} (imaps), fake identity provider on {}",
         dovecot.imaps_port(),
         idp.base_url()
     );
-    let seeded = seed(&dovecot, args.messages, args.small)?;
+    let mut big_users: Vec<&str> = store_users.iter().map(String::as_str).collect();
+    big_users.extend([MAILDIR, GETMAIL, RAW]);
+    let seeded = seed(&dovecot, &big_users, args.messages, args.small)?;
 
     // oauthimap's data folders: one per measured run, so each starts empty.
-    let store_data = work.join("data-store");
     let maildir_data = work.join("data-maildir");
     let small_data = work.join("data-small");
     let tokens_data = work.join("data-tokens");
@@ -156,14 +175,16 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
         sink,
         maildir: maildir.map(Path::to_path_buf),
     };
-    setup::data_folder(
-        &idp,
-        &dovecot,
-        &store_data,
-        &[STORE],
-        &[spec("store", STORE, SinkKind::Store, None)],
-    )
-    .await?;
+    for user in &store_users {
+        setup::data_folder(
+            &idp,
+            &dovecot,
+            &work.join(format!("data-{user}")),
+            &[user],
+            &[spec("store", user, SinkKind::Store, None)],
+        )
+        .await?;
+    }
     setup::data_folder(
         &idp,
         &dovecot,
@@ -195,6 +216,19 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
             let head = ["-f", "-c", "-o", &log, &program.display().to_string()].map(String::from);
             cmd_args.splice(0..0, head);
             program = PathBuf::from("strace");
+        } else if args.perf && program == oauthimap {
+            let log = logs.join(format!("{label}.perf")).display().to_string();
+            let head = [
+                "record",
+                "-g",
+                "-o",
+                &log,
+                "--",
+                &program.display().to_string(),
+            ]
+            .map(String::from);
+            cmd_args.splice(0..0, head);
+            program = PathBuf::from("perf");
         }
         Job {
             label: label.into(),
@@ -205,7 +239,8 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
         }
     };
     let collect_args = |receiver: &str| -> Vec<String> {
-        ["--json", "collect", "--once", "--receiver", receiver]
+        // `-v`: the pass logs how busy each stage was (in logs/<label>.err).
+        ["--json", "-v", "collect", "--once", "--receiver", receiver]
             .map(String::from)
             .to_vec()
     };
@@ -213,66 +248,80 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
     let mut rows = Vec::new();
 
     // d. The server's limit, first (it changes nothing on the server).
-    eprintln!("measuring: raw UID FETCH stream");
     let token = access_token(&oauthimap, &tokens_data, RAW).await?;
-    let mut raw_env = setup::oauthimap_env(&tokens_data);
-    raw_env.push(("RAW_TOKEN".into(), token));
-    let ran = job(
-        "raw-fetch",
-        &args.python,
-        vec![
-            args.raw_client.display().to_string(),
-            "127.0.0.1".into(),
-            dovecot.imaps_port().to_string(),
-            dovecot.ca_pem_path().display().to_string(),
-            RAW.into(),
-        ],
-        raw_env,
-    )
-    .run()
-    .await?;
-    let counted: serde_json::Value = serde_json::from_str(ran.stdout.trim())
-        .with_context(|| format!("the raw client's output: {:?}", ran.stdout))?;
-    let (raw_msgs, raw_bytes) = (
-        counted["messages"].as_u64().unwrap_or(0),
-        counted["bytes"].as_u64().unwrap_or(0),
-    );
-    check("raw stream", raw_msgs, n)?;
-    check("raw stream bytes", raw_bytes, seeded.big_bytes)?;
-    rows.push(Row {
-        tool: "raw UID FETCH 1:* (python, TLS)".into(),
-        messages: raw_msgs,
-        bytes: raw_bytes,
-        usage: ran.usage,
-    });
+    let mut raw_runs = Vec::new();
+    for run in 1..=args.repeat {
+        eprintln!("measuring: raw UID FETCH stream ({run} of {})", args.repeat);
+        let mut raw_env = setup::oauthimap_env(&tokens_data);
+        raw_env.push(("RAW_TOKEN".into(), token.clone()));
+        let ran = job(
+            &format!("raw-fetch-{run}"),
+            &args.python,
+            vec![
+                args.raw_client.display().to_string(),
+                "127.0.0.1".into(),
+                dovecot.imaps_port().to_string(),
+                dovecot.ca_pem_path().display().to_string(),
+                RAW.into(),
+            ],
+            raw_env,
+        )
+        .run()
+        .await?;
+        let counted: serde_json::Value = serde_json::from_str(ran.stdout.trim())
+            .with_context(|| format!("the raw client's output: {:?}", ran.stdout))?;
+        let (raw_msgs, raw_bytes) = (
+            counted["messages"].as_u64().unwrap_or(0),
+            counted["bytes"].as_u64().unwrap_or(0),
+        );
+        check("raw stream", raw_msgs, n)?;
+        check("raw stream bytes", raw_bytes, seeded.big_bytes)?;
+        raw_runs.push(Row {
+            tool: "raw UID FETCH 1:* (python, TLS)".into(),
+            messages: raw_msgs,
+            bytes: raw_bytes,
+            usage: ran.usage,
+        });
+    }
+    let raw_walls = walls(&raw_runs);
+    rows.push(median(raw_runs));
 
     // a. oauthimap into the built-in store.
-    eprintln!("measuring: oauthimap collect --once into the built-in store");
-    let ran = job(
-        "oauthimap-store",
-        &oauthimap,
-        collect_args("store"),
-        setup::oauthimap_env(&store_data),
-    )
-    .run()
-    .await?;
-    check("oauthimap store (delivered)", delivered(&ran.stdout)?, n)?;
-    check(
-        "oauthimap store (rows)",
-        setup::store_count(&store_data).await? as u64,
-        n,
-    )?;
-    check(
-        "oauthimap store (\\Seen on the server)",
-        seen(&dovecot, STORE).await?,
-        n,
-    )?;
-    rows.push(Row {
-        tool: "oauthimap collect -> store".into(),
-        messages: n,
-        bytes: seeded.big_bytes,
-        usage: ran.usage,
-    });
+    let mut store_runs = Vec::new();
+    for (run, user) in (1..).zip(&store_users) {
+        eprintln!(
+            "measuring: oauthimap collect --once into the built-in store ({run} of {})",
+            args.repeat
+        );
+        let store_data = work.join(format!("data-{user}"));
+        let ran = job(
+            &format!("oauthimap-store-{run}"),
+            &oauthimap,
+            collect_args("store"),
+            setup::oauthimap_env(&store_data),
+        )
+        .run()
+        .await?;
+        check("oauthimap store (delivered)", delivered(&ran.stdout)?, n)?;
+        check(
+            "oauthimap store (rows)",
+            setup::store_count(&store_data).await? as u64,
+            n,
+        )?;
+        check(
+            "oauthimap store (\\Seen on the server)",
+            seen(&dovecot, user).await?,
+            n,
+        )?;
+        store_runs.push(Row {
+            tool: "oauthimap collect -> store".into(),
+            messages: n,
+            bytes: seeded.big_bytes,
+            usage: ran.usage,
+        });
+    }
+    let store_walls = walls(&store_runs);
+    rows.push(median(store_runs));
 
     // b. oauthimap into a maildir.
     eprintln!("measuring: oauthimap collect --once into a maildir");
@@ -300,46 +349,48 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
     });
 
     // c. getmail6 into a maildir.
-    eprintln!("measuring: getmail6 into a maildir");
-    let getmail_dir = work.join("getmail");
-    std::fs::create_dir_all(&getmail_dir)?;
-    peers::make_nobody_maildir(&getmail_maildir)?;
-    let rc = getmail_dir.join("getmailrc");
-    std::fs::write(
-        &rc,
-        peers::getmail_rc(&peers::GetmailConfig {
-            port: dovecot.imaps_port(),
-            user: GETMAIL,
-            ca_file: &dovecot.ca_pem_path(),
-            oauthimap: &oauthimap,
-            maildir: &getmail_maildir,
-        }),
-    )?;
-    std::fs::copy(&rc, logs.join("getmailrc"))?;
-    let ran = job(
-        "getmail6",
-        &args.getmail,
-        vec![
-            format!("--getmaildir={}", getmail_dir.display()),
-            format!("--rcfile={}", rc.display()),
-        ],
-        setup::oauthimap_env(&tokens_data),
-    )
-    .run()
-    .await?;
-    let (files, bytes) = peers::maildir_contents(&getmail_maildir)?;
-    check("getmail6 (files)", files, n)?;
-    check(
-        "getmail6 (\\Seen on the server)",
-        seen(&dovecot, GETMAIL).await?,
-        n,
-    )?;
-    rows.push(Row {
-        tool: "getmail6 -> maildir".into(),
-        messages: files,
-        bytes,
-        usage: ran.usage,
-    });
+    if !args.skip_getmail {
+        eprintln!("measuring: getmail6 into a maildir");
+        let getmail_dir = work.join("getmail");
+        std::fs::create_dir_all(&getmail_dir)?;
+        peers::make_nobody_maildir(&getmail_maildir)?;
+        let rc = getmail_dir.join("getmailrc");
+        std::fs::write(
+            &rc,
+            peers::getmail_rc(&peers::GetmailConfig {
+                port: dovecot.imaps_port(),
+                user: GETMAIL,
+                ca_file: &dovecot.ca_pem_path(),
+                oauthimap: &oauthimap,
+                maildir: &getmail_maildir,
+            }),
+        )?;
+        std::fs::copy(&rc, logs.join("getmailrc"))?;
+        let ran = job(
+            "getmail6",
+            &args.getmail,
+            vec![
+                format!("--getmaildir={}", getmail_dir.display()),
+                format!("--rcfile={}", rc.display()),
+            ],
+            setup::oauthimap_env(&tokens_data),
+        )
+        .run()
+        .await?;
+        let (files, bytes) = peers::maildir_contents(&getmail_maildir)?;
+        check("getmail6 (files)", files, n)?;
+        check(
+            "getmail6 (\\Seen on the server)",
+            seen(&dovecot, GETMAIL).await?,
+            n,
+        )?;
+        rows.push(Row {
+            tool: "getmail6 -> maildir".into(),
+            messages: files,
+            bytes,
+            usage: ran.usage,
+        });
+    }
 
     // a, smaller: peak memory against mailbox size.
     eprintln!("measuring: oauthimap collect --once into the store, small mailbox");
@@ -371,12 +422,33 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
 
     dovecot.stop().await?;
     idp.shutdown().await;
-    Ok(report(args, &seeded, &rows))
+    let mut text = report(args, &seeded, &rows);
+    if args.repeat > 1 {
+        let _ = writeln!(
+            text,
+            "  runs, wall s (the table shows the median): raw stream {raw_walls}; store {store_walls}"
+        );
+    }
+    Ok(text)
+}
+
+/// The run with the median wall time.
+fn median(mut runs: Vec<Row>) -> Row {
+    runs.sort_by(|a, b| a.usage.wall_secs.total_cmp(&b.usage.wall_secs));
+    runs.swap_remove(runs.len() / 2)
+}
+
+/// The wall times of some runs, for the report.
+fn walls(runs: &[Row]) -> String {
+    runs.iter()
+        .map(|r| format!("{:.2}", r.usage.wall_secs))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Writes the mailboxes through the fixture: message `i` to every big mailbox, and to the small
 /// one while `i < small`. Then `sync`, so writeback does not run during the measurements.
-fn seed(dovecot: &Dovecot, messages: usize, small: usize) -> Result<Seeded> {
+fn seed(dovecot: &Dovecot, big_users: &[&str], messages: usize, small: usize) -> Result<Seeded> {
     let started = Instant::now();
     let mut s = Seeded::default();
     // Messages and bytes of the fetch batch message `i` falls into.
@@ -384,7 +456,7 @@ fn seed(dovecot: &Dovecot, messages: usize, small: usize) -> Result<Seeded> {
     for i in 0..messages {
         let raw = corpus::message(i);
         let mut size = 0;
-        for user in [STORE, MAILDIR, GETMAIL, RAW] {
+        for user in big_users {
             size = dovecot.deliver(user, &raw)?.bytes.len() as u64;
         }
         if i < small {
@@ -467,20 +539,23 @@ fn check(what: &str, got: u64, want: u64) -> Result<()> {
 }
 
 fn report(args: &Args, seeded: &Seeded, rows: &[Row]) -> String {
-    let [raw, store, maildir, getmail, small] = rows else {
-        return measure::table(rows);
+    let (raw, store, maildir, getmail, small) = match rows {
+        [raw, store, maildir, getmail, small] => (raw, store, maildir, Some(getmail), small),
+        [raw, store, maildir, small] => (raw, store, maildir, None, small),
+        _ => return measure::table(rows),
     };
     let mut s = String::new();
     let _ = writeln!(s, "oauthimap collector benchmark ({})", machine());
     let _ = writeln!(
         s,
-        "mailbox: {} messages, {:.1} MB (largest {:.1} MB, {} over 1 MB); small mailbox: {} messages, {:.1} MB; seeded 5 mailboxes in {:.1} s",
+        "mailbox: {} messages, {:.1} MB (largest {:.1} MB, {} over 1 MB); small mailbox: {} messages, {:.1} MB; seeded {} mailboxes in {:.1} s",
         args.messages,
         seeded.big_bytes as f64 / 1_048_576.0,
         seeded.largest as f64 / 1_048_576.0,
         seeded.over_1mb,
         args.small,
         seeded.small_bytes as f64 / 1_048_576.0,
+        args.repeat + 4,
         seeded.secs
     );
     let _ = writeln!(
@@ -495,20 +570,32 @@ fn report(args: &Args, seeded: &Seeded, rows: &[Row]) -> String {
         "each tool: its own process under /usr/bin/time -v, Dovecot imaps on 127.0.0.1, XOAUTH2, mailbox in the page cache\n"
     );
     s.push_str(&measure::table(rows));
-    let throughput = store.rate() / getmail.rate();
     let vs_raw = store.usage.wall_secs / raw.usage.wall_secs;
     let memory = store.rss_mb() / small.rss_mb();
     let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
     let _ = writeln!(s, "\nratios (targets of issue 5):");
+    if let Some(getmail) = getmail {
+        let throughput = store.rate() / getmail.rate();
+        let _ = writeln!(
+            s,
+            "  oauthimap store throughput / getmail6 throughput: {throughput:>6.1}x  (target >= 20x)   {}",
+            verdict(throughput >= 20.0)
+        );
+        let _ = writeln!(
+            s,
+            "  oauthimap maildir throughput / getmail6:           {:>6.1}x",
+            maildir.rate() / getmail.rate()
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  getmail6 skipped (--skip-getmail): no throughput ratio"
+        );
+    }
     let _ = writeln!(
         s,
-        "  oauthimap store throughput / getmail6 throughput: {throughput:>6.1}x  (target >= 20x)   {}",
-        verdict(throughput >= 20.0)
-    );
-    let _ = writeln!(
-        s,
-        "  oauthimap maildir throughput / getmail6:           {:>6.1}x",
-        maildir.rate() / getmail.rate()
+        "  oauthimap maildir time / raw stream time:          {:>6.2}x",
+        maildir.usage.wall_secs / raw.usage.wall_secs
     );
     let _ = writeln!(
         s,

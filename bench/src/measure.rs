@@ -34,7 +34,13 @@ pub struct Ran {
 }
 
 impl Job {
+    /// Runs the command after a `sync`, so that the writeback of what an earlier measured run
+    /// wrote does not land in this one's time.
     pub async fn run(&self) -> Result<Ran> {
+        let synced = tokio::process::Command::new("sync").status().await?;
+        if !synced.success() {
+            bail!("sync failed before {}", self.label);
+        }
         let file = |ext: &str| self.log_dir.join(format!("{}.{ext}", self.label));
         let (out, err, time) = (file("out"), file("err"), file("time"));
         let mut cmd = tokio::process::Command::new("/usr/bin/time");
