@@ -79,12 +79,22 @@ impl App {
     /// One stored message and its raw bytes.
     pub async fn message(&self, id: i64) -> Result<(StoredMessage, Vec<u8>)> {
         let m = self.store().message(id).await?;
-        let raw = tokio::fs::read(&m.raw_path)
-            .await
-            .map_err(|e| AppError::Io {
-                action: format!("read the stored message {}", m.raw_path),
-                source: e,
-            })?;
+        let range = m.raw_offset.zip(m.raw_len).and_then(|(offset, len)| {
+            Some((u64::try_from(offset).ok()?, u64::try_from(len).ok()?))
+        });
+        let (path, sha256) = (m.raw_path.clone(), m.sha256.clone());
+        let raw = tokio::task::spawn_blocking(move || {
+            oauthimap_sinks::read_raw(std::path::Path::new(&path), range, &sha256)
+        })
+        .await
+        .map_err(|e| AppError::Io {
+            action: format!("read stored message {id}"),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(|e| AppError::Io {
+            action: format!("read stored message {id} from {}", m.raw_path),
+            source: e,
+        })?;
         Ok((m, raw))
     }
 

@@ -185,7 +185,8 @@ fn parse(context: &Context, uid: u32, step: Step) -> Item {
         idempotency_key: context.key(uid),
         receiver: context.receiver,
         receiver_name: context.receiver_name.clone(),
-        normalized: serde_json::to_value(&normalized).unwrap_or_default(),
+        normalized: serde_json::value::to_raw_value(&normalized)
+            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned()),
         raw,
         summary,
     }))

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use oauthimap_imap::{FetchedMessage, MailSession, MessageSize, UidRange};
 use oauthimap_mime::Limits;
@@ -155,6 +156,7 @@ impl Pass<'_> {
                 ..Limits::default()
             },
         });
+        let started = Instant::now();
         let budget = Semaphore::new(kib(IN_FLIGHT_BYTES) as usize);
         let (fetched_tx, fetched_rx) = mpsc::channel(1);
         let (parsed_tx, parsed_rx) = mpsc::channel(1);
@@ -164,9 +166,21 @@ impl Pass<'_> {
             self.parse_stage(&context, fetched_rx, parsed_tx),
             self.deliver_stage(&context, rescan, parsed_rx, done_tx),
         );
-        fetching?;
-        parsing?;
-        let summary = delivering?;
+        let (fetch_busy, act_busy) = fetching?;
+        let parse_busy = parsing?;
+        let (summary, deliver_busy) = delivering?;
+        // Which stage limits a pass: the one busy for most of its time.
+        tracing::info!(
+            receiver = %self.receiver.fields.name,
+            available,
+            delivered = summary.delivered,
+            secs = format_args!("{:.2}", started.elapsed().as_secs_f64()),
+            fetch_busy = format_args!("{:.2}", fetch_busy.as_secs_f64()),
+            act_busy = format_args!("{:.2}", act_busy.as_secs_f64()),
+            parse_busy = format_args!("{:.2}", parse_busy.as_secs_f64()),
+            deliver_busy = format_args!("{:.2}", deliver_busy.as_secs_f64()),
+            "pass finished"
+        );
         Ok(PassSummary {
             available,
             ..summary
@@ -182,8 +196,10 @@ impl Pass<'_> {
         budget: &'b Semaphore,
         batches: mpsc::Sender<Fetched<'b>>,
         mut recorded: mpsc::UnboundedReceiver<Done>,
-    ) -> Result<(), CollectError> {
+    ) -> Result<(Duration, Duration), CollectError> {
         let limit = self.receiver.fields.size_limit_bytes;
+        // Time spent fetching, and acting on the server after delivery.
+        let (mut fetching, mut acting) = (Duration::ZERO, Duration::ZERO);
         let mut index = 0;
         while index < sizes.len() {
             let start = index;
@@ -192,15 +208,19 @@ impl Pass<'_> {
             let Ok(share) = budget.acquire_many(kib(bytes)).await else {
                 break;
             };
+            let working = Instant::now();
             let mut stopped = false;
             while let Ok(done) = recorded.try_recv() {
                 stopped |= done.stopped.is_some();
                 self.flush(session, uid_validity, done).await?;
             }
+            acting += working.elapsed();
             if stopped {
                 break;
             }
+            let working = Instant::now();
             let messages = session.fetch_messages(&uids).await?;
+            fetching += working.elapsed();
             (self.progress)(ProgressEvent::Fetched(messages.len() as u64));
             let batch = Fetched {
                 sizes: sizes[start..index].to_vec(),
@@ -213,9 +233,11 @@ impl Pass<'_> {
         }
         drop(batches);
         while let Some(done) = recorded.recv().await {
+            let working = Instant::now();
             self.flush(session, uid_validity, done).await?;
+            acting += working.elapsed();
         }
-        Ok(())
+        Ok((fetching, acting))
     }
 
     /// Stage 2: sorts each batch by the ledger and parses it.
@@ -224,9 +246,11 @@ impl Pass<'_> {
         context: &Arc<Context>,
         mut batches: mpsc::Receiver<Fetched<'b>>,
         parsed: mpsc::Sender<Parsed<'b>>,
-    ) -> Result<(), CollectError> {
+    ) -> Result<Duration, CollectError> {
         let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let mut busy = Duration::ZERO;
         while let Some(batch) = batches.recv().await {
+            let working = Instant::now();
             let (Some(first), Some(last)) = (batch.sizes.first(), batch.sizes.last()) else {
                 continue;
             };
@@ -238,6 +262,7 @@ impl Pass<'_> {
                 .map(|e| (e.uid, e))
                 .collect();
             let items = prepare(context, &batch.sizes, batch.messages, known, workers).await?;
+            busy += working.elapsed();
             let next = Parsed {
                 items,
                 share: batch.share,
@@ -246,7 +271,7 @@ impl Pass<'_> {
                 break;
             }
         }
-        Ok(())
+        Ok(busy)
     }
 
     /// Stage 3: delivers and records each batch, and hands its post-actions to stage 1.
@@ -256,12 +281,15 @@ impl Pass<'_> {
         rescan: bool,
         mut batches: mpsc::Receiver<Parsed<'_>>,
         recorded: mpsc::UnboundedSender<Done>,
-    ) -> Result<PassSummary, CollectError> {
+    ) -> Result<(PassSummary, Duration), CollectError> {
         let mut summary = PassSummary::default();
+        let mut busy = Duration::ZERO;
         while let Some(batch) = batches.recv().await {
+            let working = Instant::now();
             let done = self
                 .deliver(context, rescan, batch.items, &mut summary)
                 .await?;
+            busy += working.elapsed();
             drop(batch.share);
             let stopped = done.stopped.is_some();
             // Stage 1 is gone only after an error of its own, which ends the pass anyway; the
@@ -271,7 +299,7 @@ impl Pass<'_> {
                 break;
             }
         }
-        Ok(summary)
+        Ok((summary, busy))
     }
 
     /// Where to resume: after the checkpoint, or from the start (a re-scan) when UIDVALIDITY

@@ -1,4 +1,4 @@
-//! Durable file writes for a batch of deliveries, shared by the built-in store and the maildir:
+//! Durable file writes for a batch of deliveries to a maildir:
 //! every new file is written to a temporary folder, all of them are flushed to disk together, then
 //! renamed into place in order, and the target folder is flushed once for the whole batch.
 //!

@@ -21,7 +21,7 @@ pub use command::CommandSink;
 pub use maildir::MaildirSink;
 use secrecy::SecretString;
 use serde::Serialize;
-pub use store::StoreSink;
+pub use store::{StoreSink, read_raw};
 pub use webhook::{WebhookSink, signature};
 
 /// One message for a sink. Owned, so that a whole batch can be shared with a blocking thread
@@ -34,8 +34,9 @@ pub struct Delivery {
     pub receiver_name: String,
     /// The message exactly as the server sent it.
     pub raw: Vec<u8>,
-    /// The normalized message as JSON (see the mime crate).
-    pub normalized: serde_json::Value,
+    /// The normalized message as JSON text (see the mime crate), encoded once by the parser
+    /// and passed on as it is.
+    pub normalized: Box<serde_json::value::RawValue>,
     pub summary: Summary,
 }
 
@@ -156,6 +157,7 @@ pub struct SinkConfig {
     pub kind: oauthimap_types::SinkKind,
     pub target: Option<String>,
     pub secret: Option<SecretString>,
+    /// The data folder (the built-in store's files are in `messages/`).
     pub data_dir: PathBuf,
     pub timeout: Duration,
 }

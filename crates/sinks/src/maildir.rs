@@ -136,7 +136,7 @@ mod tests {
             receiver: oauthimap_types::ReceiverId(1),
             receiver_name: "r".into(),
             raw: format!("Subject: {i}\r\n\r\nbody {i}\r\n").into_bytes(),
-            normalized: serde_json::Value::Null,
+            normalized: serde_json::value::RawValue::NULL.to_owned(),
             summary: crate::Summary::default(),
         }
     }

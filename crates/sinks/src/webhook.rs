@@ -13,6 +13,16 @@ use sha2::Sha256;
 
 use crate::{Delivery, Receipt, SinkError};
 
+/// The JSON document the webhook receives.
+#[derive(serde::Serialize)]
+struct Body<'a> {
+    idempotency_key: &'a str,
+    receiver: &'a str,
+    /// The normalized message, as the parser encoded it.
+    message: &'a serde_json::value::RawValue,
+    raw_base64: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct WebhookSink {
     http: reqwest::Client,
@@ -56,12 +66,12 @@ impl WebhookSink {
     }
 
     pub async fn deliver(&self, d: &Delivery) -> Result<Receipt, SinkError> {
-        let body = serde_json::to_vec(&serde_json::json!({
-            "idempotency_key": d.idempotency_key,
-            "receiver": d.receiver_name,
-            "message": d.normalized,
-            "raw_base64": base64::engine::general_purpose::STANDARD.encode(&d.raw),
-        }))
+        let body = serde_json::to_vec(&Body {
+            idempotency_key: &d.idempotency_key,
+            receiver: &d.receiver_name,
+            message: &d.normalized,
+            raw_base64: base64::engine::general_purpose::STANDARD.encode(&d.raw),
+        })
         .map_err(|e| SinkError::Permanent(format!("cannot encode the message: {e}")))?;
         let timestamp = oauthimap_types::now_millis() / 1000;
         let mut request = self

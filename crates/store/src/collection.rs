@@ -1,6 +1,9 @@
 //! Collection state: per-receiver checkpoints, the delivery ledger keyed by (receiver,
 //! UIDVALIDITY, UID) that makes delivery exactly-once across crashes, and the built-in store's
-//! message rows (raw bytes live in files in the data folder; the row points at them).
+//! messages (a row with the normalized message; the raw bytes are in a file in the data folder,
+//! which the row points at).
+
+use std::collections::{HashMap, HashSet};
 
 use oauthimap_types::{ReceiverId, now_millis};
 use serde::Serialize;
@@ -143,7 +146,14 @@ pub struct StoredMessage {
     pub date: Option<String>,
     pub size: i64,
     pub sha256: String,
+    /// The file that holds the raw bytes: from `raw_offset`, `raw_len` bytes; or, for a message
+    /// stored before batches shared a file (both `None`), the whole file.
+    #[serde(skip)]
     pub raw_path: String,
+    #[serde(skip)]
+    pub raw_offset: Option<i64>,
+    #[serde(skip)]
+    pub raw_len: Option<i64>,
     pub normalized: String,
     pub created_at: i64,
 }
@@ -160,8 +170,50 @@ pub struct NewStoredMessage<'a> {
     pub date: Option<&'a str>,
     pub size: i64,
     pub sha256: &'a str,
-    pub raw_path: &'a str,
     pub normalized: &'a str,
+    /// The file that holds the raw bytes, and where in it they are.
+    pub raw_path: &'a str,
+    pub raw_offset: i64,
+    pub raw_len: i64,
+}
+
+/// Most rows one multi-row statement writes: a fetch batch (250 messages) in one, and at most
+/// 13 x 500 bound values, well under SQLite's limit of 32,766 and PostgreSQL's of 65,535.
+/// These statements are not kept prepared (`persistent(false)`): their text changes with the
+/// number of rows, and a cache of every size seen would grow with the mailbox.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Whether `writes` name each (receiver, UIDVALIDITY, UID) once, as one multi-row upsert needs.
+fn one_write_per_message(writes: &[LedgerWrite<'_>]) -> bool {
+    let mut keys: Vec<_> = writes
+        .iter()
+        .map(|w| (w.receiver, w.uid_validity, w.uid))
+        .collect();
+    keys.sort_unstable();
+    keys.windows(2).all(|p| p[0] != p[1])
+}
+
+/// The ledger rows a statement returned (RETURNING gives them in no particular order), in the
+/// order of `writes`.
+fn in_order_of(writes: &[LedgerWrite<'_>], rows: Vec<LedgerRow>) -> Result<Vec<LedgerEntry>> {
+    let mut by_key: HashMap<(i64, i64, i64), LedgerRow> = rows
+        .into_iter()
+        .map(|r| ((r.receiver_id, r.uid_validity, r.uid), r))
+        .collect();
+    writes
+        .iter()
+        .map(|w| {
+            by_key
+                .remove(&(w.receiver.0, i64::from(w.uid_validity), i64::from(w.uid)))
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "the ledger write of UID {} returned no row",
+                        w.uid
+                    ))
+                })
+                .and_then(LedgerEntry::try_from)
+        })
+        .collect()
 }
 
 /// Writes a receiver's checkpoint: `$1` receiver, `$2` UIDVALIDITY, `$3` last UID, `$4` time.
@@ -291,18 +343,11 @@ impl Store {
         if writes.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now_millis();
-        let sql = format!(
-            "INSERT INTO ledger (receiver_id, uid_validity, uid, idempotency_key, message_id, content_hash, size, \
-             status, reason, attempts, receipt, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $11) \
-             ON CONFLICT (receiver_id, uid_validity, uid) DO UPDATE SET status = excluded.status, \
-             reason = excluded.reason, receipt = COALESCE(excluded.receipt, ledger.receipt), \
-             message_id = COALESCE(excluded.message_id, ledger.message_id), \
-             content_hash = COALESCE(excluded.content_hash, ledger.content_hash), \
-             attempts = ledger.attempts + 1, updated_at = excluded.updated_at \
-             RETURNING {LEDGER_COLUMNS}"
+        debug_assert!(
+            one_write_per_message(writes),
+            "one write per message and batch"
         );
+        let now = now_millis();
         let synced = self.backend() == crate::Backend::Sqlite;
         let rows: Vec<LedgerRow> = on_db!(self.db(), |pool| {
             let mut conn = pool
@@ -318,21 +363,40 @@ impl Store {
             let rows = async {
                 let mut tx = sqlx::Acquire::begin(&mut conn).await?;
                 let mut rows = Vec::with_capacity(writes.len());
-                for w in writes {
-                    rows.push(
-                        sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-                            .bind(w.receiver.0)
-                            .bind(i64::from(w.uid_validity))
-                            .bind(i64::from(w.uid))
-                            .bind(w.idempotency_key)
-                            .bind(w.message_id)
-                            .bind(w.content_hash)
-                            .bind(w.size)
-                            .bind(w.status.as_str())
-                            .bind(w.reason)
-                            .bind(w.receipt)
-                            .bind(now)
-                            .fetch_one(&mut *tx)
+                for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO ledger (receiver_id, uid_validity, uid, idempotency_key, \
+                         message_id, content_hash, size, status, reason, attempts, receipt, \
+                         created_at, updated_at) ",
+                    );
+                    q.push_values(chunk, |mut row, w| {
+                        row.push_bind(w.receiver.0)
+                            .push_bind(i64::from(w.uid_validity))
+                            .push_bind(i64::from(w.uid))
+                            .push_bind(w.idempotency_key.to_owned())
+                            .push_bind(w.message_id.map(str::to_owned))
+                            .push_bind(w.content_hash.map(str::to_owned))
+                            .push_bind(w.size)
+                            .push_bind(w.status.as_str())
+                            .push_bind(w.reason.map(str::to_owned))
+                            .push("1")
+                            .push_bind(w.receipt.map(str::to_owned))
+                            .push_bind(now)
+                            .push_bind(now);
+                    });
+                    q.push(format_args!(
+                        " ON CONFLICT (receiver_id, uid_validity, uid) DO UPDATE SET \
+                         status = excluded.status, reason = excluded.reason, \
+                         receipt = COALESCE(excluded.receipt, ledger.receipt), \
+                         message_id = COALESCE(excluded.message_id, ledger.message_id), \
+                         content_hash = COALESCE(excluded.content_hash, ledger.content_hash), \
+                         attempts = ledger.attempts + 1, updated_at = excluded.updated_at \
+                         RETURNING {LEDGER_COLUMNS}"
+                    ));
+                    rows.extend(
+                        q.build_query_as::<LedgerRow>()
+                            .persistent(false)
+                            .fetch_all(&mut *tx)
                             .await?,
                     );
                 }
@@ -351,7 +415,7 @@ impl Store {
             }
             rows.map_err(StoreError::db("record the deliveries"))?
         });
-        rows.into_iter().map(LedgerEntry::try_from).collect()
+        in_order_of(writes, rows)
     }
 
     /// Marks a ledger row's status (dead-lettering, retrying) without counting an attempt.
@@ -394,15 +458,19 @@ impl Store {
                 .begin()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
-            for id in ids {
-                sqlx::query(
-                    "UPDATE ledger SET post_action_done = TRUE, updated_at = $1 WHERE id = $2",
-                )
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::db("update the ledger"))?;
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "UPDATE ledger SET post_action_done = TRUE, updated_at = ",
+                );
+                q.push_bind(now).push(" WHERE id IN ");
+                q.push_tuples(chunk, |mut row, id| {
+                    row.push_bind(*id);
+                });
+                q.build()
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("update the ledger"))?;
             }
             if let Some((receiver, cp)) = checkpoint {
                 sqlx::query(CHECKPOINT_UPSERT)
@@ -480,39 +548,81 @@ impl Store {
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let mut ids = Vec::with_capacity(messages.len());
-            for m in messages {
-                let inserted: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO messages (idempotency_key, receiver_id, message_id, subject, from_address, \
-                     from_name, date, size, sha256, raw_path, normalized, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-                )
-                .bind(m.idempotency_key)
-                .bind(m.receiver.map(|r| r.0))
-                .bind(m.message_id)
-                .bind(m.subject)
-                .bind(m.from_address)
-                .bind(m.from_name)
-                .bind(m.date)
-                .bind(m.size)
-                .bind(m.sha256)
-                .bind(m.raw_path)
-                .bind(m.normalized)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::db("store the message"))?;
-                ids.push(match inserted {
-                    Some(id) => (id, true),
-                    None => (
-                        sqlx::query_scalar("SELECT id FROM messages WHERE idempotency_key = $1")
-                            .bind(m.idempotency_key)
-                            .fetch_one(&mut *tx)
-                            .await
-                            .map_err(StoreError::db("read the message"))?,
-                        false,
-                    ),
+            for chunk in messages.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::new(
+                    "INSERT INTO messages (idempotency_key, receiver_id, message_id, subject, \
+                     from_address, from_name, date, size, sha256, raw_path, raw_offset, raw_len, \
+                     normalized, created_at) ",
+                );
+                q.push_values(chunk, |mut row, m| {
+                    row.push_bind(m.idempotency_key.to_owned())
+                        .push_bind(m.receiver.map(|r| r.0))
+                        .push_bind(m.message_id.map(str::to_owned))
+                        .push_bind(m.subject.to_owned())
+                        .push_bind(m.from_address.to_owned())
+                        .push_bind(m.from_name.to_owned())
+                        .push_bind(m.date.map(str::to_owned))
+                        .push_bind(m.size)
+                        .push_bind(m.sha256.to_owned())
+                        .push_bind(m.raw_path.to_owned())
+                        .push_bind(m.raw_offset)
+                        .push_bind(m.raw_len)
+                        .push_bind(m.normalized.to_owned())
+                        .push_bind(now);
                 });
+                q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key");
+                let mut new: HashMap<String, i64> = q
+                    .build_query_as::<(i64, String)>()
+                    .persistent(false)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("store the messages"))?
+                    .into_iter()
+                    .map(|(id, key)| (key, id))
+                    .collect();
+                // Stored before (a repeated delivery): look their ids up.
+                let earlier: Vec<&str> = chunk
+                    .iter()
+                    .map(|m| m.idempotency_key)
+                    .filter(|k| !new.contains_key(*k))
+                    .collect();
+                let mut old: HashMap<String, i64> = HashMap::new();
+                if !earlier.is_empty() {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "SELECT id, idempotency_key FROM messages WHERE idempotency_key IN ",
+                    );
+                    q.push_tuples(&earlier, |mut row, key| {
+                        row.push_bind((*key).to_owned());
+                    });
+                    old = q
+                        .build_query_as::<(i64, String)>()
+                        .persistent(false)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(StoreError::db("read the messages"))?
+                        .into_iter()
+                        .map(|(id, key)| (key, id))
+                        .collect();
+                }
+                for m in chunk {
+                    let id = match new.remove(m.idempotency_key) {
+                        Some(id) => {
+                            // The same key again in this batch finds this row.
+                            old.insert(m.idempotency_key.to_owned(), id);
+                            (id, true)
+                        }
+                        None => (
+                            *old.get(m.idempotency_key).ok_or_else(|| {
+                                StoreError::Corrupt(format!(
+                                    "message {} was neither stored nor found",
+                                    m.idempotency_key
+                                ))
+                            })?,
+                            false,
+                        ),
+                    };
+                    ids.push(id);
+                }
             }
             tx.commit()
                 .await
@@ -533,7 +643,7 @@ impl Store {
         Ok(on_db!(self.db(), |pool| {
             sqlx::query_as(
             "SELECT id, idempotency_key, receiver_id, message_id, subject, from_address, from_name, date, size, \
-             sha256, raw_path, normalized, created_at FROM messages \
+             sha256, raw_path, raw_offset, raw_len, normalized, created_at FROM messages \
              WHERE ($1 IS NULL OR LOWER(subject) LIKE $1 OR LOWER(from_address) LIKE $1 OR LOWER(from_name) LIKE $1) \
              AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
         )
@@ -550,7 +660,7 @@ impl Store {
         let row: Option<StoredMessage> = on_db!(self.db(), |pool| {
             sqlx::query_as(
             "SELECT id, idempotency_key, receiver_id, message_id, subject, from_address, from_name, date, size, \
-             sha256, raw_path, normalized, created_at FROM messages WHERE id = $1"
+             sha256, raw_path, raw_offset, raw_len, normalized, created_at FROM messages WHERE id = $1"
         )
         .bind(id)
         .fetch_optional(pool)
@@ -561,6 +671,28 @@ impl Store {
             what: "message",
             key: id.to_string(),
         })
+    }
+
+    /// Which of these idempotency keys the built-in store holds already.
+    pub async fn stored_message_keys(&self, keys: &[&str]) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<String> = on_db!(self.db(), |pool| {
+                let mut q = sqlx::QueryBuilder::new(
+                    "SELECT idempotency_key FROM messages WHERE idempotency_key IN ",
+                );
+                q.push_tuples(chunk, |mut row, key| {
+                    row.push_bind((*key).to_owned());
+                });
+                q.build_query_scalar()
+                    .persistent(false)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(StoreError::db("read the messages"))?
+            });
+            found.extend(rows);
+        }
+        Ok(found)
     }
 
     /// How many messages the built-in store holds.

@@ -752,8 +752,10 @@ async fn checkpoints_ledger_and_messages(backend: Backend) {
         date: Some("2026-11-28T00:00:00Z"),
         size: 1234,
         sha256: "abc",
-        raw_path: "messages/r1-1700000000-7.eml",
         normalized: "{}",
+        raw_path: "messages/batch-1.raw",
+        raw_offset: 0,
+        raw_len: 1234,
     };
     let (id, new) = store.insert_message(&message).await.unwrap();
     assert!(new);
@@ -764,6 +766,11 @@ async fn checkpoints_ledger_and_messages(backend: Backend) {
         "the same idempotency key stores once"
     );
     assert_eq!(store.message_count().await.unwrap(), 1);
+    let stored = store.message(id).await.unwrap();
+    assert_eq!(
+        (stored.raw_path.as_str(), stored.raw_offset, stored.raw_len),
+        ("messages/batch-1.raw", Some(0), Some(1234))
+    );
     assert_eq!(
         store
             .messages(Some("PRINTER"), None, 10)
@@ -784,6 +791,119 @@ async fn checkpoints_ledger_and_messages(backend: Backend) {
             .is_empty()
     );
     assert_eq!(store.message(id).await.unwrap().subject, "Printer on fire");
+
+    // Batches: one multi-row statement each; answers come back in the order asked, whatever
+    // order the database returns the rows in.
+    let keys: Vec<String> = (100..400)
+        .map(|uid| format!("r1-1700000000-{uid}"))
+        .collect();
+    let mut batch: Vec<NewStoredMessage<'_>> = keys
+        .iter()
+        .zip(0..)
+        .map(|(key, i)| NewStoredMessage {
+            idempotency_key: key,
+            raw_offset: i * 1234,
+            ..message.clone()
+        })
+        .collect();
+    batch.insert(150, message.clone()); // stored above already
+    batch.push(batch[0].clone()); // the same key twice in one batch
+    let ids = store.insert_messages(&batch).await.unwrap();
+    assert_eq!(ids.len(), batch.len());
+    assert_eq!(
+        ids[150],
+        (id, false),
+        "an earlier message is found, not stored"
+    );
+    assert_eq!(ids[301], (ids[0].0, false), "a repeated key stores once");
+    assert!(ids[..150].iter().chain(&ids[151..301]).all(|(_, new)| *new));
+    for (m, (row, _)) in batch.iter().zip(&ids) {
+        assert_eq!(
+            store.message(*row).await.unwrap().idempotency_key,
+            m.idempotency_key
+        );
+        assert_eq!(
+            store.message(*row).await.unwrap().raw_offset,
+            Some(m.raw_offset)
+        );
+    }
+    let probe: Vec<&str> = keys[..3]
+        .iter()
+        .map(String::as_str)
+        .chain(["r1-never"])
+        .collect();
+    assert_eq!(
+        store.stored_message_keys(&probe).await.unwrap(),
+        keys[..3].iter().cloned().collect(),
+        "the keys stored already, and no other"
+    );
+    assert_eq!(store.message_count().await.unwrap(), 301);
+    assert_eq!(
+        store.insert_messages(&batch[..10]).await.unwrap(),
+        ids[..10]
+            .iter()
+            .map(|(i, _)| (*i, false))
+            .collect::<Vec<_>>(),
+        "a repeated batch changes nothing"
+    );
+
+    let writes: Vec<LedgerWrite<'_>> = (0..600u32)
+        .rev() // not in UID order
+        .map(|i| LedgerWrite {
+            uid: 1000 + i,
+            status: if i % 3 == 0 {
+                LedgerStatus::Refused
+            } else {
+                LedgerStatus::Delivered
+            },
+            ..write.clone()
+        })
+        .chain(std::iter::once(LedgerWrite {
+            status: LedgerStatus::Delivered,
+            ..write.clone() // UID 7, recorded twice above
+        }))
+        .collect();
+    let rows = store.record_ledger_batch(&writes).await.unwrap();
+    assert_eq!(rows.len(), writes.len());
+    for (w, row) in writes.iter().zip(&rows) {
+        assert_eq!((row.uid, row.status), (w.uid, w.status));
+    }
+    assert_eq!(rows[600].id, first.id);
+    assert_eq!(
+        rows[600].attempts, 3,
+        "an existing row counts one more attempt"
+    );
+    assert!(
+        rows[..600]
+            .iter()
+            .all(|r| r.attempts == 1 && !r.post_action_done)
+    );
+    let done: Vec<i64> = rows[..550].iter().map(|r| r.id).collect();
+    let moved = Checkpoint {
+        last_uid: 1549,
+        ..cp
+    };
+    store
+        .ledger_post_actions_done(&done, Some((r.id, moved)))
+        .await
+        .unwrap();
+    let after = store
+        .ledger_range(r.id, cp.uid_validity, 1000, 1599)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 600);
+    assert_eq!(
+        after.iter().filter(|e| e.post_action_done).count(),
+        550,
+        "exactly the given rows are marked"
+    );
+    assert!(
+        after
+            .iter()
+            .filter(|e| e.uid >= 1050)
+            .all(|e| e.post_action_done)
+    );
+    assert_eq!(store.checkpoint(r.id).await.unwrap(), Some(moved));
     t.cleanup().await;
 }
 
@@ -817,8 +937,10 @@ async fn message_search_filters_and_pages(backend: Backend) {
                 date: None,
                 size: 10,
                 sha256: "abc",
-                raw_path: "x.eml",
                 normalized: "{}",
+                raw_path: "x.eml",
+                raw_offset: 0,
+                raw_len: 10,
             })
             .await
             .unwrap();

@@ -179,8 +179,10 @@ impl Svc {
                 date: normalized.date.as_deref(),
                 size: raw.len() as i64,
                 sha256: &normalized.sha256,
-                raw_path: &path.display().to_string(),
                 normalized: &normalized.to_json(),
+                raw_path: &path.display().to_string(),
+                raw_offset: 0,
+                raw_len: raw.len() as i64,
             })
             .await
             .unwrap();
