@@ -82,7 +82,7 @@ struct Args {
 /// The collector's fetch batches (`crates/collector/src/pass.rs`): up to this many messages and
 /// [`BATCH_BYTES`] (a larger message goes alone); three batches are in flight at most.
 const BATCH_COUNT: usize = 250;
-const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+const BATCH_BYTES: u64 = 6 * 1024 * 1024;
 
 /// The store runs' users: `store1@bench.test`, ... (one mailbox per repeat).
 fn store_user(run: u32) -> String {

@@ -34,7 +34,7 @@ use crate::batch::{Context, Done, Item, prepare};
 /// Most messages fetched per `UID FETCH`.
 const BATCH_COUNT: usize = 250;
 /// Most bytes fetched per `UID FETCH` (a larger message goes alone).
-const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+const BATCH_BYTES: u64 = 6 * 1024 * 1024;
 /// Most bytes of fetched messages held at once: one batch per stage.
 const IN_FLIGHT_BYTES: u64 = 3 * BATCH_BYTES;
 /// Attempts before a message the sink keeps refusing is set aside (dead letter).

@@ -1,6 +1,6 @@
-//! Durable file writes for a batch of deliveries to a maildir:
-//! every new file is written to a temporary folder, all of them are flushed to disk together, then
-//! renamed into place in order, and the target folder is flushed once for the whole batch.
+//! Durable file writes for a batch of deliveries to a maildir: every new file is written to a
+//! temporary folder, all of them are flushed to disk together, then renamed into place in order,
+//! and the target folder is flushed once for the whole batch.
 //!
 //! Flushing the batch's files from a few threads at once lets the filesystem commit them in a
 //! few journal transactions instead of one per file; the single folder flush at the end makes

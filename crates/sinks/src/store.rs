@@ -138,6 +138,9 @@ fn write_batch<'a>(
             file.write_all(raw)?;
         }
         file.sync_data()?;
+        // On disk now, and rarely read again: give the page cache back instead of letting the
+        // collector's writes push out what other programs use. Only advice, so not an error.
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
         std::fs::File::open(dir)?.sync_all()
     })();
     if result.is_err() {
