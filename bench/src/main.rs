@@ -91,7 +91,10 @@ fn store_user(run: u32) -> String {
 const MAILDIR: &str = "maildir@bench.test";
 const GETMAIL: &str = "getmail@bench.test";
 const RAW: &str = "raw@bench.test";
-const SMALL: &str = "small@bench.test";
+/// The small store runs' users: `small1@bench.test`, ... (one mailbox per repeat).
+fn small_user(run: u32) -> String {
+    format!("small{run}@bench.test")
+}
 
 /// Sizes of the seeded mailboxes.
 #[derive(Debug, Default)]
@@ -151,7 +154,9 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
     let idp = FakeIdp::start().await?;
     let store_users: Vec<String> = (1..=args.repeat).map(store_user).collect();
     let mut users: Vec<&str> = store_users.iter().map(String::as_str).collect();
-    users.extend([MAILDIR, GETMAIL, RAW, SMALL]);
+    let small_users: Vec<String> = (1..=args.repeat).map(small_user).collect();
+    users.extend(small_users.iter().map(String::as_str));
+    users.extend([MAILDIR, GETMAIL, RAW]);
     setup::register(&idp, &users);
     let dovecot = Dovecot::start(DovecotOptions::new(idp.introspection_url())).await?;
     eprintln!(
@@ -161,11 +166,11 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
     );
     let mut big_users: Vec<&str> = store_users.iter().map(String::as_str).collect();
     big_users.extend([MAILDIR, GETMAIL, RAW]);
-    let seeded = seed(&dovecot, &big_users, args.messages, args.small)?;
+    let small_refs: Vec<&str> = small_users.iter().map(String::as_str).collect();
+    let seeded = seed(&dovecot, &big_users, &small_refs, args.messages, args.small)?;
 
     // oauthimap's data folders: one per measured run, so each starts empty.
     let maildir_data = work.join("data-maildir");
-    let small_data = work.join("data-small");
     let tokens_data = work.join("data-tokens");
     let sink_maildir = work.join("sink-maildir");
     let getmail_maildir = work.join("getmail-maildir");
@@ -198,14 +203,16 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
         )],
     )
     .await?;
-    setup::data_folder(
-        &idp,
-        &dovecot,
-        &small_data,
-        &[SMALL],
-        &[spec("store", SMALL, SinkKind::Store, None)],
-    )
-    .await?;
+    for user in &small_users {
+        setup::data_folder(
+            &idp,
+            &dovecot,
+            &work.join(format!("data-{user}")),
+            &[user],
+            &[spec("store", user, SinkKind::Store, None)],
+        )
+        .await?;
+    }
     setup::data_folder(&idp, &dovecot, &tokens_data, &[GETMAIL, RAW], &[]).await?;
 
     let oauthimap = std::fs::canonicalize(&args.oauthimap)?;
@@ -321,6 +328,8 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
         });
     }
     let store_walls = walls(&store_runs);
+    let store_rss = rss_list(&store_runs);
+    let store_runs_rss = store_runs.clone();
     rows.push(median(store_runs));
 
     // b. oauthimap into a maildir.
@@ -393,40 +402,56 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
     }
 
     // a, smaller: peak memory against mailbox size.
-    eprintln!("measuring: oauthimap collect --once into the store, small mailbox");
-    let ran = job(
-        "oauthimap-store-small",
-        &oauthimap,
-        collect_args("store"),
-        setup::oauthimap_env(&small_data),
-    )
-    .run()
-    .await?;
     let small = args.small as u64;
-    check(
-        "oauthimap store, small (delivered)",
-        delivered(&ran.stdout)?,
-        small,
-    )?;
-    check(
-        "oauthimap store, small (rows)",
-        setup::store_count(&small_data).await? as u64,
-        small,
-    )?;
-    rows.push(Row {
-        tool: format!("oauthimap collect -> store ({} msgs)", args.small),
-        messages: small,
-        bytes: seeded.small_bytes,
-        usage: ran.usage,
-    });
+    let mut small_runs = Vec::new();
+    for (run, user) in (1..).zip(&small_users) {
+        eprintln!(
+            "measuring: oauthimap collect --once into the store, small mailbox ({run} of {})",
+            args.repeat
+        );
+        let small_data = work.join(format!("data-{user}"));
+        let ran = job(
+            &format!("oauthimap-store-small-{run}"),
+            &oauthimap,
+            collect_args("store"),
+            setup::oauthimap_env(&small_data),
+        )
+        .run()
+        .await?;
+        check(
+            "oauthimap store, small (delivered)",
+            delivered(&ran.stdout)?,
+            small,
+        )?;
+        check(
+            "oauthimap store, small (rows)",
+            setup::store_count(&small_data).await? as u64,
+            small,
+        )?;
+        small_runs.push(Row {
+            tool: format!("oauthimap collect -> store ({} msgs)", args.small),
+            messages: small,
+            bytes: seeded.small_bytes,
+            usage: ran.usage,
+        });
+    }
+    // Peak memory, median of each mailbox size's runs.
+    let memory = (median_rss(&store_runs_rss), median_rss(&small_runs));
+    let small_rss = rss_list(&small_runs);
+    rows.push(median(small_runs));
 
     dovecot.stop().await?;
     idp.shutdown().await;
-    let mut text = report(args, &seeded, &rows);
+    let mut text = report(args, &seeded, &rows, memory);
     if args.repeat > 1 {
         let _ = writeln!(
             text,
             "  runs, wall s (the table shows the median): raw stream {raw_walls}; store {store_walls}"
+        );
+        let _ = writeln!(
+            text,
+            "  runs, peak MB (the memory ratio compares the medians): store {store_rss}; store {} msgs {small_rss}",
+            args.small
         );
     }
     Ok(text)
@@ -436,6 +461,21 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
 fn median(mut runs: Vec<Row>) -> Row {
     runs.sort_by(|a, b| a.usage.wall_secs.total_cmp(&b.usage.wall_secs));
     runs.swap_remove(runs.len() / 2)
+}
+
+/// The median peak RSS of some runs, in MB.
+fn median_rss(runs: &[Row]) -> f64 {
+    let mut rss: Vec<f64> = runs.iter().map(Row::rss_mb).collect();
+    rss.sort_by(f64::total_cmp);
+    rss[rss.len() / 2]
+}
+
+/// The peak RSS of some runs, for the report.
+fn rss_list(runs: &[Row]) -> String {
+    runs.iter()
+        .map(|r| format!("{:.1}", r.rss_mb()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The wall times of some runs, for the report.
@@ -448,7 +488,13 @@ fn walls(runs: &[Row]) -> String {
 
 /// Writes the mailboxes through the fixture: message `i` to every big mailbox, and to the small
 /// one while `i < small`. Then `sync`, so writeback does not run during the measurements.
-fn seed(dovecot: &Dovecot, big_users: &[&str], messages: usize, small: usize) -> Result<Seeded> {
+fn seed(
+    dovecot: &Dovecot,
+    big_users: &[&str],
+    small_users: &[&str],
+    messages: usize,
+    small: usize,
+) -> Result<Seeded> {
     let started = Instant::now();
     let mut s = Seeded::default();
     // Messages and bytes of the fetch batch message `i` falls into.
@@ -460,7 +506,9 @@ fn seed(dovecot: &Dovecot, big_users: &[&str], messages: usize, small: usize) ->
             size = dovecot.deliver(user, &raw)?.bytes.len() as u64;
         }
         if i < small {
-            dovecot.deliver(SMALL, &raw)?;
+            for user in small_users {
+                dovecot.deliver(user, &raw)?;
+            }
             s.small_bytes += size;
         }
         s.big_bytes += size;
@@ -538,10 +586,11 @@ fn check(what: &str, got: u64, want: u64) -> Result<()> {
     Ok(())
 }
 
-fn report(args: &Args, seeded: &Seeded, rows: &[Row]) -> String {
-    let (raw, store, maildir, getmail, small) = match rows {
-        [raw, store, maildir, getmail, small] => (raw, store, maildir, Some(getmail), small),
-        [raw, store, maildir, small] => (raw, store, maildir, None, small),
+/// The report; `memory` is the median peak RSS (MB) of the big and the small store runs.
+fn report(args: &Args, seeded: &Seeded, rows: &[Row], memory: (f64, f64)) -> String {
+    let (raw, store, maildir, getmail) = match rows {
+        [raw, store, maildir, getmail, _small] => (raw, store, maildir, Some(getmail)),
+        [raw, store, maildir, _small] => (raw, store, maildir, None),
         _ => return measure::table(rows),
     };
     let mut s = String::new();
@@ -555,7 +604,7 @@ fn report(args: &Args, seeded: &Seeded, rows: &[Row]) -> String {
         seeded.over_1mb,
         args.small,
         seeded.small_bytes as f64 / 1_048_576.0,
-        args.repeat + 4,
+        2 * args.repeat + 3,
         seeded.secs
     );
     let _ = writeln!(
@@ -571,7 +620,7 @@ fn report(args: &Args, seeded: &Seeded, rows: &[Row]) -> String {
     );
     s.push_str(&measure::table(rows));
     let vs_raw = store.usage.wall_secs / raw.usage.wall_secs;
-    let memory = store.rss_mb() / small.rss_mb();
+    let memory = memory.0 / memory.1;
     let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
     let _ = writeln!(s, "\nratios (targets of issue 5):");
     if let Some(getmail) = getmail {
