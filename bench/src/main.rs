@@ -293,43 +293,49 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
     let raw_walls = walls(&raw_runs);
     rows.push(median(raw_runs));
 
-    // a. oauthimap into the built-in store.
-    let mut store_runs = Vec::new();
-    for (run, user) in (1..).zip(&store_users) {
-        eprintln!(
-            "measuring: oauthimap collect --once into the built-in store ({run} of {})",
-            args.repeat
-        );
-        let store_data = work.join(format!("data-{user}"));
+    // a. oauthimap into the built-in store; also used for the small mailbox below.
+    let store_run = async |label: String, user: &str, messages: u64, bytes: u64, tool: String| {
+        eprintln!("measuring: {label}");
+        let data = work.join(format!("data-{user}"));
         let ran = job(
-            &format!("oauthimap-store-{run}"),
+            &label,
             &oauthimap,
             collect_args("store"),
-            setup::oauthimap_env(&store_data),
+            setup::oauthimap_env(&data),
         )
         .run()
         .await?;
-        check("oauthimap store (delivered)", delivered(&ran.stdout)?, n)?;
         check(
-            "oauthimap store (rows)",
-            setup::store_count(&store_data).await? as u64,
-            n,
+            &format!("{label} (delivered)"),
+            delivered(&ran.stdout)?,
+            messages,
         )?;
         check(
-            "oauthimap store (\\Seen on the server)",
+            &format!("{label} (rows)"),
+            setup::store_count(&data).await? as u64,
+            messages,
+        )?;
+        check(
+            &format!("{label} (\\Seen on the server)"),
             seen(&dovecot, user).await?,
-            n,
+            messages,
         )?;
-        store_runs.push(Row {
-            tool: "oauthimap collect -> store".into(),
-            messages: n,
-            bytes: seeded.big_bytes,
+        anyhow::Ok(Row {
+            tool,
+            messages,
+            bytes,
             usage: ran.usage,
-        });
+        })
+    };
+    let mut store_runs = Vec::new();
+    for (run, user) in (1..).zip(&store_users) {
+        let label = format!("oauthimap-store-{run}");
+        let tool = "oauthimap collect -> store".to_owned();
+        store_runs.push(store_run(label, user, n, seeded.big_bytes, tool).await?);
     }
     let store_walls = walls(&store_runs);
     let store_rss = rss_list(&store_runs);
-    let store_runs_rss = store_runs.clone();
+    let store_rss_median = median_rss(&store_runs);
     rows.push(median(store_runs));
 
     // b. oauthimap into a maildir.
@@ -402,41 +408,15 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
     }
 
     // a, smaller: peak memory against mailbox size.
-    let small = args.small as u64;
     let mut small_runs = Vec::new();
     for (run, user) in (1..).zip(&small_users) {
-        eprintln!(
-            "measuring: oauthimap collect --once into the store, small mailbox ({run} of {})",
-            args.repeat
-        );
-        let small_data = work.join(format!("data-{user}"));
-        let ran = job(
-            &format!("oauthimap-store-small-{run}"),
-            &oauthimap,
-            collect_args("store"),
-            setup::oauthimap_env(&small_data),
-        )
-        .run()
-        .await?;
-        check(
-            "oauthimap store, small (delivered)",
-            delivered(&ran.stdout)?,
-            small,
-        )?;
-        check(
-            "oauthimap store, small (rows)",
-            setup::store_count(&small_data).await? as u64,
-            small,
-        )?;
-        small_runs.push(Row {
-            tool: format!("oauthimap collect -> store ({} msgs)", args.small),
-            messages: small,
-            bytes: seeded.small_bytes,
-            usage: ran.usage,
-        });
+        let label = format!("oauthimap-store-small-{run}");
+        let tool = format!("oauthimap collect -> store ({} msgs)", args.small);
+        let small = args.small as u64;
+        small_runs.push(store_run(label, user, small, seeded.small_bytes, tool).await?);
     }
     // Peak memory, median of each mailbox size's runs.
-    let memory = (median_rss(&store_runs_rss), median_rss(&small_runs));
+    let memory = (store_rss_median, median_rss(&small_runs));
     let small_rss = rss_list(&small_runs);
     rows.push(median(small_runs));
 

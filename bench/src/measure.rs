@@ -108,7 +108,7 @@ pub fn parse_time(report: &str) -> Result<Usage> {
 }
 
 /// One line of the results table.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Row {
     pub tool: String,
     pub messages: u64,
