@@ -14,7 +14,8 @@
 //!
 //! At most [`IN_FLIGHT_BYTES`] of fetched messages exist at once (a batch holds its share from
 //! its fetch until it is recorded), so memory does not grow with the folder. Batches are
-//! recorded, acted on and checkpointed in UID order.
+//! recorded, acted on and checkpointed in UID order. Each pass logs (at info) how long each
+//! stage was busy: the one busy for most of the pass is the one that limits it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
