@@ -180,7 +180,7 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
         sink,
         maildir: maildir.map(Path::to_path_buf),
     };
-    for user in &store_users {
+    for user in store_users.iter().chain(&small_users) {
         setup::data_folder(
             &idp,
             &dovecot,
@@ -203,16 +203,6 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
         )],
     )
     .await?;
-    for user in &small_users {
-        setup::data_folder(
-            &idp,
-            &dovecot,
-            &work.join(format!("data-{user}")),
-            &[user],
-            &[spec("store", user, SinkKind::Store, None)],
-        )
-        .await?;
-    }
     setup::data_folder(&idp, &dovecot, &tokens_data, &[GETMAIL, RAW], &[]).await?;
 
     let oauthimap = std::fs::canonicalize(&args.oauthimap)?;

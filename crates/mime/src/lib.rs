@@ -57,6 +57,12 @@ pub fn attachment_bytes(
     run(raw, limits, Want::One(index)).map(|(_, mut bytes)| bytes.pop())
 }
 
+/// SHA-256 of `bytes` as lowercase hex: how [`Normalized::sha256`] and [`Attachment::sha256`]
+/// are written, for whoever checks stored bytes against them.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    sanitize::hex(&Sha256::digest(bytes))
+}
+
 impl Normalized {
     /// The message as compact JSON, fields in the documented order.
     pub fn to_json(&self) -> String {
@@ -86,7 +92,7 @@ fn run(raw: &[u8], limits: &Limits, want: Want) -> Result<(Normalized, Vec<Vec<u
     if !scan.starts_with_field {
         return Err(Refusal::no_headers());
     }
-    let sha256 = sanitize::hex(&Sha256::digest(raw));
+    let sha256 = sha256_hex(raw);
 
     // mail-parser drops the value of a last header field that has no line end; a message cut
     // off inside its headers gets one (on a copy, so the caller's bytes and hash are untouched).

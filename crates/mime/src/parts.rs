@@ -11,11 +11,10 @@ use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::decoders::html::html_to_text;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{Encoding, Message, MessagePart, MimeHeaders, PartType};
-use sha2::{Digest, Sha256};
 
 use crate::Limits;
 use crate::model::{Attachment, WarningCode};
-use crate::sanitize::{clean_value, hex, safe_filename};
+use crate::sanitize::{clean_value, safe_filename};
 use crate::warnings::{Warnings, excerpt};
 
 /// Bodies and attachments; `bytes[i]` is the content of `attachments[i]` when asked for.
@@ -364,6 +363,6 @@ fn describe(
         size: content.len() as u64,
         content_id,
         inline,
-        sha256: hex(&Sha256::digest(content)),
+        sha256: crate::sha256_hex(content),
     }
 }

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use oauthimap_store::{NewStoredMessage, Store};
-use sha2::{Digest, Sha256};
 
 use crate::{BatchOutcome, Delivery, Receipt, SinkError};
 
@@ -113,9 +112,8 @@ impl StoreSink {
 /// A new, unique name for a batch file: the first message's idempotency key and a random part
 /// (a repeated delivery of the same batch after a crash gets a name of its own).
 fn batch_file_name(first_key: &str) -> String {
-    let mut random = [0u8; 6];
-    let _ = getrandom::fill(&mut random);
-    format!("{first_key}.{}.batch", hex(&random))
+    let random = getrandom::u64().unwrap_or_else(|_| u64::from(std::process::id()));
+    format!("{first_key}.{random:016x}.batch")
 }
 
 /// Creates `dir/name` (owner-only, never an existing file), writes `messages` one after the
@@ -163,8 +161,7 @@ pub fn read_raw(path: &Path, range: Option<(u64, u64)>, sha256: &str) -> std::io
         }
         None => std::fs::read(path)?,
     };
-    let digest = hex(&Sha256::digest(&raw));
-    if digest != sha256 {
+    if oauthimap_mime::sha256_hex(&raw) != sha256 {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!(
@@ -174,17 +171,6 @@ pub fn read_raw(path: &Path, range: Option<(u64, u64)>, sha256: &str) -> std::io
         ));
     }
     Ok(raw)
-}
-
-/// Lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 #[cfg(test)]
@@ -201,22 +187,31 @@ mod tests {
         ];
         write_batch(dir.path(), "a.batch", messages.iter().copied()).unwrap();
         let path = dir.path().join("a.batch");
-        let sha = |b: &[u8]| hex(&Sha256::digest(b));
         let first = messages[0].len() as u64;
         assert_eq!(
-            read_raw(&path, Some((0, first)), &sha(messages[0])).unwrap(),
+            read_raw(
+                &path,
+                Some((0, first)),
+                &oauthimap_mime::sha256_hex(messages[0])
+            )
+            .unwrap(),
             messages[0]
         );
         assert_eq!(
             read_raw(
                 &path,
                 Some((first, messages[2].len() as u64)),
-                &sha(messages[2])
+                &oauthimap_mime::sha256_hex(messages[2])
             )
             .unwrap(),
             messages[2]
         );
-        let wrong = read_raw(&path, Some((1, first)), &sha(messages[0])).unwrap_err();
+        let wrong = read_raw(
+            &path,
+            Some((1, first)),
+            &oauthimap_mime::sha256_hex(messages[0]),
+        )
+        .unwrap_err();
         assert_eq!(wrong.kind(), std::io::ErrorKind::InvalidData);
         assert!(wrong.to_string().contains("SHA-256 differs"), "{wrong}");
         // A name is never reused: an existing file is an error, and is left as it was.
@@ -228,7 +223,12 @@ mod tests {
         // A whole-file message (stored before batches shared a file).
         std::fs::write(dir.path().join("old.eml"), messages[0]).unwrap();
         assert_eq!(
-            read_raw(&dir.path().join("old.eml"), None, &sha(messages[0])).unwrap(),
+            read_raw(
+                &dir.path().join("old.eml"),
+                None,
+                &oauthimap_mime::sha256_hex(messages[0])
+            )
+            .unwrap(),
             messages[0]
         );
         assert_ne!(batch_file_name("r1-7-1"), batch_file_name("r1-7-1"));

@@ -409,7 +409,7 @@ pub async fn get_message(
     admin!(
         app,
         headers,
-        app.message(id).await.map(|(m, _)| {
+        app.store().message(id).await.map_err(AppError::from).map(|m| {
             let normalized: serde_json::Value = serde_json::from_str(&m.normalized).unwrap_or_default();
             ok(StatusCode::OK, &json!({ "id": m.id, "receiver_id": m.receiver_id, "created_at": m.created_at, "message": normalized }))
         })

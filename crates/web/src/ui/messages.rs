@@ -21,7 +21,6 @@ use oauthimap_app::store::{MessageFilter, MessageSummary, StoredMessage};
 use oauthimap_app::{App, AppError};
 use oauthimap_mime::{Address, Limits, Normalized};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::session::{Admin, FramesSelf};
 use super::{Ctx, Page, error_page, parse_day};
@@ -485,7 +484,7 @@ pub async fn attachment(
             );
         }
     };
-    if hex_sha256(&content) != listed.sha256 {
+    if oauthimap_mime::sha256_hex(&content) != listed.sha256 {
         return error_page(
             Some(&admin),
             &AppError::Conflict(format!(
@@ -503,15 +502,6 @@ pub async fn raw(State(app): State<App>, admin: Admin, Path(id): Path<i64>) -> R
         Ok((_, raw)) => download(&format!("message-{id}.eml"), raw),
         Err(e) => error_page(Some(&admin), &e),
     }
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// A file download: saved under `filename`, never rendered or sniffed by the browser.
@@ -734,7 +724,7 @@ JVBERi0xLjQK\r\n\
             .unwrap()
             .unwrap();
         assert_eq!(pdf, b"%PDF-1.4\n");
-        assert_eq!(hex_sha256(&pdf), n.attachments[1].sha256);
+        assert_eq!(oauthimap_mime::sha256_hex(&pdf), n.attachments[1].sha256);
         assert_eq!(n.attachments[1].safe_filename, "résumé 2024.pdf");
         assert_eq!(
             oauthimap_mime::attachment_bytes(RAW, &stored_limits(), 2).unwrap(),
