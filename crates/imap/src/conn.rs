@@ -13,8 +13,10 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::error::{ImapError, Target, bye_means_token_expired, command_hint};
+use bytes::BufMut as _;
+
 use crate::protocol::{
-    self, Frame, FrameLimits, RawResponse, Response, Segment, Status, StatusResponse,
+    self, FrameLimits, Framer, Progress, RawResponse, Response, Segment, Status, StatusResponse,
 };
 use crate::tls::{SeenCert, handshake_error};
 use crate::transcript::Transcript;
@@ -43,9 +45,11 @@ pub struct TlsInfo {
 
 pub(crate) struct Conn {
     transport: Option<Transport>,
+    /// Bytes read and not framed yet: lines, and the start of a literal (the rest of a literal
+    /// is read straight into the framer's buffer for it).
     buf: Vec<u8>,
     io_timeout: Duration,
-    limits: FrameLimits,
+    framer: Framer,
     transcript: Option<Transcript>,
     next_tag: u32,
     pub(crate) target: Target,
@@ -121,9 +125,9 @@ impl Conn {
                     }
                     return Ok(Self {
                         transport: Some(Transport::Plain(tcp)),
-                        buf: Vec::new(),
+                        buf: Vec::with_capacity(2 * READ_CHUNK),
                         io_timeout,
-                        limits,
+                        framer: Framer::new(limits),
                         transcript,
                         next_tag: 0,
                         target,
@@ -279,18 +283,31 @@ impl Conn {
     }
 
     /// Reads more bytes; `deadline` replaces the per-read timeout (IDLE). `Ok(false)` when the
-    /// deadline passed.
-    async fn fill(&mut self, action: &str, deadline: Option<Instant>) -> Result<bool, ImapError> {
-        // Straight into the buffer's spare room: no zeroing, no copy.
+    /// deadline passed. With `literal` (the bytes the literal being framed still misses), they
+    /// go straight into the literal's own buffer, at most that many; otherwise into the buffer's
+    /// spare room. Either way without zeroing or an extra copy.
+    async fn fill(
+        &mut self,
+        action: &str,
+        deadline: Option<Instant>,
+        literal: Option<usize>,
+    ) -> Result<bool, ImapError> {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK {
             self.buf.reserve(READ_CHUNK);
         }
-        let (transport, buf) = (&mut self.transport, &mut self.buf);
+        let (transport, buf, framer) = (&mut self.transport, &mut self.buf, &mut self.framer);
         let read = async move {
-            match transport.as_mut() {
-                Some(Transport::Plain(s)) => s.read_buf(buf).await,
-                Some(Transport::Tls(s)) => s.read_buf(buf).await,
-                None => Err(std::io::Error::new(
+            let room = literal.and_then(|missing| Some((framer.literal_room()?, missing)));
+            match (transport.as_mut(), room) {
+                (Some(Transport::Plain(s)), Some((room, missing))) => {
+                    s.read_buf(&mut room.limit(missing)).await
+                }
+                (Some(Transport::Tls(s)), Some((room, missing))) => {
+                    s.read_buf(&mut room.limit(missing)).await
+                }
+                (Some(Transport::Plain(s)), None) => s.read_buf(buf).await,
+                (Some(Transport::Tls(s)), None) => s.read_buf(buf).await,
+                (None, _) => Err(std::io::Error::new(
                     std::io::ErrorKind::NotConnected,
                     "the connection is closed",
                 )),
@@ -319,16 +336,16 @@ impl Conn {
         }
     }
 
-    /// Reads one response; `None` only when `deadline` passed first.
+    /// Reads one response; `None` only when `deadline` passed first (what was read of the
+    /// response so far is kept for the next call).
     pub(crate) async fn read_until(
         &mut self,
         action: &str,
         deadline: Option<Instant>,
     ) -> Result<Option<Response>, ImapError> {
         loop {
-            match protocol::frame(&self.buf, self.limits) {
-                Ok(Frame::Complete(raw, used)) => {
-                    self.buf.drain(..used);
+            let literal = match self.framer.advance(&mut self.buf) {
+                Ok(Progress::Complete(raw)) => {
                     self.record(&raw);
                     return match protocol::parse(raw) {
                         Ok(response) => Ok(Some(response)),
@@ -342,14 +359,8 @@ impl Conn {
                         }
                     };
                 }
-                Ok(Frame::Need(n)) => {
-                    self.buf.reserve(n.saturating_sub(self.buf.len()));
-                    while self.buf.len() < n {
-                        if !self.fill(action, deadline).await? {
-                            return Ok(None);
-                        }
-                    }
-                }
+                Ok(Progress::Bytes) => None,
+                Ok(Progress::Literal(missing)) => Some(missing),
                 Err(source) => {
                     self.closed = true;
                     return Err(ImapError::Protocol {
@@ -358,6 +369,9 @@ impl Conn {
                         source,
                     });
                 }
+            };
+            if !self.fill(action, deadline, literal).await? {
+                return Ok(None);
             }
         }
     }

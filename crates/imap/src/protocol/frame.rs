@@ -1,5 +1,5 @@
-//! Framing: cuts one server response (a line, plus any `{n}` literals and the lines that continue
-//! it) out of a byte buffer, within size limits. Pure: the connection feeds it bytes.
+//! Framing: cuts server responses (a line, plus any `{n}` literals and the lines that continue
+//! it) out of a byte stream, within size limits. Pure: the connection feeds it bytes.
 
 use super::ProtocolError;
 
@@ -59,48 +59,111 @@ impl Default for FrameLimits {
     }
 }
 
-/// The outcome of framing a buffer.
+/// What [`Framer::advance`] needs next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    /// A complete response and how many bytes of the buffer it used.
-    Complete(RawResponse, usize),
-    /// More bytes are needed: the buffer must hold at least this many before trying again.
-    Need(usize),
+pub enum Progress {
+    /// A complete response.
+    Complete(RawResponse),
+    /// More bytes in the buffer (the rest of a line).
+    Bytes,
+    /// This many more bytes of the literal being read: they may go straight into
+    /// [`Framer::literal_room`] instead of the buffer.
+    Literal(usize),
 }
 
-/// Cuts the first complete response out of `buf`.
-pub fn frame(buf: &[u8], limits: FrameLimits) -> Result<Frame, ProtocolError> {
-    let mut segments = Vec::new();
-    let mut pos = 0;
-    loop {
-        let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') else {
-            if buf.len() - pos > limits.max_line {
-                return Err(ProtocolError::LineTooLong(limits.max_line));
+/// A literal being read: its bytes so far and its announced size.
+#[derive(Debug)]
+struct Partial {
+    bytes: Vec<u8>,
+    size: usize,
+}
+
+/// The largest buffer reserved for a literal before its bytes arrive, so that a server
+/// announcing a huge literal and sending little costs little.
+const LITERAL_RESERVE: usize = 256 * 1024;
+
+/// Cuts server responses out of a byte stream, one at a time. Each literal (a message body) is
+/// read into an exactly sized buffer of its own, which the response then holds without a copy:
+/// at most what was already buffered is copied, the rest can be read straight into it. So the
+/// connection's buffer stays small whatever the message sizes.
+#[derive(Debug)]
+pub struct Framer {
+    limits: FrameLimits,
+    /// The segments of the response being framed.
+    segments: Vec<Segment>,
+    literal: Option<Partial>,
+}
+
+impl Framer {
+    pub fn new(limits: FrameLimits) -> Self {
+        Self {
+            limits,
+            segments: Vec::new(),
+            literal: None,
+        }
+    }
+
+    /// Takes what it can from the front of `buf` (removing it) towards the next response.
+    pub fn advance(&mut self, buf: &mut Vec<u8>) -> Result<Progress, ProtocolError> {
+        loop {
+            if let Some(partial) = &mut self.literal {
+                let missing = partial.size - partial.bytes.len();
+                let take = missing.min(buf.len());
+                if partial.bytes.capacity() - partial.bytes.len() < take {
+                    partial.bytes.reserve_exact(missing);
+                }
+                partial.bytes.extend_from_slice(&buf[..take]);
+                buf.drain(..take);
+                let missing = partial.size - partial.bytes.len();
+                if missing > 0 {
+                    return Ok(Progress::Literal(missing));
+                }
+                if let Some(done) = self.literal.take() {
+                    self.segments.push(Segment::Literal(done.bytes));
+                }
+                continue;
             }
-            return Ok(Frame::Need(buf.len() + 1));
-        };
-        if nl > limits.max_line {
-            return Err(ProtocolError::LineTooLong(limits.max_line));
+            let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+                if buf.len() > self.limits.max_line {
+                    return Err(ProtocolError::LineTooLong(self.limits.max_line));
+                }
+                return Ok(Progress::Bytes);
+            };
+            if nl > self.limits.max_line {
+                return Err(ProtocolError::LineTooLong(self.limits.max_line));
+            }
+            let line = &buf[..nl];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some((text_len, size)) = literal_marker(line) else {
+                self.segments.push(Segment::Text(line.to_vec()));
+                buf.drain(..=nl);
+                let segments = std::mem::take(&mut self.segments);
+                return Ok(Progress::Complete(RawResponse { segments }));
+            };
+            let size = usize::try_from(size)
+                .ok()
+                .filter(|s| *s <= self.limits.max_literal)
+                .ok_or(ProtocolError::LiteralTooLarge(size))?;
+            self.segments.push(Segment::Text(line[..text_len].to_vec()));
+            buf.drain(..=nl);
+            self.literal = Some(Partial {
+                bytes: Vec::with_capacity(size.min(LITERAL_RESERVE)),
+                size,
+            });
         }
-        let end = pos + nl;
-        let line = &buf[pos..end];
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some((text_len, size)) = literal_marker(line) else {
-            segments.push(Segment::Text(line.to_vec()));
-            return Ok(Frame::Complete(RawResponse { segments }, end + 1));
-        };
-        let size = usize::try_from(size)
-            .ok()
-            .filter(|s| *s <= limits.max_literal)
-            .ok_or(ProtocolError::LiteralTooLarge(size))?;
-        let start = end + 1;
-        let needed = start + size;
-        if buf.len() < needed {
-            return Ok(Frame::Need(needed));
+    }
+
+    /// The buffer of the literal being read, with spare room for at least one more byte, for
+    /// reading straight into it (at most what the literal still misses, which
+    /// [`Progress::Literal`] says); `None` when no literal is being read.
+    pub fn literal_room(&mut self) -> Option<&mut Vec<u8>> {
+        let partial = self.literal.as_mut()?;
+        if partial.bytes.len() == partial.bytes.capacity() {
+            partial
+                .bytes
+                .reserve_exact(partial.size - partial.bytes.len());
         }
-        segments.push(Segment::Text(line[..text_len].to_vec()));
-        segments.push(Segment::Literal(buf[start..needed].to_vec()));
-        pos = needed;
+        Some(&mut partial.bytes)
     }
 }
 
@@ -123,28 +186,34 @@ fn literal_marker(line: &[u8]) -> Option<(usize, u64)> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write as _;
+
     use super::*;
 
-    fn complete(buf: &[u8]) -> (RawResponse, usize) {
-        match frame(buf, FrameLimits::default()).unwrap() {
-            Frame::Complete(r, used) => (r, used),
-            Frame::Need(n) => panic!("needs {n}"),
+    /// Frames the first response of `bytes`; returns it and what is left of the buffer.
+    fn complete(bytes: &[u8]) -> (RawResponse, Vec<u8>) {
+        let mut buf = bytes.to_vec();
+        match Framer::new(FrameLimits::default())
+            .advance(&mut buf)
+            .unwrap()
+        {
+            Progress::Complete(r) => (r, buf),
+            other => panic!("needs more: {other:?}"),
         }
     }
 
     #[test]
     fn frames_a_line_and_leaves_the_rest() {
-        let (r, used) = complete(b"* OK hi\r\nA1 OK done\r\n");
-        assert_eq!(used, 9);
+        let (r, rest) = complete(b"* OK hi\r\nA1 OK done\r\n");
+        assert_eq!(rest, b"A1 OK done\r\n");
         assert_eq!(r.segments, vec![Segment::Text(b"* OK hi".to_vec())]);
         assert_eq!(r.first_line(), "* OK hi");
     }
 
     #[test]
     fn frames_literals_and_continuation_lines() {
-        let buf = b"* 1 FETCH (UID 7 BODY[] {5}\r\nab\r\nc FLAGS ())\r\nrest";
-        let (r, used) = complete(buf);
-        assert_eq!(used, buf.len() - 4);
+        let (r, rest) = complete(b"* 1 FETCH (UID 7 BODY[] {5}\r\nab\r\nc FLAGS ())\r\nrest");
+        assert_eq!(rest, b"rest");
         assert_eq!(
             r.segments,
             vec![
@@ -157,16 +226,76 @@ mod tests {
     }
 
     #[test]
-    fn asks_for_more_until_the_literal_is_there() {
+    fn asks_for_more_and_reads_literals_straight_into_their_buffer() {
+        let mut framer = Framer::new(FrameLimits::default());
+        let mut buf = b"* OK no newline".to_vec();
+        assert_eq!(framer.advance(&mut buf).unwrap(), Progress::Bytes);
         assert_eq!(
-            frame(b"* 1 FETCH (BODY[] {10}\r\nabc", FrameLimits::default()).unwrap(),
-            Frame::Need(24 + 10)
+            buf, b"* OK no newline",
+            "an unfinished line stays in the buffer"
         );
+        assert!(framer.literal_room().is_none());
+
+        let mut framer = Framer::new(FrameLimits::default());
+        let mut buf = b"* 1 FETCH (BODY[] {10}\r\nabc".to_vec();
+        assert_eq!(framer.advance(&mut buf).unwrap(), Progress::Literal(7));
+        assert!(
+            buf.is_empty(),
+            "what arrived of the literal moved into its own buffer"
+        );
+        // A read straight into the literal, as the connection does.
+        let room = framer.literal_room().unwrap();
+        assert!(room.capacity() >= 10);
+        room.extend_from_slice(b"defg");
+        assert_eq!(framer.advance(&mut buf).unwrap(), Progress::Literal(3));
+        buf.extend_from_slice(b"hij)\r\nA1 OK");
+        let Progress::Complete(r) = framer.advance(&mut buf).unwrap() else {
+            panic!("not complete");
+        };
+        assert_eq!(r.segments[1], Segment::Literal(b"abcdefghij".to_vec()));
+        assert_eq!(r.segments[2], Segment::Text(b")".to_vec()));
+        assert_eq!(buf, b"A1 OK");
+        assert_eq!(framer.advance(&mut buf).unwrap(), Progress::Bytes);
+    }
+
+    #[test]
+    fn a_huge_announced_literal_reserves_little_until_its_bytes_arrive() {
+        let mut framer = Framer::new(FrameLimits::default());
+        let mut buf = b"* 1 FETCH (BODY[] {90000000}\r\n".to_vec();
         assert_eq!(
-            frame(b"* OK no newline", FrameLimits::default()).unwrap(),
-            Frame::Need(16)
+            framer.advance(&mut buf).unwrap(),
+            Progress::Literal(90_000_000)
         );
-        assert_eq!(frame(b"", FrameLimits::default()).unwrap(), Frame::Need(1));
+        let room = framer.literal_room().unwrap();
+        assert!(room.capacity() <= LITERAL_RESERVE);
+        room.resize(room.capacity(), b'x');
+        assert!(framer.literal_room().unwrap().capacity() >= 90_000_000);
+    }
+
+    #[test]
+    fn literals_get_exactly_sized_buffers_of_their_own() {
+        let mut framer = Framer::new(FrameLimits::default());
+        let mut buf = Vec::new();
+        for (n, size) in [(1, 1000), (2, 300_000)] {
+            write!(buf, "* {n} FETCH (BODY[] {{{size}}}\r\n").unwrap();
+            buf.resize(buf.len() + size, b'a' + n);
+            buf.extend_from_slice(b")\r\n");
+        }
+        let mut bodies = Vec::new();
+        while let Progress::Complete(mut r) = framer.advance(&mut buf).unwrap() {
+            let Segment::Literal(body) = r.segments.remove(1) else {
+                panic!("no literal");
+            };
+            bodies.push(body);
+        }
+        assert_eq!(bodies.len(), 2);
+        assert!(bodies[0].iter().all(|&b| b == b'b') && bodies[0].len() == 1000);
+        assert!(bodies[1].iter().all(|&b| b == b'c') && bodies[1].len() == 300_000);
+        assert_eq!(
+            (bodies[0].capacity(), bodies[1].capacity()),
+            (1000, 300_000)
+        );
+        assert!(buf.is_empty());
     }
 
     #[test]
@@ -176,23 +305,20 @@ mod tests {
             max_literal: 4,
         };
         assert_eq!(
-            frame(b"0123456789", limits),
+            Framer::new(limits).advance(&mut b"0123456789".to_vec()),
             Err(ProtocolError::LineTooLong(8))
         );
         assert_eq!(
-            frame(b"* {5}\r\nabcde\r\n", limits),
+            Framer::new(limits).advance(&mut b"* {5}\r\nabcde\r\n".to_vec()),
             Err(ProtocolError::LiteralTooLarge(5))
         );
+        let (r, rest) = complete(b"* {99999999999999999999}\r\n");
         assert_eq!(
-            frame(b"* {99999999999999999999}\r\n", FrameLimits::default()).unwrap(),
-            Frame::Complete(
-                RawResponse {
-                    segments: vec![Segment::Text(b"* {99999999999999999999}".to_vec())]
-                },
-                26
-            ),
+            r.segments,
+            vec![Segment::Text(b"* {99999999999999999999}".to_vec())],
             "an absurd marker is text, not a literal"
         );
+        assert!(rest.is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 mod frame;
 mod parse;
 
-pub use frame::{Frame, FrameLimits, RawResponse, Segment, frame};
+pub use frame::{FrameLimits, Framer, Progress, RawResponse, Segment};
 pub use parse::{FetchData, Response, Status, StatusResponse, parse};
 
 /// A server response that cannot be framed or parsed.
@@ -26,14 +26,12 @@ pub enum ProtocolError {
 /// the first incomplete one.
 pub fn parse_all(bytes: &[u8], limits: FrameLimits) -> Vec<Result<Response, ProtocolError>> {
     let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        match frame(&bytes[pos..], limits) {
-            Ok(Frame::Complete(raw, used)) => {
-                out.push(parse(raw));
-                pos += used;
-            }
-            Ok(Frame::Need(_)) => break,
+    let mut framer = Framer::new(limits);
+    let mut buf = bytes.to_vec();
+    loop {
+        match framer.advance(&mut buf) {
+            Ok(Progress::Complete(raw)) => out.push(parse(raw)),
+            Ok(Progress::Bytes | Progress::Literal(_)) => break,
             Err(err) => {
                 out.push(Err(err));
                 break;
@@ -69,17 +67,24 @@ mod tests {
         }
 
         #[test]
-        fn split_points_do_not_matter(cut in 0usize..60) {
+        fn split_points_do_not_matter(cuts in proptest::collection::vec(0usize..50, 0..6)) {
             let wire = b"* 1 FETCH (UID 7 BODY[] {5}\r\nab\r\nc)\r\nA1 OK done\r\n";
-            let cut = cut.min(wire.len());
-            // Framing a prefix either completes the same first response or asks for more.
-            match frame(&wire[..cut], FrameLimits::default()).unwrap() {
-                Frame::Need(n) => prop_assert!(n > cut),
-                Frame::Complete(raw, used) => {
-                    prop_assert_eq!(used, 37);
-                    prop_assert_eq!(raw.literal_bytes(), 5);
+            let mut cuts = cuts;
+            cuts.push(wire.len());
+            cuts.sort_unstable();
+            // Fed in pieces, the framer finds the same two responses as in one piece.
+            let mut framer = Framer::new(FrameLimits::default());
+            let (mut buf, mut fed, mut found) = (Vec::new(), 0, Vec::new());
+            for cut in cuts {
+                buf.extend_from_slice(&wire[fed..cut.max(fed)]);
+                fed = cut.max(fed);
+                while let Progress::Complete(raw) = framer.advance(&mut buf).unwrap() {
+                    found.push(raw);
                 }
             }
+            prop_assert_eq!(found.len(), 2);
+            prop_assert_eq!(found[0].literal_bytes(), 5);
+            prop_assert_eq!(found[1].first_line(), "A1 OK done");
         }
     }
 }

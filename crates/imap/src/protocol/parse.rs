@@ -413,14 +413,18 @@ fn parse_list(raw: &mut RawResponse) -> Option<Response> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::frame::{Frame, FrameLimits, frame};
+    use super::super::frame::{FrameLimits, Framer, Progress};
     use super::*;
 
-    fn parse_bytes(bytes: &[u8]) -> Response {
-        match frame(bytes, FrameLimits::default()).unwrap() {
-            Frame::Complete(raw, _) => parse(raw).unwrap(),
-            Frame::Need(_) => panic!("incomplete"),
+    fn framed(bytes: &[u8]) -> RawResponse {
+        match Framer::new(FrameLimits::default()).advance(&mut bytes.to_vec()) {
+            Ok(Progress::Complete(raw)) => raw,
+            other => panic!("incomplete: {other:?}"),
         }
+    }
+
+    fn parse_bytes(bytes: &[u8]) -> Response {
+        parse(framed(bytes)).unwrap()
     }
 
     #[test]
@@ -550,10 +554,11 @@ mod tests {
             b"* 1 FETCH (UID 3\r\n",
             b"* LIST (\r\n",
         ] {
-            let Frame::Complete(raw, _) = frame(bad, FrameLimits::default()).unwrap() else {
-                panic!()
-            };
-            assert!(parse(raw).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse(framed(bad)).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }
