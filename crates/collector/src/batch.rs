@@ -46,6 +46,15 @@ pub(crate) struct Done {
     pub stopped: Option<String>,
 }
 
+impl Done {
+    /// Adds a later batch's outcome to this one.
+    pub fn absorb(&mut self, later: Done) {
+        self.post.extend(later.post);
+        self.last = later.last.or(self.last);
+        self.stopped = later.stopped.or(self.stopped.take());
+    }
+}
+
 /// What [`prepare`] needs to know, owned so it can go to blocking threads.
 #[derive(Debug, Clone)]
 pub(crate) struct Context {

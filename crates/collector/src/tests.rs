@@ -300,7 +300,7 @@ fn files(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_deliver_every_message_once_and_act_once_per_batch() {
+async fn batches_deliver_every_message_once_and_act_in_few_commands() {
     const N: usize = 600;
     let s = setup(SinkKind::Store, None).await;
     let server = Server::with(N);
@@ -344,12 +344,36 @@ async fn batches_deliver_every_message_once_and_act_once_per_batch() {
     {
         let server = server.lock().unwrap();
         assert_eq!(server.seen().len(), N, "every message marked seen");
-        // 250 per batch: three fetches and three flag commands.
-        assert_eq!((server.fetches, server.stores), (3, 3));
+        // 250 per batch: three fetches; the post-actions wait for the end of the pass (fewer
+        // than `ACT_AFTER` messages), so one flag command.
+        assert_eq!((server.fetches, server.stores), (3, 1));
     }
     let again = s.pass(&server).await;
     assert_eq!((again.available, again.delivered), (0, 0));
     assert_eq!(s.store.message_count().await.unwrap(), N as i64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_pass_acts_once_enough_messages_wait_not_only_at_its_end() {
+    let n = 2 * crate::pass::ACT_AFTER + 300;
+    let s = setup(SinkKind::Store, None).await;
+    let server = Server::with(n);
+    let summary = s.pass(&server).await;
+    assert_eq!((summary.delivered, summary.failed), (n as u64, 0));
+    {
+        let server = server.lock().unwrap();
+        assert_eq!(server.seen().len(), n, "every message marked seen");
+        // Flags are set when `ACT_AFTER` messages wait (checked between fetches, so a little
+        // later at times), twice in this pass, and the rest at its end: never once per batch.
+        assert!(
+            (2..=3).contains(&server.stores),
+            "{} flag commands for {} fetches",
+            server.stores,
+            server.fetches
+        );
+        assert!(server.fetches > 10);
+    }
+    assert_eq!(s.checkpoint().await, Some(u32::try_from(n).unwrap()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
