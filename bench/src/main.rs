@@ -70,6 +70,11 @@ struct Args {
     /// `logs/<label>.perf`, read with `perf report -i`). The figures are then not comparable.
     #[arg(long)]
     perf: bool,
+    /// Diagnosis: run the oauthimap collections under `heaptrack` (Debian's package; heap
+    /// profiles in `logs/<label>.heaptrack.zst`, read with `heaptrack_print`). The figures are
+    /// then not comparable.
+    #[arg(long)]
+    heaptrack: bool,
     /// A quicker run without getmail6 (it takes most of a full run's time): no throughput ratio.
     #[arg(long)]
     skip_getmail: bool,
@@ -226,6 +231,14 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
             .map(String::from);
             cmd_args.splice(0..0, head);
             program = PathBuf::from("perf");
+        } else if args.heaptrack && program == oauthimap {
+            let log = logs
+                .join(format!("{label}.heaptrack"))
+                .display()
+                .to_string();
+            let head = ["-o", &log, &program.display().to_string()].map(String::from);
+            cmd_args.splice(0..0, head);
+            program = PathBuf::from("heaptrack");
         }
         Job {
             label: label.into(),
@@ -524,7 +537,16 @@ async fn access_token(oauthimap: &Path, data: &Path, user: &str) -> Result<Strin
 
 /// The `delivered` count of `oauthimap --json collect --once`.
 fn delivered(stdout: &str) -> Result<u64> {
-    let outcomes: serde_json::Value = serde_json::from_str(stdout)
+    // The JSON array, without what a diagnosis wrapper (heaptrack) printed around it.
+    let start = if stdout.starts_with('[') {
+        0
+    } else {
+        stdout.find("\n[").map_or(0, |i| i + 1)
+    };
+    let outcomes: serde_json::Value = serde_json::Deserializer::from_str(&stdout[start..])
+        .into_iter()
+        .next()
+        .context("collect printed no JSON")?
         .with_context(|| format!("collect's JSON output: {stdout:?}"))?;
     let o = &outcomes[0];
     ensure!(
