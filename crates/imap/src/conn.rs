@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::BufMut as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -13,8 +14,6 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::error::{ImapError, Target, bye_means_token_expired, command_hint};
-use bytes::BufMut as _;
-
 use crate::protocol::{
     self, FrameLimits, Framer, Progress, RawResponse, Response, Segment, Status, StatusResponse,
 };
