@@ -213,32 +213,29 @@ async fn run(args: &Args, work: &Path, logs: &Path) -> Result<String> {
     let oauthimap = std::fs::canonicalize(&args.oauthimap)?;
     let job = |label: &str, program: &Path, mut cmd_args: Vec<String>, env| {
         let mut program = program.to_path_buf();
-        if args.strace && program == oauthimap {
-            let log = logs.join(format!("{label}.strace")).display().to_string();
-            let head = ["-f", "-c", "-o", &log, &program.display().to_string()].map(String::from);
+        // A diagnosis wrapper: `TOOL BEFORE... logs/<label>.TOOL AFTER... PROGRAM ARGS...`.
+        let wrapper: Option<(&str, &[&str], &[&str])> = if program != oauthimap {
+            None
+        } else if args.strace {
+            Some(("strace", &["-f", "-c", "-o"], &[]))
+        } else if args.perf {
+            Some(("perf", &["record", "-g", "-o"], &["--"]))
+        } else if args.heaptrack {
+            Some(("heaptrack", &["-o"], &[]))
+        } else {
+            None
+        };
+        if let Some((tool, before, after)) = wrapper {
+            let log = logs.join(format!("{label}.{tool}")).display().to_string();
+            let head: Vec<String> = before
+                .iter()
+                .map(|o| (*o).to_owned())
+                .chain([log])
+                .chain(after.iter().map(|o| (*o).to_owned()))
+                .chain([program.display().to_string()])
+                .collect();
             cmd_args.splice(0..0, head);
-            program = PathBuf::from("strace");
-        } else if args.perf && program == oauthimap {
-            let log = logs.join(format!("{label}.perf")).display().to_string();
-            let head = [
-                "record",
-                "-g",
-                "-o",
-                &log,
-                "--",
-                &program.display().to_string(),
-            ]
-            .map(String::from);
-            cmd_args.splice(0..0, head);
-            program = PathBuf::from("perf");
-        } else if args.heaptrack && program == oauthimap {
-            let log = logs
-                .join(format!("{label}.heaptrack"))
-                .display()
-                .to_string();
-            let head = ["-o", &log, &program.display().to_string()].map(String::from);
-            cmd_args.splice(0..0, head);
-            program = PathBuf::from("heaptrack");
+            program = PathBuf::from(tool);
         }
         Job {
             label: label.into(),
@@ -665,4 +662,22 @@ fn machine() -> String {
         })
         .unwrap_or_default();
     format!("{cpus} CPU(s), {model}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delivered;
+
+    #[test]
+    fn reads_the_summary_with_or_without_a_wrapper_around_it() {
+        let json = r#"[{"receiver":"store","delivered":7,"failed":0,"refused":0,"stopped":null,"error":null}]"#;
+        assert_eq!(delivered(json).unwrap(), 7);
+        let wrapped = format!(
+            "heaptrack output will be written to x\nstarting\n{json}\nHeaptrack finished!\n"
+        );
+        assert_eq!(delivered(&wrapped).unwrap(), 7);
+        let failed = json.replace(r#""failed":0"#, r#""failed":1"#);
+        assert!(delivered(&failed).is_err(), "a failed message is reported");
+        assert!(delivered("no json here").is_err());
+    }
 }

@@ -291,7 +291,7 @@ impl Conn {
         deadline: Option<Instant>,
         literal: Option<usize>,
     ) -> Result<bool, ImapError> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK {
+        if literal.is_none() && self.buf.capacity() - self.buf.len() < READ_CHUNK {
             self.buf.reserve(READ_CHUNK);
         }
         let (transport, buf, framer) = (&mut self.transport, &mut self.buf, &mut self.framer);
