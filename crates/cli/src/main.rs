@@ -6,6 +6,7 @@
 //! stdout (text, or JSON with `--json`), logs to stderr. Exit codes: 0 success, 1 failure of the
 //! system, 2 bad input (what to fix is in the message).
 
+mod allocator;
 mod cli;
 mod commands;
 mod output;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    allocator::tune();
     let args = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
