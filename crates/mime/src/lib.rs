@@ -18,6 +18,7 @@ mod parts;
 mod prescan;
 mod refusal;
 mod sanitize;
+mod transfer;
 mod warnings;
 
 use mail_parser::MessageParser;
@@ -79,6 +80,57 @@ const PARSER_MAX: u64 = u32::MAX as u64;
 /// to 50 boundaries, 1 MB up to 2000; above the bound only the headers are read.
 pub const MAX_BOUNDARY_WORK: u64 = 2_000_000_000;
 
+/// The parsed message, who decodes its bodies, and whether the parser failed on the body (then
+/// only the headers were read).
+fn parse(
+    raw: &[u8],
+    headers_only: bool,
+) -> Result<(mail_parser::Message<'_>, transfer::Decoding, bool), Refusal> {
+    // mail-parser 0.11 has `debug_assert!`s that malformed input can reach (a message/rfc822
+    // part without headers, for one), so in debug builds it can panic. Should any panic happen,
+    // mail-parser's own decoding is tried (see `transfer`), then the headers alone are read, and
+    // only if that fails too is the message refused: the collector records a reason instead of
+    // losing a task.
+    let mut parser_failed = false;
+    let mut decoding = transfer::Decoding::Ours;
+    let parse = |parser: MessageParser| {
+        std::panic::catch_unwind(move || {
+            if headers_only {
+                parser.parse_headers(raw)
+            } else {
+                parser.parse(raw)
+            }
+        })
+    };
+    let mut parsed = parse(transfer::parser());
+    if parsed.is_err() {
+        decoding = transfer::Decoding::Parser;
+        parsed = parse(MessageParser::new());
+    }
+    if parsed.is_err() {
+        parser_failed = true;
+        parsed = std::panic::catch_unwind(|| MessageParser::new().parse_headers(raw));
+    }
+    let parsed = parsed.map_err(|_| Refusal::unparsable("the parser failed on this input"))?;
+    let has_headers =
+        |m: &mail_parser::Message<'_>| m.parts.first().is_some_and(|p| !p.headers.is_empty());
+    let Some(mut message) = parsed.filter(has_headers) else {
+        return Err(Refusal::unparsable("no header field could be read"));
+    };
+    if decoding == transfer::Decoding::Ours
+        && !headers_only
+        && !parser_failed
+        && transfer::decoding(&message, raw) == transfer::Decoding::Parser
+    {
+        decoding = transfer::Decoding::Parser;
+        match parse(MessageParser::new()) {
+            Ok(Some(again)) if has_headers(&again) => message = again,
+            _ => parser_failed = true,
+        }
+    }
+    Ok((message, decoding, parser_failed))
+}
+
 fn run(raw: &[u8], limits: &Limits, want: Want) -> Result<(Normalized, Vec<Vec<u8>>), Refusal> {
     let size = raw.len() as u64;
     let limit = limits.max_size.min(PARSER_MAX);
@@ -107,28 +159,7 @@ fn run(raw: &[u8], limits: &Limits, want: Want) -> Result<(Normalized, Vec<Vec<u
     let work = prescan::boundary_work(raw);
     let headers_only = work > MAX_BOUNDARY_WORK;
 
-    // mail-parser 0.11 has `debug_assert!`s that malformed input can reach (a message/rfc822
-    // part without headers, for one), so in debug builds it can panic. Should any panic happen,
-    // the headers alone are read, and only if that fails too is the message refused: the
-    // collector records a reason instead of losing a task.
-    let mut parser_failed = false;
-    let parsed = std::panic::catch_unwind(|| {
-        let parser = MessageParser::new();
-        if headers_only {
-            parser.parse_headers(raw)
-        } else {
-            parser.parse(raw)
-        }
-    })
-    .or_else(|_| {
-        parser_failed = true;
-        std::panic::catch_unwind(|| MessageParser::new().parse_headers(raw))
-    })
-    .map_err(|_| Refusal::unparsable("the parser failed on this input"))?;
-    let Some(message) = parsed.filter(|m| m.parts.first().is_some_and(|p| !p.headers.is_empty()))
-    else {
-        return Err(Refusal::unparsable("no header field could be read"));
-    };
+    let (message, decoding, parser_failed) = parse(raw, headers_only)?;
 
     let mut warnings = warnings::Warnings::default();
     for (line, text) in &scan.malformed {
@@ -166,7 +197,7 @@ fn run(raw: &[u8], limits: &Limits, want: Want) -> Result<(Normalized, Vec<Vec<u
         );
         parts::Body::default()
     } else {
-        parts::extract(&message, raw, limits, want, &mut warnings)
+        parts::extract(&message, raw, limits, want, decoding, &mut warnings)
     };
 
     let normalized = Normalized {

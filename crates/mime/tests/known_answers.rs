@@ -233,6 +233,57 @@ fn base64_text_attachment_keeps_its_charset_bytes() {
     assert_eq!(bytes[0], latin1);
 }
 
+#[test]
+fn an_encoded_forwarded_message_and_the_parts_after_it_are_all_read() {
+    // RFC 2046 forbids a transfer encoding on message/rfc822; Outlook and others send one anyway.
+    let inner = b"From: b@example.com\r\nSubject: inner\r\n\r\nforwarded body\r\n";
+    let pdf = b"%PDF-1.4 not really\n";
+    let raw = format!(
+        "From: a@example.com\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+         caf=C3=A9\r\n--m\r\nContent-Type: message/rfc822\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--m\r\n\
+         Content-Type: application/pdf; name=\"a.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--m--\r\n",
+        base64_encode(inner),
+        base64_encode(pdf),
+    );
+    let (n, bytes) = normalize_with_bytes(raw.as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(n.text, "café");
+    assert_eq!(n.attachments.len(), 2, "{:?}", n.attachments);
+    assert_eq!(n.attachments[0].content_type, "message/rfc822");
+    assert_eq!(bytes[0], inner);
+    assert_eq!(n.attachments[1].safe_filename, "a.pdf");
+    assert_eq!(bytes[1], pdf);
+    assert_eq!(n.attachments[1].size, pdf.len() as u64);
+    assert!(
+        !n.warnings
+            .iter()
+            .any(|w| w.code == oauthimap_mime::WarningCode::MalformedPart),
+        "{:?}",
+        n.warnings
+    );
+}
+
+#[test]
+fn broken_base64_in_an_attachment_is_kept_as_it_came_with_a_warning() {
+    let raw = "From: a@example.com\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\
+         Content-Type: text/plain\r\n\r\nbody\r\n--m\r\n\
+         Content-Type: application/octet-stream; name=\"x.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nQUJD\r\nnot*base64!\r\n--m--\r\n";
+    let (n, bytes) = normalize_with_bytes(raw.as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(n.text, "body");
+    assert_eq!(n.attachments.len(), 1);
+    assert_eq!(bytes[0], b"QUJD\r\nnot*base64!");
+    assert!(
+        n.warnings
+            .iter()
+            .any(|w| w.code == oauthimap_mime::WarningCode::MalformedPart),
+        "{:?}",
+        n.warnings
+    );
+}
+
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
