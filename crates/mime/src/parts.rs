@@ -242,9 +242,12 @@ fn decoded_text<'a>(part: &MessagePart<'_>, parsed: &'a str, raw: &[u8]) -> (Cow
         .content_type()
         .and_then(|ct| ct.attribute("charset"))
         .and_then(|c| charset_decoder(c.as_bytes()));
-    let text = match decoder {
-        Some(decode) => decode(&bytes),
-        None => String::from_utf8_lossy(&bytes).into_owned(),
+    let text = match (decoder, bytes) {
+        (Some(decode), bytes) => decode(&bytes),
+        // Validating is much faster than the lossy conversion, which only invalid text needs.
+        (None, Cow::Owned(bytes)) => String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+        (None, Cow::Borrowed(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
     };
     (Cow::Owned(text), true)
 }

@@ -1058,3 +1058,25 @@ on_both_backends!(
     checkpoints_ledger_and_messages,
     message_search_filters_and_pages,
 );
+
+/// Every pooled SQLite connection keeps a small page cache: with the default, each of them
+/// filled 2 MiB as the database grew, and a long collection's memory grew with the mailbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_connections_keep_a_small_page_cache() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    let oauthimap_store::Db::Sqlite(pool) = &t.db else {
+        unreachable!()
+    };
+    // Two connections at once, so the second one is opened with the same options.
+    let mut first = pool.acquire().await.unwrap();
+    let mut second = pool.acquire().await.unwrap();
+    for conn in [&mut first, &mut second] {
+        let size: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&mut **conn)
+            .await
+            .unwrap();
+        assert_eq!(size, -512, "KiB of page cache per connection");
+    }
+    drop((first, second));
+    t.cleanup().await;
+}
