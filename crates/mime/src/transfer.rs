@@ -117,7 +117,24 @@ pub enum Decoding {
 pub fn decoding(message: &Message<'_>, raw: &[u8]) -> Decoding {
     let mut stack = vec![(message, raw)];
     while let Some((message, raw)) = stack.pop() {
-        for (id, part) in message.parts.iter().enumerate() {
+        // Untyped parts of a multipart/digest are messages. Each part has one parent, so this
+        // is linear in the number of parts, whatever a hostile message nests.
+        let mut in_digest = vec![false; message.parts.len()];
+        for parent in &message.parts {
+            if let PartType::Multipart(children) = &parent.body
+                && parent
+                    .content_type()
+                    .and_then(|ct| ct.subtype())
+                    .is_some_and(|s| s.eq_ignore_ascii_case("digest"))
+            {
+                for &child in children {
+                    if let Some(flag) = in_digest.get_mut(child as usize) {
+                        *flag = true;
+                    }
+                }
+            }
+        }
+        for (part, in_digest) in message.parts.iter().zip(in_digest) {
             let is_message = match part.content_type() {
                 Some(ct) => {
                     ct.ctype().eq_ignore_ascii_case("message")
@@ -125,13 +142,7 @@ pub fn decoding(message: &Message<'_>, raw: &[u8]) -> Decoding {
                             s.eq_ignore_ascii_case("rfc822") || s.eq_ignore_ascii_case("global")
                         })
                 }
-                // Untyped parts of a multipart/digest are messages.
-                None => message.parts.iter().any(|parent| {
-                    matches!(&parent.body, PartType::Multipart(children)
-                        if u32::try_from(id).is_ok_and(|id| children.contains(&id))
-                            && parent.content_type().and_then(|ct| ct.subtype())
-                                .is_some_and(|s| s.eq_ignore_ascii_case("digest")))
-                }),
+                None => in_digest,
             };
             if is_message && declared(part, raw) != Declared::Identity {
                 return Decoding::Parser;

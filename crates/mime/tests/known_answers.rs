@@ -266,6 +266,33 @@ fn an_encoded_forwarded_message_and_the_parts_after_it_are_all_read() {
 }
 
 #[test]
+fn an_encoded_untyped_part_of_a_digest_is_read_as_the_message_it_is() {
+    // In a multipart/digest, a part without Content-Type is a message/rfc822 (RFC 2046 5.1.5).
+    let inner = b"From: c@example.com\r\nSubject: digest entry\r\n\r\nentry body\r\n";
+    let raw = format!(
+        "From: a@example.com\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\
+         Content-Type: text/plain\r\n\r\nintro\r\n--m\r\n\
+         Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--d--\r\n--m\r\n\
+         Content-Type: application/pdf; name=\"b.pdf\"\r\n\r\n%PDF\r\n--m--\r\n",
+        base64_encode(inner),
+    );
+    let (n, bytes) = normalize_with_bytes(raw.as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(n.text, "intro");
+    let entry = n
+        .attachments
+        .iter()
+        .position(|a| a.content_type == "message/rfc822")
+        .expect("the digest entry is listed");
+    assert_eq!(bytes[entry], inner);
+    assert!(
+        n.attachments.iter().any(|a| a.safe_filename == "b.pdf"),
+        "{:?}",
+        n.attachments
+    );
+}
+
+#[test]
 fn broken_base64_in_an_attachment_is_kept_as_it_came_with_a_warning() {
     let raw = "From: a@example.com\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\
          Content-Type: text/plain\r\n\r\nbody\r\n--m\r\n\
