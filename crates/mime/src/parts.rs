@@ -116,7 +116,7 @@ pub fn extract(
         let Some(part) = message.parts.get(id as usize) else {
             continue;
         };
-        let content = attachment_content(message, id, raw, decoding).unwrap_or_else(|| {
+        let content = attachment_content(part, raw, decoding).unwrap_or_else(|| {
             malformed(part, id as usize, warnings);
             Cow::Borrowed(part.contents())
         });
@@ -134,8 +134,10 @@ pub fn extract(
     body
 }
 
-/// Each text part's text, decoded once (`None` for the other parts), with a warning for each
-/// part that does not match its transfer encoding or boundary.
+/// The text of each part that is read as text (a text or HTML body, or a broken part that
+/// may be promoted to the body), decoded once; `None` for the other parts, whose bytes
+/// `attachment_content` decodes. Warns about each part that does not match its transfer
+/// encoding or boundary.
 fn part_texts<'a>(
     message: &'a Message<'a>,
     raw: &[u8],
@@ -143,14 +145,21 @@ fn part_texts<'a>(
     decoding: Decoding,
     warnings: &mut Warnings,
 ) -> Vec<Option<Cow<'a, str>>> {
+    let mut read_as_text = vec![false; message.parts.len()];
+    for &id in message.text_body.iter().chain(&message.html_body) {
+        if let Some(flag) = read_as_text.get_mut(id as usize) {
+            *flag = true;
+        }
+    }
     let mut texts: Vec<Option<Cow<'_, str>>> = Vec::with_capacity(message.parts.len());
     for (id, part) in message.parts.iter().enumerate() {
+        let wanted = read_as_text.get(id).copied().unwrap_or(false) || part.is_encoding_problem;
         let text = match &part.body {
             PartType::Text(text) | PartType::Html(text) if decoding == Decoding::Parser => {
                 Some(Cow::Borrowed(text.as_ref()))
             }
             PartType::Text(text) | PartType::Html(text)
-                if allowed.get(id).copied().unwrap_or(false) =>
+                if wanted && allowed.get(id).copied().unwrap_or(false) =>
             {
                 let (text, matched) = decoded_text(part, text, raw);
                 if !matched {
@@ -335,16 +344,14 @@ fn is_utf8_name(charset: &str) -> bool {
         .any(|n| charset.eq_ignore_ascii_case(n))
 }
 
-/// The decoded content of attachment part `id`, or `None` when its body does not match its
+/// The decoded content of an attachment part, or `None` when its body does not match its
 /// transfer encoding. Text parts keep their own charset (a stored file must), so they are
 /// decoded from the raw bytes as well, never taken from mail-parser's UTF-8 text.
 fn attachment_content<'a>(
-    message: &'a Message<'a>,
-    id: u32,
+    part: &'a MessagePart<'a>,
     raw: &'a [u8],
     decoding: Decoding,
 ) -> Option<Cow<'a, [u8]>> {
-    let part = message.parts.get(id as usize)?;
     let encoding = match decoding {
         Decoding::Ours => transfer::declared(part, raw),
         Decoding::Parser => match part.encoding {
@@ -464,18 +471,20 @@ mod tests {
 
     use super::*;
 
-    fn agree(raw: &[u8]) {
+    /// Compares the two ways on `raw`; false when they do not apply (the input is not read
+    /// the same way to begin with).
+    fn agree(raw: &[u8]) -> bool {
         // A panic is one of mail-parser's debug assertions; normalize() takes another way then.
         let Ok(Some(ours)) = std::panic::catch_unwind(|| transfer::parser().parse(raw)) else {
-            return;
+            return false;
         };
         let Some(theirs) = MessageParser::new().parse(raw) else {
-            return;
+            return false;
         };
         if theirs.parts.iter().any(|p| p.is_encoding_problem)
             || transfer::decoding(&ours, raw) == Decoding::Parser
         {
-            return; // mail-parser re-files such parts, or decodes them itself
+            return false; // mail-parser re-files such parts, or decodes them itself
         }
         assert_eq!(ours.parts.len(), theirs.parts.len());
         assert_eq!(ours.text_body, theirs.text_body);
@@ -492,14 +501,14 @@ mod tests {
                 (PartType::Binary(_), PartType::Binary(_))
                 | (PartType::InlineBinary(_), PartType::InlineBinary(_)) => {
                     assert_eq!(
-                        attachment_content(&ours, id, raw, Decoding::Ours).as_deref(),
+                        attachment_content(a, raw, Decoding::Ours).as_deref(),
                         Some(b.contents()),
                         "content of part {id}"
                     );
                 }
                 (_, PartType::Message(nested)) => {
                     assert_eq!(
-                        attachment_content(&ours, id, raw, Decoding::Ours).as_deref(),
+                        attachment_content(a, raw, Decoding::Ours).as_deref(),
                         Some(nested.raw_message()),
                         "content of part {id}"
                     );
@@ -508,6 +517,7 @@ mod tests {
                 (a, b) => panic!("part {id} is {a:?} here and {b:?} for mail-parser"),
             }
         }
+        true
     }
 
     fn wrap(text: &[u8], width: usize, eol: &str) -> String {
@@ -573,7 +583,7 @@ mod tests {
             ),
             width in 1usize..100,
             crlf in any::<bool>(),
-        ) -> Vec<u8> {
+        ) -> (Vec<u8>, bool) {
             let eol = if crlf { "\r\n" } else { "\n" };
             let (charset, bytes): (&str, Vec<u8>) = if latin {
                 let latin1: Vec<u8> = text.chars()
@@ -607,28 +617,35 @@ mod tests {
             }
             out.push_str("--m--");
             out.push_str(eol);
-            out.into_bytes()
+            // Only an encoded forwarded message sends the parser back to its own decoding.
+            let comparable = encodings[2] == 0 || !files.iter().any(|f| f.2);
+            (out.into_bytes(), comparable)
         }
     }
 
     proptest! {
         #[test]
-        fn bodies_decode_as_mail_parser_decodes_them(raw in message()) {
-            agree(&raw);
+        fn bodies_decode_as_mail_parser_decodes_them((raw, comparable) in message()) {
+            prop_assert_eq!(agree(&raw), comparable);
         }
     }
 
     #[test]
     fn the_fixtures_decode_as_mail_parser_decodes_them() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let mut checked = 0;
+        let (mut fixtures, mut compared) = (0, 0);
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "eml") {
-                agree(&std::fs::read(&path).unwrap());
-                checked += 1;
+                fixtures += 1;
+                compared += usize::from(agree(&std::fs::read(&path).unwrap()));
             }
         }
-        assert!(checked >= 12, "only {checked} fixtures");
+        assert!(fixtures >= 12, "only {fixtures} fixtures");
+        // The hostile ones may be read differently from the start; the others must compare.
+        assert!(
+            compared >= 8,
+            "only {compared} of {fixtures} fixtures compared"
+        );
     }
 }

@@ -311,6 +311,24 @@ fn broken_base64_in_an_attachment_is_kept_as_it_came_with_a_warning() {
     );
 }
 
+#[test]
+fn a_text_attachment_with_broken_base64_is_reported_once() {
+    let raw = "From: a@example.com\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\
+         Content-Type: text/plain\r\n\r\nbody\r\n--m\r\n\
+         Content-Type: text/csv; name=\"t.csv\"\r\nContent-Disposition: attachment\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\nYSxi\r\n*broken*\r\n--m--\r\n";
+    let (n, bytes) = normalize_with_bytes(raw.as_bytes(), &Limits::default()).unwrap();
+    assert_eq!(n.text, "body");
+    assert_eq!(n.attachments.len(), 1);
+    assert_eq!(bytes[0], b"YSxi\r\n*broken*");
+    let malformed = n
+        .warnings
+        .iter()
+        .filter(|w| w.code == oauthimap_mime::WarningCode::MalformedPart)
+        .count();
+    assert_eq!(malformed, 1, "{:?}", n.warnings);
+}
+
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
