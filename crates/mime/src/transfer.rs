@@ -160,15 +160,24 @@ pub fn decoding(message: &Message<'_>, raw: &[u8]) -> Decoding {
 pub fn decode(encoding: Declared, body: &[u8]) -> Option<Cow<'_, [u8]>> {
     match encoding {
         Declared::Identity => Some(Cow::Borrowed(body)),
-        Declared::Base64 => bulk_base64(body).or_else(|| {
-            let (end, bytes) = MessageStream::new(body).decode_base64_mime(b"");
-            (end != usize::MAX).then(|| Cow::Owned(bytes.into_owned()))
-        }),
-        Declared::QuotedPrintable => bulk_quoted_printable(body).map(Cow::Owned).or_else(|| {
-            let (end, bytes) = MessageStream::new(body).decode_quoted_printable_mime(b"");
-            (end != usize::MAX).then(|| Cow::Owned(bytes.into_owned()))
-        }),
+        Declared::Base64 => bulk_base64(body)
+            .or_else(|| by_mail_parser(MessageStream::decode_base64_mime, body))
+            .map(Cow::Owned),
+        Declared::QuotedPrintable => bulk_quoted_printable(body)
+            .or_else(|| by_mail_parser(MessageStream::decode_quoted_printable_mime, body))
+            .map(Cow::Owned),
     }
+}
+
+/// A mail-parser body decoder: the end of the body (`usize::MAX` when it does not match its
+/// encoding) and the decoded bytes.
+type ParserDecoder<'x> = fn(&mut MessageStream<'x>, &[u8]) -> (usize, Cow<'x, [u8]>);
+
+/// One of mail-parser's body decoders on the whole of `body`; `None` when the body does not
+/// match its encoding.
+fn by_mail_parser<'x>(decoder: ParserDecoder<'x>, body: &'x [u8]) -> Option<Vec<u8>> {
+    let (end, bytes) = decoder(&mut MessageStream::new(body), b"");
+    (end != usize::MAX).then(|| bytes.into_owned())
 }
 
 /// Quoted-printable (RFC 2045 6.7) with mail-parser's rules, copying the runs between `=`, CR
@@ -246,7 +255,7 @@ const STAGE: usize = 64 * 1024;
 
 /// Base64 as lines of whole groups, the line ends (and trailing blanks) dropped and the rest
 /// decoded in bulk; `None` for anything else.
-fn bulk_base64(body: &[u8]) -> Option<Cow<'static, [u8]>> {
+fn bulk_base64(body: &[u8]) -> Option<Vec<u8>> {
     const ENGINE: GeneralPurpose = GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         GeneralPurposeConfig::new()
@@ -269,7 +278,7 @@ fn bulk_base64(body: &[u8]) -> Option<Cow<'static, [u8]>> {
         return None;
     }
     ENGINE.decode_vec(&staged, &mut out).ok()?;
-    Some(Cow::Owned(out))
+    Some(out)
 }
 
 #[cfg(test)]
@@ -278,8 +287,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn slow(body: &[u8]) -> Option<Vec<u8>> {
-        let (end, bytes) = MessageStream::new(body).decode_base64_mime(b"");
-        (end != usize::MAX).then(|| bytes.into_owned())
+        by_mail_parser(MessageStream::decode_base64_mime, body)
     }
 
     fn wrapped(data: &[u8], width: usize, eol: &str) -> Vec<u8> {
@@ -362,8 +370,7 @@ Content-Description: d\r\nContent-Location: l\r\n\r\nhello\r\n--b--\r\n";
     }
 
     fn slow_qp(body: &[u8]) -> Option<Vec<u8>> {
-        let (end, bytes) = MessageStream::new(body).decode_quoted_printable_mime(b"");
-        (end != usize::MAX).then(|| bytes.into_owned())
+        by_mail_parser(MessageStream::decode_quoted_printable_mime, body)
     }
 
     #[test]
