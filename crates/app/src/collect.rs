@@ -18,10 +18,12 @@ pub struct CollectOutcome {
 }
 
 impl App {
-    /// One pass over each selected receiver (all active ones when `name` is `None`).
+    /// One pass over each selected receiver (all active ones when `name` is `None`). While a
+    /// receiver's sink is down, its pass is tried again for up to `retry_for`.
     pub async fn collect_once(
         &self,
         name: Option<&str>,
+        retry_for: std::time::Duration,
         progress: &(dyn Fn(&Receiver, ProgressEvent) + Send + Sync),
     ) -> Result<Vec<CollectOutcome>> {
         let receivers: Vec<Receiver> = match name {
@@ -46,7 +48,11 @@ impl App {
                 ));
             }
             let report = |e: ProgressEvent| progress(&r, e);
-            let outcome = match self.collector().collect_once(r.id, &report).await {
+            let outcome = match self
+                .collector()
+                .collect_once(r.id, retry_for, &report)
+                .await
+            {
                 Ok(summary) => CollectOutcome {
                     receiver: r.fields.name.clone(),
                     summary,

@@ -35,7 +35,7 @@ pub use collect::CollectOutcome;
 pub use diagnose::{DiagnoseOptions, DiagnosticReport, Outcome, Step};
 pub use error::{AppError, Result};
 pub use keys::{KeyRotation, KeyStatus};
-pub use oauthimap_collector::{Collector, PassSummary, ProgressEvent};
+pub use oauthimap_collector::{Collector, PassSummary, ProgressEvent, SinkWait};
 pub use oauthimap_config as config;
 pub use oauthimap_crypto as crypto;
 pub use oauthimap_oauth as oauth;
@@ -107,11 +107,21 @@ impl App {
             notifier,
             token_settings,
         ));
-        let collector = Arc::new(oauthimap_collector::Collector::new(
+        let collector = Arc::new(oauthimap_collector::Collector::with_settings(
             store.clone(),
             tokens.clone(),
             http,
             settings.data_dir.clone(),
+            oauthimap_collector::CollectorSettings {
+                max_concurrent_passes: settings.collector.max_concurrent_passes,
+                max_connections_per_account: settings.collector.max_connections_per_account,
+                sink: oauthimap_collector::SinkPolicy {
+                    max_outage: settings.sink.max_outage,
+                    alert_after: settings.sink.alert_after,
+                    retry_cap: settings.sink.retry_cap,
+                    ..oauthimap_collector::SinkPolicy::default()
+                },
+            },
         ));
         Ok(App {
             settings: Arc::new(settings),

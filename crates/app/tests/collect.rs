@@ -50,7 +50,10 @@ async fn receiver_for(h: &Harness, dovecot: &Dovecot, user: &str, input: Receive
 }
 
 async fn once(app: &App, name: &str) -> oauthimap_app::CollectOutcome {
-    let mut outcomes = app.collect_once(Some(name), &|_, _| {}).await.unwrap();
+    let mut outcomes = app
+        .collect_once(Some(name), Duration::ZERO, &|_, _| {})
+        .await
+        .unwrap();
     outcomes.remove(0)
 }
 

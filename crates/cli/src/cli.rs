@@ -111,6 +111,11 @@ pub enum Command {
         /// Only this receiver (name or id).
         #[arg(long)]
         receiver: Option<String>,
+        /// While a sink is down, keep retrying (with back-off, honouring Retry-After) for up to
+        /// this long before giving up with exit 1; the held message and everything after it stay
+        /// on the server, and the next run carries on from it. `0s` gives up at once.
+        #[arg(long, default_value = "30s", value_name = "DURATION")]
+        retry_for: humantime::Duration,
     },
     /// Messages collected into the built-in store.
     #[command(subcommand)]

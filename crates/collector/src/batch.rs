@@ -11,15 +11,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oauthimap_imap::{FetchedMessage, MessageSize};
 use oauthimap_mime::{Limits, normalize};
 use oauthimap_sinks::{Delivery, Receipt, SinkError, Summary};
-use oauthimap_store::{LedgerEntry, LedgerStatus, LedgerWrite};
-use oauthimap_types::ReceiverId;
+use oauthimap_store::{LedgerEntry, LedgerStatus, LedgerWrite, Level, NewEvent};
+use oauthimap_types::{ReceiverId, now_millis};
 
 use crate::CollectError;
-use crate::pass::{MAX_ATTEMPTS, Pass, PassSummary, ProgressEvent};
+use crate::pass::{Pass, PassSummary, ProgressEvent, SinkWait};
 
 /// One message of a batch after the ledger and the parser had their say.
 pub(crate) enum Item {
@@ -261,10 +262,11 @@ enum Slot {
 /// What the sink did with one message.
 enum Sent {
     Delivered(Receipt),
-    /// Failed for good or too often: set aside, the batch goes on.
+    /// Refused for good, or down for longer than `sink.max_outage`: set aside, the batch goes
+    /// on.
     DeadLetter,
-    /// Failed, worth retrying later: the pass stops here.
-    Stop(String),
+    /// Down for a while: the message holds the line, the pass stops here.
+    Stop(SinkWait),
 }
 
 impl Pass<'_> {
@@ -308,7 +310,10 @@ impl Pass<'_> {
     ) -> Result<(), CollectError> {
         let (slots, deliveries, uids) = self.sort_group(rescan, group).await?;
         let deliveries: Arc<[Delivery]> = deliveries.into();
-        let mut sent = self.send(context, &deliveries, &uids).await?.into_iter();
+        let mut sent = self
+            .send(context, &deliveries, &uids, summary)
+            .await?
+            .into_iter();
 
         let mut records = Vec::new();
         for (uid, slot) in slots {
@@ -355,11 +360,15 @@ impl Pass<'_> {
                     }
                     Some(Sent::DeadLetter) => Counted::Failed,
                     stop => {
-                        // `send` tries nothing after a failure worth retrying; should a message
-                        // have no answer all the same, stop before it too, so that no checkpoint
+                        // `send` tries nothing after a transient failure; should a message have
+                        // no answer all the same, stop before it too, so that no checkpoint
                         // passes it.
                         let why = match stop {
-                            Some(Sent::Stop(why)) => why,
+                            Some(Sent::Stop(wait)) => {
+                                let why = format!("the sink failed for UID {uid}: {}", wait.error);
+                                summary.waiting = Some(wait);
+                                why
+                            }
                             _ => format!("the sink gave no answer for UID {uid}"),
                         };
                         summary.failed += 1;
@@ -426,12 +435,13 @@ impl Pass<'_> {
     }
 
     /// Hands `deliveries` (of `uids`) to the sink, going on after a message is set aside, and
-    /// stopping at a failure worth retrying. One answer per message tried, in order.
+    /// stopping at a transient failure. One answer per message tried, in order.
     async fn send(
         &self,
         context: &Context,
         deliveries: &Arc<[Delivery]>,
         uids: &[u32],
+        summary: &mut PassSummary,
     ) -> Result<Vec<Sent>, CollectError> {
         let mut sent = Vec::with_capacity(deliveries.len());
         let mut start = 0;
@@ -442,10 +452,10 @@ impl Pass<'_> {
             let error = match outcome.failed {
                 Some(error) => error,
                 None if start >= deliveries.len() => break,
-                None => SinkError::Retryable("the sink stopped without saying why".into()),
+                None => SinkError::transient("the sink stopped without saying why"),
             };
             let answer = self
-                .failed(context, uids[start], &deliveries[start], error)
+                .failed(context, uids[start], &deliveries[start], error, summary)
                 .await?;
             let stop = matches!(answer, Sent::Stop(_));
             sent.push(answer);
@@ -457,14 +467,16 @@ impl Pass<'_> {
         Ok(sent)
     }
 
-    /// Records a failed delivery; sets the message aside after a permanent failure or too many
-    /// attempts.
+    /// Records a failed delivery. A permanent refusal sets the message aside at once; a
+    /// transient failure holds the line (the pass stops before the message), unless the message
+    /// has been failing for longer than `sink.max_outage`, when it is set aside too.
     async fn failed(
         &self,
         context: &Context,
         uid: u32,
         d: &Delivery,
         error: SinkError,
+        summary: &mut PassSummary,
     ) -> Result<Sent, CollectError> {
         let reason = error.to_string();
         let record = Record {
@@ -475,19 +487,63 @@ impl Pass<'_> {
             .store
             .record_ledger(&record.write(self.receiver.id, context.uid_validity))
             .await?;
-        if matches!(error, SinkError::Permanent(_)) || entry.attempts >= MAX_ATTEMPTS {
-            let why = format!("set aside after {} attempt(s): {reason}", entry.attempts);
-            self.store
-                .set_ledger_status(entry.id, LedgerStatus::Dead, Some(&why))
-                .await?;
-            tracing::warn!(receiver = %self.receiver.fields.name, uid, %why, "message set aside (dead letter)");
-            Ok(Sent::DeadLetter)
-        } else {
-            tracing::warn!(receiver = %self.receiver.fields.name, uid, error = %reason, "the sink failed; stopping until the next run");
-            Ok(Sent::Stop(format!(
-                "the sink failed for UID {uid}: {reason}"
-            )))
+        let now = now_millis();
+        let since = entry.failing_since.unwrap_or(now);
+        let outage = Duration::from_millis(u64::try_from(now - since).unwrap_or(0));
+        let why = match &error {
+            SinkError::Permanent(_) => format!("refused by the sink: {reason}"),
+            SinkError::Transient { .. } if outage >= self.policy.max_outage => format!(
+                "set aside after the sink failed for {} ({} attempt(s)): {reason}",
+                humanize(outage),
+                entry.attempts
+            ),
+            SinkError::Transient { retry_after, .. } => {
+                tracing::warn!(receiver = %self.receiver.fields.name, uid, error = %reason,
+                    "the sink is down; the message holds the line until it takes it");
+                return Ok(Sent::Stop(SinkWait {
+                    uid,
+                    since,
+                    attempts: entry.attempts,
+                    error: reason,
+                    retry_after_secs: retry_after.map(|d| d.as_secs()),
+                }));
+            }
+        };
+        self.store
+            .set_ledger_status(entry.id, LedgerStatus::Dead, Some(&why))
+            .await?;
+        tracing::warn!(receiver = %self.receiver.fields.name, uid, %why, "message set aside (dead letter)");
+        let event = NewEvent {
+            level: Level::Warn,
+            kind: "message.set_aside",
+            application_id: Some(self.receiver.fields.application_id),
+            account_id: self.receiver.fields.account_id,
+            receiver_id: Some(self.receiver.id),
+            message: format!(
+                "{}: UID {uid} ({}) {why}; `oauthimap messages retry {}` sends it again",
+                self.receiver.fields.name,
+                d.summary.message_id.as_deref().unwrap_or("no Message-ID"),
+                self.receiver.fields.name
+            ),
+        };
+        if let Err(e) = self.store.record_event(&event).await {
+            tracing::warn!(error = %e, event = %event.message, "cannot record the event");
         }
+        if error.is_transient() {
+            summary.set_aside_after_outage.push(event.message);
+        }
+        Ok(Sent::DeadLetter)
+    }
+}
+
+/// A duration in whole days, hours, minutes or seconds, for messages.
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..86_400 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
     }
 }
 

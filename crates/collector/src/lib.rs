@@ -25,8 +25,8 @@ mod run;
 #[cfg(test)]
 mod tests;
 
-pub use pass::{PassSummary, ProgressEvent};
-pub use run::Collector;
+pub use pass::{PassSummary, ProgressEvent, SinkPolicy, SinkWait};
+pub use run::{Collector, CollectorSettings};
 
 /// Why a collection run stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,7 @@ impl CollectError {
         match self {
             CollectError::Imap(e) => e.kind(),
             CollectError::Store(_) => FailureKind::Transient,
-            CollectError::Sink(e) if e.is_retryable() => FailureKind::Transient,
+            CollectError::Sink(e) if e.is_transient() => FailureKind::Transient,
             CollectError::Sink(_) | CollectError::Receiver(..) => FailureKind::Permanent,
         }
     }

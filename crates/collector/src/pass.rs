@@ -44,8 +44,6 @@ const IN_FLIGHT_BYTES: u64 = 3 * BATCH_BYTES;
 /// messages), which would hold up the next fetch. Safe to delay: the ledger has every delivered
 /// message, and a crash before the post-actions leaves them to the next pass.
 pub(crate) const ACT_AFTER: usize = 2000;
-/// Attempts before a message the sink keeps refusing is set aside (dead letter).
-pub const MAX_ATTEMPTS: i64 = 5;
 /// The flag set on refused messages when there is no refused folder.
 const REFUSED_FLAG: &str = "\\Flagged";
 
@@ -61,6 +59,65 @@ pub struct PassSummary {
     pub failed: u64,
     /// Why the pass stopped early, if it did (the sink keeps failing).
     pub stopped: Option<String>,
+    /// The message at the head of the line while the sink is down: the pass stopped before it
+    /// and nothing after it was delivered or acted on.
+    pub waiting: Option<SinkWait>,
+    /// Messages set aside because the sink stayed down past `sink.max_outage` (their reasons).
+    pub set_aside_after_outage: Vec<String>,
+}
+
+impl PassSummary {
+    /// Adds a later pass of the same run (`collect --once` retrying) to this one.
+    pub fn absorb(&mut self, later: PassSummary) {
+        if self.available == 0 {
+            self.available = later.available;
+        }
+        self.delivered += later.delivered;
+        self.already_seen += later.already_seen;
+        self.refused += later.refused;
+        self.failed += later.failed;
+        self.stopped = later.stopped;
+        self.waiting = later.waiting;
+        self.set_aside_after_outage
+            .extend(later.set_aside_after_outage);
+    }
+}
+
+/// A message held at the head of a receiver's line by a sink that is down.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SinkWait {
+    pub uid: u32,
+    /// When its first failure happened: the outage's start (epoch ms).
+    pub since: i64,
+    pub attempts: i64,
+    /// The sink's last error.
+    pub error: String,
+    /// How long the receiving end asked to wait (`Retry-After`), in seconds.
+    pub retry_after_secs: Option<u64>,
+}
+
+/// How a receiver treats a sink that is down (`[sink]` settings).
+#[derive(Debug, Clone)]
+pub struct SinkPolicy {
+    /// A held message is set aside once it has failed for this long.
+    pub max_outage: Duration,
+    /// An event and a notification go out once an outage lasts this long (and when it ends).
+    pub alert_after: Duration,
+    /// The first retry waits about this long; each next one twice as long, with jitter.
+    pub retry_base: Duration,
+    /// The longest wait between two retries.
+    pub retry_cap: Duration,
+}
+
+impl Default for SinkPolicy {
+    fn default() -> Self {
+        Self {
+            max_outage: Duration::from_hours(5 * 24),
+            alert_after: Duration::from_mins(15),
+            retry_base: Duration::from_secs(2),
+            retry_cap: Duration::from_mins(15),
+        }
+    }
 }
 
 /// The next fetch batch from `start`: up to `BATCH_COUNT` messages and `BATCH_BYTES`, those
@@ -99,6 +156,7 @@ pub(crate) struct Pass<'a> {
     pub progress: &'a (dyn Fn(ProgressEvent) + Send + Sync),
     /// Folders known to exist on the server (created or checked once per session).
     pub folders: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    pub policy: &'a SinkPolicy,
 }
 
 /// A fetched batch on its way to the parse stage.

@@ -1,5 +1,12 @@
 //! Running receivers: one pass on demand (`collect --once`), one receiver kept going (IDLE or
-//! polling, reconnects with back-off), and the supervisor that runs every active receiver.
+//! polling, reconnects with back-off, a sink outage waited out in order), and the supervisor
+//! that runs every active receiver.
+//!
+//! A receiver's life costs one task and, while connected, one IMAP session; what is limited is
+//! the work: at most `max_concurrent_passes` passes (fetch, parse, deliver) run at once, handed
+//! out first come, first served, and at most a provider's connection limit of sessions run per
+//! account. Every receiver reports what it is doing ([`ReceiverState`]) to the store, so each
+//! shell shows the same state.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -8,12 +15,15 @@ use std::time::Duration;
 
 use oauthimap_imap::{IdleOutcome, MailSession as _, Session, SessionConfig, connect_and_login};
 use oauthimap_sinks::{Sink, SinkConfig};
-use oauthimap_store::{Level, NewEvent, Receiver, Store};
-use oauthimap_tokens::TokenService;
-use oauthimap_types::{FailureKind, ReceiverId, Trigger, now_millis};
+use oauthimap_store::{Level, NewEvent, Receiver, StatusReport, Store};
+use oauthimap_tokens::{Notice, TokenService};
+use oauthimap_types::{
+    AccountId, FailureKind, Provider, ReceiverId, ReceiverState, Trigger, backoff, now_millis,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 use crate::CollectError;
-use crate::pass::{Pass, PassSummary, ProgressEvent};
+use crate::pass::{Pass, PassSummary, ProgressEvent, SinkPolicy, SinkWait};
 
 /// IDLE is re-issued before the 29 minutes RFC 2177 allows.
 const IDLE_SLICE: Duration = Duration::from_mins(20);
@@ -23,6 +33,36 @@ const TOKEN_RENEW_BEFORE: i64 = 5 * 60 * 1000;
 const MAX_BACKOFF: Duration = Duration::from_mins(5);
 const LEASE_TTL_MS: i64 = 120_000;
 
+/// How the collector shares the machine and treats failing sinks.
+#[derive(Debug, Clone)]
+pub struct CollectorSettings {
+    /// Passes (fetch, parse, deliver) running at once, over all receivers.
+    pub max_concurrent_passes: usize,
+    /// IMAP sessions per upstream account, when the provider's own limit is not known.
+    pub max_connections_per_account: usize,
+    pub sink: SinkPolicy,
+}
+
+impl Default for CollectorSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_passes: std::thread::available_parallelism()
+                .map_or(2, std::num::NonZero::get),
+            max_connections_per_account: 20,
+            sink: SinkPolicy::default(),
+        }
+    }
+}
+
+/// IMAP sessions one mailbox may hold at the provider: Exchange Online allows about 20, Gmail 15.
+fn provider_connection_limit(provider: Provider, configured: usize) -> usize {
+    match provider {
+        Provider::Microsoft => configured.min(20),
+        Provider::Google => configured.min(15),
+        Provider::Generic => configured,
+    }
+}
+
 /// Runs receivers.
 #[derive(Debug, Clone)]
 pub struct Collector {
@@ -31,14 +71,72 @@ pub struct Collector {
     http: reqwest::Client,
     data_dir: PathBuf,
     instance: String,
+    settings: CollectorSettings,
+    /// One permit per pass running.
+    passes: Arc<Semaphore>,
+    /// Per account: one permit per open IMAP session.
+    connections: Arc<Mutex<HashMap<AccountId, Arc<Semaphore>>>>,
     /// Wakes the supervisor early: a receiver was added or changed.
     changed: Arc<tokio::sync::Notify>,
+    /// Cuts every receiver's current back-off short (a saved fix, "collect now").
+    nudge: Arc<tokio::sync::Notify>,
 }
 
 fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     let _ = getrandom::fill(&mut b);
     u64::from_le_bytes(b)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Writes a receiver's state when it changes (not on every loop).
+struct Reporter<'a> {
+    store: &'a Store,
+    receiver: ReceiverId,
+    instance: &'a str,
+    last: Option<(ReceiverState, Option<String>, Option<i64>)>,
+}
+
+impl Reporter<'_> {
+    async fn report(
+        &mut self,
+        state: ReceiverState,
+        detail: Option<String>,
+        next_at: Option<i64>,
+        since: Option<i64>,
+    ) {
+        let now = (state, detail, next_at);
+        if self.last.as_ref() == Some(&now) {
+            return;
+        }
+        let report = StatusReport {
+            state,
+            detail: now.1.as_deref(),
+            next_at,
+            instance: self.instance,
+            since,
+        };
+        if let Err(e) = self
+            .store
+            .report_receiver_status(self.receiver, &report)
+            .await
+        {
+            tracing::warn!(error = %e, state = %state, "cannot record the receiver's state");
+        }
+        self.last = Some(now);
+    }
+}
+
+/// How a session ended.
+enum SessionEnd {
+    /// Routine: stop asked, a fresh token is due, the server ended the session for an expired
+    /// token.
+    Renew,
+    /// The sink is down: wait, then go on with the held message.
+    SinkDown(SinkWait),
 }
 
 impl Collector {
@@ -48,24 +146,49 @@ impl Collector {
         http: reqwest::Client,
         data_dir: PathBuf,
     ) -> Self {
+        Self::with_settings(store, tokens, http, data_dir, CollectorSettings::default())
+    }
+
+    pub fn with_settings(
+        store: Store,
+        tokens: Arc<TokenService>,
+        http: reqwest::Client,
+        data_dir: PathBuf,
+        settings: CollectorSettings,
+    ) -> Self {
         Self {
             store,
             tokens,
             http,
             data_dir,
             instance: format!(
-                "collector-{}-{:08x}",
+                "{}-{}-{:08x}",
+                hostname(),
                 std::process::id(),
                 random_u64() & 0xffff_ffff
             ),
+            passes: Arc::new(Semaphore::new(settings.max_concurrent_passes.max(1))),
+            settings,
+            connections: Arc::default(),
             changed: Arc::new(tokio::sync::Notify::new()),
+            nudge: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// This instance's name in leases and receiver states.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn settings(&self) -> &CollectorSettings {
+        &self.settings
     }
 
     /// Tells the supervisor that receivers changed, so new ones start now rather than at its
     /// next periodic look.
     pub fn wake(&self) {
         self.changed.notify_one();
+        self.nudge.notify_waiters();
     }
 
     async fn sink(&self, r: &Receiver) -> Result<Sink, CollectError> {
@@ -80,10 +203,7 @@ impl Collector {
         .build(self.store.clone(), self.http.clone())?)
     }
 
-    async fn connect(
-        &self,
-        r: &Receiver,
-    ) -> Result<(Session, oauthimap_types::AccountId), CollectError> {
+    async fn connect(&self, r: &Receiver) -> Result<(Session, AccountId), CollectError> {
         let account = r.fields.account_id.ok_or_else(|| {
             CollectError::Receiver(r.fields.name.clone(), "has no account".into())
         })?;
@@ -103,29 +223,200 @@ impl Collector {
         ))
     }
 
-    /// One pass for a receiver: connect, select, collect everything new, log out.
+    /// The account's connection slots (created with the provider's limit).
+    async fn connection_slots(&self, r: &Receiver, account: AccountId) -> Arc<Semaphore> {
+        if let Some(slots) = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&account)
+        {
+            return slots.clone();
+        }
+        let provider = self
+            .store
+            .application(r.fields.application_id)
+            .await
+            .map_or(Provider::Generic, |a| a.fields.provider);
+        let limit =
+            provider_connection_limit(provider, self.settings.max_connections_per_account).max(1);
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(account)
+            .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+            .clone()
+    }
+
+    /// How long to wait before the `failures`-th retry of a sink that is down.
+    fn sink_delay(&self, failures: u32, wait: &SinkWait) -> Duration {
+        let p = &self.settings.sink;
+        let delay = backoff(failures, p.retry_base, p.retry_cap, random_u64());
+        delay.max(Duration::from_secs(wait.retry_after_secs.unwrap_or(0)))
+    }
+
+    /// One pass for a receiver: connect, select, collect everything new, log out. When the sink
+    /// is down, passes are tried again (with the same back-off as `serve`) for up to
+    /// `retry_for`; a message still held then is reported in the summary (`waiting`), and the
+    /// next run carries on from it.
     pub async fn collect_once(
         &self,
         receiver: ReceiverId,
+        retry_for: Duration,
         progress: &(dyn Fn(ProgressEvent) + Send + Sync),
     ) -> Result<PassSummary, CollectError> {
         let r = self.store.receiver(receiver).await?;
-        let sink = self.sink(&r).await?;
-        let (mut session, _) = self.connect(&r).await?;
+        let deadline = tokio::time::Instant::now() + retry_for;
+        let mut total = PassSummary::default();
+        let mut failures = 0;
+        let mut outage = Outage::load(&self.store, r.id).await;
+        loop {
+            let summary = self.one_pass(&r, progress).await?;
+            self.record_pass(&r, &summary).await;
+            let waiting = summary.waiting.clone();
+            total.absorb(summary);
+            self.track_outage(&r, &mut outage, waiting.as_ref(), &total)
+                .await;
+            total.set_aside_after_outage.clear();
+            let Some(wait) = waiting else {
+                if let Err(e) = self
+                    .store
+                    .clear_receiver_status(r.id, "collect --once")
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot record the receiver's state");
+                }
+                return Ok(total);
+            };
+            failures += 1;
+            let delay = self.sink_delay(failures, &wait);
+            let mut reporter = Reporter {
+                store: &self.store,
+                receiver: r.id,
+                instance: "collect --once",
+                last: None,
+            };
+            let give_up = tokio::time::Instant::now() + delay > deadline;
+            reporter
+                .report(
+                    ReceiverState::WaitingForSink,
+                    Some(wait.error.clone()),
+                    (!give_up).then(|| now_millis() + millis(delay)),
+                    Some(wait.since),
+                )
+                .await;
+            if outage.alert_pending_mark {
+                outage.alert_pending_mark = false;
+                if let Err(e) = self.store.mark_receiver_status_alerted(r.id).await {
+                    tracing::warn!(error = %e, "cannot record the receiver's state");
+                }
+            }
+            if give_up {
+                return Ok(total);
+            }
+            tracing::info!(receiver = %r.fields.name, retry_in_ms = delay.as_millis(), "the sink is down; trying again");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn one_pass(
+        &self,
+        r: &Receiver,
+        progress: &(dyn Fn(ProgressEvent) + Send + Sync),
+    ) -> Result<PassSummary, CollectError> {
+        let sink = self.sink(r).await?;
+        let (mut session, _) = self.connect(r).await?;
         let mailbox = session.select(&r.fields.folder).await?;
         let folders = Mutex::new(HashSet::new());
         let pass = Pass {
             store: &self.store,
             sink: &sink,
-            receiver: &r,
+            receiver: r,
             progress,
             folders: &folders,
+            policy: &self.settings.sink,
         };
         let summary = pass.run(&mut session, mailbox.uid_validity).await;
         let _ = session.logout().await;
-        let summary = summary?;
-        self.record_pass(&r, &summary).await;
-        Ok(summary)
+        summary
+    }
+
+    /// Records an event, logging (never dropping silently) one that cannot be recorded.
+    async fn event(&self, r: &Receiver, level: Level, kind: &'static str, message: String) {
+        let event = NewEvent {
+            level,
+            kind,
+            application_id: Some(r.fields.application_id),
+            account_id: r.fields.account_id,
+            receiver_id: Some(r.id),
+            message,
+        };
+        if let Err(e) = self.store.record_event(&event).await {
+            tracing::warn!(error = %e, kind, message = %event.message, "cannot record the event");
+        }
+    }
+
+    /// Tells people about a receiver through `[notify]`.
+    async fn notify(&self, r: &Receiver, event: &'static str, reason: String) {
+        let notice = Notice {
+            event,
+            account_id: r.fields.account_id.map_or(0, |a| a.0),
+            mailbox: r.account_mailbox.clone().unwrap_or_default(),
+            application: r.application_name.clone(),
+            receiver: Some(r.fields.name.clone()),
+            reason,
+            at: now_millis(),
+        };
+        self.tokens.notifier().send(&notice).await;
+    }
+
+    /// Alerts once an outage passes `sink.alert_after`, and when it ends; notifies about
+    /// messages set aside after `sink.max_outage`.
+    async fn track_outage(
+        &self,
+        r: &Receiver,
+        outage: &mut Outage,
+        waiting: Option<&SinkWait>,
+        summary: &PassSummary,
+    ) {
+        for why in &summary.set_aside_after_outage {
+            self.notify(r, "message.set_aside", why.clone()).await;
+        }
+        match waiting {
+            Some(wait) => {
+                outage.since = Some(wait.since);
+                let lasted = now_millis() - wait.since;
+                if !outage.alerted && lasted >= millis(self.settings.sink.alert_after) {
+                    let message = format!(
+                        "{}: the sink has been failing for {} min; mail waits, in order, from UID {} ({})",
+                        r.fields.name,
+                        lasted / 60_000,
+                        wait.uid,
+                        wait.error
+                    );
+                    self.event(r, Level::Error, "sink.outage", message.clone())
+                        .await;
+                    self.notify(r, "sink.outage", message).await;
+                    outage.alerted = true;
+                    outage.alert_pending_mark = true;
+                }
+            }
+            None => {
+                if let Some(since) = outage.since.take() {
+                    if outage.alerted {
+                        let message = format!(
+                            "{}: the sink takes mail again after {} min; the held messages were delivered in order",
+                            r.fields.name,
+                            (now_millis() - since) / 60_000
+                        );
+                        self.event(r, Level::Info, "sink.recovered", message.clone())
+                            .await;
+                        self.notify(r, "sink.recovered", message).await;
+                    }
+                    outage.alerted = false;
+                }
+            }
+        }
     }
 
     async fn record_pass(&self, r: &Receiver, s: &PassSummary) {
@@ -148,7 +439,7 @@ impl Collector {
             return;
         }
         let (level, kind) = if s.stopped.is_some() {
-            (Level::Error, "receiver.stalled")
+            (Level::Warn, "receiver.waiting")
         } else {
             (Level::Info, "receiver.collected")
         };
@@ -157,29 +448,23 @@ impl Collector {
             r.fields.name, s.delivered, s.refused, s.failed, s.already_seen
         );
         if let Some(why) = &s.stopped {
-            message = format!("{message}; stopped: {why}");
+            message = format!("{message}; waiting: {why}");
         }
-        let _ = self
-            .store
-            .record_event(&NewEvent {
-                level,
-                kind,
-                application_id: Some(r.fields.application_id),
-                account_id: r.fields.account_id,
-                receiver_id: Some(r.id),
-                message,
-            })
-            .await;
+        self.event(r, level, kind, message).await;
     }
 
     /// Keeps one receiver collecting until `stop` turns true or the receiver is switched off.
-    pub async fn run_receiver(
-        &self,
-        receiver: ReceiverId,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
+    pub async fn run_receiver(&self, receiver: ReceiverId, mut stop: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
+        let mut sink_failures: u32 = 0;
         let lease = format!("receiver:{}", receiver.0);
+        let mut reporter = Reporter {
+            store: &self.store,
+            receiver,
+            instance: &self.instance,
+            last: None,
+        };
+        let mut outage = Outage::load(&self.store, receiver).await;
         while !*stop.borrow() {
             match self
                 .store
@@ -189,6 +474,8 @@ impl Collector {
                 Ok(true) => {}
                 Ok(false) => {
                     // Another instance collects this folder.
+                    let holder = self.store.lease_holder(&lease).await.ok().flatten();
+                    tracing::debug!(receiver = receiver.0, holder = ?holder, "held by another instance");
                     if sleep_or_stop(&mut stop, Duration::from_secs(30)).await {
                         break;
                     }
@@ -200,8 +487,38 @@ impl Collector {
                 Ok(r) if r.fields.active => r,
                 _ => break,
             };
-            match self.session_loop(&r, &lease, &mut stop).await {
-                Ok(()) => failures = 0,
+            match self
+                .session_loop(&r, &lease, &mut stop, &mut reporter, &mut outage)
+                .await
+            {
+                Ok(SessionEnd::Renew) => {
+                    failures = 0;
+                    sink_failures = 0;
+                }
+                Ok(SessionEnd::SinkDown(wait)) => {
+                    failures = 0;
+                    sink_failures += 1;
+                    let delay = self.sink_delay(sink_failures, &wait);
+                    tracing::warn!(receiver = %r.fields.name, uid = wait.uid, error = %wait.error,
+                        retry_in_ms = delay.as_millis(), "the sink is down; mail waits in order");
+                    reporter
+                        .report(
+                            ReceiverState::WaitingForSink,
+                            Some(wait.error.clone()),
+                            Some(now_millis() + millis(delay)),
+                            Some(wait.since),
+                        )
+                        .await;
+                    if outage.alert_pending_mark {
+                        outage.alert_pending_mark = false;
+                        if let Err(e) = self.store.mark_receiver_status_alerted(r.id).await {
+                            tracing::warn!(error = %e, "cannot record the receiver's state");
+                        }
+                    }
+                    if self.sleep_or_wake(&mut stop, delay).await {
+                        break;
+                    }
+                }
                 Err(CollectError::Imap(e)) if e.needs_reauthentication() => {
                     // Exchange ends sessions whose token expired (`* BYE ... AccessTokenExpired`):
                     // log in again with a fresh token at once; this is not a failure.
@@ -209,22 +526,32 @@ impl Collector {
                 }
                 Err(e) => {
                     failures += 1;
-                    let wait = Duration::from_secs(5)
-                        .saturating_mul(2u32.saturating_pow(failures.min(6)))
-                        .min(MAX_BACKOFF);
+                    let wait =
+                        backoff(failures, Duration::from_secs(10), MAX_BACKOFF, random_u64());
                     tracing::warn!(receiver = %r.fields.name, error = %e, retry_in_s = wait.as_secs(), "collection failed; reconnecting later");
+                    let paused = matches!(&e, CollectError::Imap(i) if i.kind() == FailureKind::Permanent)
+                        && self.account_needs_reauth(&r).await;
+                    let state = if paused {
+                        ReceiverState::Paused
+                    } else {
+                        ReceiverState::BackingOff
+                    };
+                    reporter
+                        .report(
+                            state,
+                            Some(e.to_string()),
+                            Some(now_millis() + millis(wait)),
+                            None,
+                        )
+                        .await;
                     if failures == 1 || e.kind() == FailureKind::Permanent {
-                        let _ = self
-                            .store
-                            .record_event(&NewEvent {
-                                level: Level::Warn,
-                                kind: "receiver.error",
-                                application_id: Some(r.fields.application_id),
-                                account_id: r.fields.account_id,
-                                receiver_id: Some(r.id),
-                                message: format!("{}: {e}", r.fields.name),
-                            })
-                            .await;
+                        self.event(
+                            &r,
+                            Level::Warn,
+                            "receiver.error",
+                            format!("{}: {e}", r.fields.name),
+                        )
+                        .await;
                     }
                     if sleep_or_stop(&mut stop, wait).await {
                         break;
@@ -232,18 +559,99 @@ impl Collector {
                 }
             }
         }
-        let _ = self.store.release_lease(&lease, &self.instance).await;
+        if let Err(e) = self.store.release_lease(&lease, &self.instance).await {
+            tracing::warn!(error = %e, "cannot release the receiver lease");
+        }
+        if let Err(e) = self
+            .store
+            .clear_receiver_status(receiver, &self.instance)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record the receiver's state");
+        }
+    }
+
+    async fn account_needs_reauth(&self, r: &Receiver) -> bool {
+        let Some(account) = r.fields.account_id else {
+            return true;
+        };
+        self.store
+            .account(account)
+            .await
+            .is_ok_and(|a| a.state == oauthimap_types::AccountState::NeedsReauth)
+    }
+
+    /// Sleeps like [`sleep_or_stop`], but a change of receivers (a saved fix, "collect now")
+    /// ends the wait early.
+    async fn sleep_or_wake(&self, stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+        tokio::select! {
+            s = sleep_or_stop(stop, wait) => s,
+            () = self.nudge.notified() => *stop.borrow(),
+        }
+    }
+
+    /// Waits for a pass slot, saying so while it waits.
+    async fn pass_slot(
+        &self,
+        reporter: &mut Reporter<'_>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.passes.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        reporter
+            .report(
+                ReceiverState::WaitingForSlot,
+                Some(format!(
+                    "all {} pass slots are busy (collector.max_concurrent_passes)",
+                    self.settings.max_concurrent_passes
+                )),
+                None,
+                None,
+            )
+            .await;
+        tokio::select! {
+            p = self.passes.clone().acquire_owned() => p.ok(),
+            _ = stop.wait_for(|s| *s) => None,
+        }
     }
 
     /// One connection: passes, then IDLE (or a poll wait) until something arrives, the token
-    /// nears expiry (then a fresh session), or `stop`.
+    /// nears expiry (then a fresh session), the sink goes down, or `stop`.
     async fn session_loop(
         &self,
         r: &Receiver,
         lease: &str,
-        stop: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), CollectError> {
+        stop: &mut watch::Receiver<bool>,
+        reporter: &mut Reporter<'_>,
+        outage: &mut Outage,
+    ) -> Result<SessionEnd, CollectError> {
         let sink = self.sink(r).await?;
+        let account = r.fields.account_id.ok_or_else(|| {
+            CollectError::Receiver(r.fields.name.clone(), "has no account".into())
+        })?;
+        let slots = self.connection_slots(r, account).await;
+        let _connection = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                reporter
+                    .report(
+                        ReceiverState::WaitingForSlot,
+                        Some(format!(
+                            "the mailbox {} has all {} IMAP connections it may open in use",
+                            r.account_mailbox.as_deref().unwrap_or("?"),
+                            slots.available_permits().max(1)
+                        )),
+                        None,
+                        None,
+                    )
+                    .await;
+                tokio::select! {
+                    p = slots.acquire_owned() => p.map_err(|_| CollectError::Receiver(r.fields.name.clone(), "shutting down".into()))?,
+                    _ = stop.wait_for(|s| *s) => return Ok(SessionEnd::Renew),
+                }
+            }
+        };
         let (mut session, account) = self.connect(r).await?;
         let folders = Mutex::new(HashSet::new());
         let idle = r.fields.trigger == Trigger::Idle
@@ -252,6 +660,13 @@ impl Collector {
                 .iter()
                 .any(|c| c.eq_ignore_ascii_case("IDLE"));
         loop {
+            let Some(permit) = self.pass_slot(reporter, stop).await else {
+                let _ = session.logout().await;
+                return Ok(SessionEnd::Renew);
+            };
+            reporter
+                .report(ReceiverState::Collecting, None, None, None)
+                .await;
             let mailbox = session.select(&r.fields.folder).await?;
             let pass = Pass {
                 store: &self.store,
@@ -259,17 +674,29 @@ impl Collector {
                 receiver: r,
                 progress: &|_| {},
                 folders: &folders,
+                policy: &self.settings.sink,
             };
             let summary = pass.run(&mut session, mailbox.uid_validity).await?;
+            drop(permit);
             self.record_pass(r, &summary).await;
+            let waiting = summary.waiting.clone();
+            self.track_outage(r, outage, waiting.as_ref(), &summary)
+                .await;
+            if let Some(wait) = waiting {
+                let _ = session.logout().await;
+                return Ok(SessionEnd::SinkDown(wait));
+            }
             if let Some(why) = summary.stopped {
                 let _ = session.logout().await;
                 return Err(CollectError::Receiver(r.fields.name.clone(), why));
             }
-            let _ = self
+            if let Err(e) = self
                 .store
                 .try_lease(lease, &self.instance, LEASE_TTL_MS)
-                .await;
+                .await
+            {
+                tracing::warn!(error = %e, "cannot renew the receiver lease");
+            }
             let expires = self
                 .tokens
                 .store()
@@ -283,52 +710,60 @@ impl Collector {
             let left = remaining - TOKEN_RENEW_BEFORE.min(remaining / 2);
             if left <= 0 {
                 let _ = session.logout().await;
-                return Ok(());
+                return Ok(SessionEnd::Renew);
             }
             let wait = Duration::from_millis(u64::try_from(left).unwrap_or(0)).min(IDLE_SLICE);
             if idle {
+                reporter.report(ReceiverState::Idle, None, None, None).await;
                 let outcome = tokio::select! {
                     o = session.idle(wait) => o?,
-                    _ = stop.changed() => { return Ok(()); }
+                    _ = stop.changed() => { return Ok(SessionEnd::Renew); }
                 };
                 match outcome {
                     IdleOutcome::NewData | IdleOutcome::Changed => {}
                     IdleOutcome::Timeout => {
-                        let _ = self
+                        if let Err(e) = self
                             .store
                             .try_lease(lease, &self.instance, LEASE_TTL_MS)
-                            .await;
+                            .await
+                        {
+                            tracing::warn!(error = %e, "cannot renew the receiver lease");
+                        }
                         if wait < IDLE_SLICE {
                             // The token is about to expire: a fresh session with a fresh token.
                             let _ = session.logout().await;
-                            return Ok(());
+                            return Ok(SessionEnd::Renew);
                         }
                     }
                 }
             } else {
                 let poll = Duration::from_secs(u64::from(r.fields.poll_interval_secs)).min(wait);
+                reporter
+                    .report(
+                        ReceiverState::Polling,
+                        None,
+                        Some(now_millis() + millis(poll)),
+                        None,
+                    )
+                    .await;
                 if sleep_or_stop(stop, poll).await {
                     let _ = session.logout().await;
-                    return Ok(());
+                    return Ok(SessionEnd::Renew);
                 }
                 session.noop().await?;
             }
             if *stop.borrow() {
                 let _ = session.logout().await;
-                return Ok(());
+                return Ok(SessionEnd::Renew);
             }
         }
     }
 
-    /// Runs every active receiver (at most `limit` at once) until `stop` turns true, picking up
-    /// receivers that are added, switched on or off.
-    pub async fn supervise(
-        self: Arc<Self>,
-        limit: usize,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
+    /// Runs every active receiver until `stop` turns true, picking up receivers that are added,
+    /// switched on or off. Each receiver has its own task for as long as it is active; the
+    /// passes they run share `max_concurrent_passes` slots.
+    pub async fn supervise(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut running: HashMap<ReceiverId, tokio::task::JoinHandle<()>> = HashMap::new();
-        let permits = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
         loop {
             running.retain(|_, task| !task.is_finished());
             match self.store.receivers().await {
@@ -340,21 +775,16 @@ impl Collector {
                         if running.contains_key(&r.id) {
                             continue;
                         }
-                        let (this, stop_rx, permits) =
-                            (self.clone(), stop.clone(), permits.clone());
+                        let (this, stop_rx) = (self.clone(), stop.clone());
                         running.insert(
                             r.id,
-                            tokio::spawn(async move {
-                                let Ok(_permit) = permits.acquire_owned().await else {
-                                    return;
-                                };
-                                this.run_receiver(r.id, stop_rx).await;
-                            }),
+                            tokio::spawn(async move { this.run_receiver(r.id, stop_rx).await }),
                         );
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot list the receivers"),
             }
+            metrics::gauge!("oauthimap_receivers_running").set(running.len() as f64);
             let stopped = tokio::select! {
                 s = sleep_or_stop(&mut stop, Duration::from_secs(15)) => s,
                 () = self.changed.notified() => false,
@@ -369,8 +799,39 @@ impl Collector {
     }
 }
 
+/// What a receiver knows of its sink's outage (for the alert and the all-clear).
+#[derive(Debug, Default)]
+struct Outage {
+    since: Option<i64>,
+    alerted: bool,
+    /// The alert went out; the reported state is to be marked once it is written.
+    alert_pending_mark: bool,
+}
+
+impl Outage {
+    /// Picks up an outage an earlier run (or another process) was already waiting out.
+    async fn load(store: &Store, receiver: ReceiverId) -> Outage {
+        match store.receiver_status(receiver).await {
+            Ok(Some(s)) if s.state == ReceiverState::WaitingForSink => Outage {
+                since: Some(s.since),
+                alerted: s.alerted_at.is_some(),
+                alert_pending_mark: false,
+            },
+            _ => Outage::default(),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "collector".into())
+}
+
 /// Sleeps, or returns true early when `stop` turns true.
-async fn sleep_or_stop(stop: &mut tokio::sync::watch::Receiver<bool>, wait: Duration) -> bool {
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
     let stopped = tokio::select! {
         () = tokio::time::sleep(wait) => false,
         r = stop.wait_for(|s| *s) => r.is_ok(),

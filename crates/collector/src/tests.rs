@@ -20,7 +20,7 @@ use oauthimap_store::{
 use oauthimap_testkit::TestDb;
 use oauthimap_types::{AfterDelivery, Cloud, Mechanism, Provider, Security, SinkKind, Trigger};
 
-use crate::pass::{Pass, PassSummary};
+use crate::pass::{Pass, PassSummary, SinkPolicy};
 
 fn message(i: usize) -> Vec<u8> {
     format!(
@@ -183,6 +183,7 @@ struct Setup {
     store: Store,
     receiver: Receiver,
     sink: Sink,
+    policy: SinkPolicy,
 }
 
 async fn setup(sink: SinkKind, target: Option<String>) -> Setup {
@@ -249,6 +250,7 @@ async fn setup(sink: SinkKind, target: Option<String>) -> Setup {
         store,
         receiver,
         sink,
+        policy: SinkPolicy::default(),
     }
 }
 
@@ -261,6 +263,7 @@ impl Setup {
             receiver: &self.receiver,
             progress: &|_| {},
             folders: &folders,
+            policy: &self.policy,
         };
         let mut session = FakeSession::new(server);
         let uid_validity = session.select("INBOX").await.unwrap().uid_validity;
@@ -476,6 +479,27 @@ async fn a_failing_sink_stops_the_pass_exactly_at_the_failed_message() {
         .unwrap()
         .unwrap();
     assert_eq!((failed.status, failed.attempts), (LedgerStatus::Failed, 1));
+    let wait = summary
+        .waiting
+        .clone()
+        .expect("the held message is reported");
+    assert_eq!((wait.uid, wait.attempts), (7, 1));
+    assert_eq!(Some(wait.since), failed.failing_since);
+    assert!(wait.error.contains("exit 75"), "{wait:?}");
+
+    // Still down, many times over: the message keeps holding the line, nothing is set aside
+    // however often it is tried, and the outage is measured from the first failure.
+    for attempt in 2..=8 {
+        let summary = s.pass(&server).await;
+        assert_eq!((summary.delivered, summary.failed), (0, 1), "try {attempt}");
+        let wait = summary.waiting.unwrap();
+        assert_eq!(
+            (wait.uid, wait.attempts, Some(wait.since)),
+            (7, attempt, failed.failing_since)
+        );
+    }
+    assert_eq!(server.lock().unwrap().seen(), (1..=6).collect::<Vec<_>>());
+    assert_eq!(s.checkpoint().await, Some(6));
 
     // Exit 1: refused for good. UID 7 is set aside and the pass goes on past it.
     std::fs::write(&code, "1").unwrap();
@@ -497,7 +521,14 @@ async fn a_failing_sink_stops_the_pass_exactly_at_the_failed_message() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((dead.status, dead.attempts), (LedgerStatus::Dead, 2));
+    assert_eq!((dead.status, dead.attempts), (LedgerStatus::Dead, 9));
+    assert!(
+        dead.reason
+            .as_deref()
+            .unwrap()
+            .starts_with("refused by the sink"),
+        "{dead:?}"
+    );
     assert_eq!(
         files(out.path()).len(),
         N,
@@ -534,5 +565,56 @@ async fn a_rescan_recognises_content_delivered_before_and_within_the_batch() {
             uid_validity: 1_700_000_001,
             last_uid: 7
         })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_down_past_the_outage_limit_sets_the_message_aside_and_the_line_moves_on() {
+    let out = tempfile::tempdir().unwrap();
+    let code = out.path().join("code");
+    let command = format!(
+        "case \"$OAUTHIMAP_IDEMPOTENCY_KEY\" in *-2) exit $(cat {code});; esac; cat > {dir}/\"$OAUTHIMAP_IDEMPOTENCY_KEY\"",
+        code = code.display(),
+        dir = out.path().display()
+    );
+    let mut s = setup(SinkKind::Command, Some(command)).await;
+    s.policy.max_outage = Duration::from_millis(600);
+    let server = Server::with(4);
+    std::fs::write(&code, "75").unwrap();
+    let summary = s.pass(&server).await;
+    assert_eq!(summary.waiting.as_ref().map(|w| w.uid), Some(2));
+    assert!(summary.set_aside_after_outage.is_empty());
+    // Within the limit: still held.
+    let summary = s.pass(&server).await;
+    assert_eq!(summary.waiting.as_ref().map(|w| w.uid), Some(2));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Past it: set aside with the reason and an event; the rest go through in order.
+    let summary = s.pass(&server).await;
+    assert_eq!(
+        (summary.delivered, summary.failed, summary.waiting.is_none()),
+        (2, 1, true)
+    );
+    assert_eq!(summary.set_aside_after_outage.len(), 1, "{summary:?}");
+    assert_eq!(server.lock().unwrap().seen(), vec![1, 3, 4]);
+    let dead = s
+        .store
+        .ledger_entry(s.receiver.id, 1_700_000_000, 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.status, LedgerStatus::Dead);
+    assert!(
+        dead.reason
+            .as_deref()
+            .unwrap()
+            .contains("set aside after the sink failed for"),
+        "{dead:?}"
+    );
+    let events = s.store.events(None, None, 10).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "message.set_aside" && e.message.contains("UID 2")),
+        "{events:?}"
     );
 }

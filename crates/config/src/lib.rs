@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
@@ -65,6 +66,79 @@ pub struct Settings {
     /// The web admin's sessions and logins.
     #[serde(default)]
     pub web: WebSettings,
+    /// How receivers share the machine.
+    #[serde(default)]
+    pub collector: CollectorSettings,
+    /// What happens while a receiver's sink is down.
+    #[serde(default)]
+    pub sink: SinkSettings,
+}
+
+/// `[collector]`: how receivers share the machine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorSettings {
+    /// Passes (fetching, parsing, delivering) running at once over all receivers; receivers
+    /// waiting in IDLE or for their next poll do not count. Defaults to the number of CPUs.
+    pub max_concurrent_passes: usize,
+    /// IMAP connections opened per mailbox (capped further at the provider's limit: Exchange
+    /// Online about 20, Gmail 15).
+    pub max_connections_per_account: usize,
+}
+
+impl Default for CollectorSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_passes: std::thread::available_parallelism()
+                .map_or(2, std::num::NonZero::get),
+            max_connections_per_account: 20,
+        }
+    }
+}
+
+/// `[sink]`: a sink that is down holds its receiver's line (in UID order) and is retried with
+/// exponential back-off and jitter; durations are humantime (`90s`, `15m`, `5d`) or seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkSettings {
+    /// A message held by a sink that stays down this long is set aside (with an event and a
+    /// notification) and the line moves on. Like an MTA's queue lifetime.
+    #[serde(deserialize_with = "duration")]
+    pub max_outage: Duration,
+    /// An event and `[notify]` fire once an outage lasts this long, and again when it ends.
+    #[serde(deserialize_with = "duration")]
+    pub alert_after: Duration,
+    /// The longest wait between two retries.
+    #[serde(deserialize_with = "duration")]
+    pub retry_cap: Duration,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        Self {
+            max_outage: Duration::from_hours(5 * 24),
+            alert_after: Duration::from_mins(15),
+            retry_cap: Duration::from_mins(15),
+        }
+    }
+}
+
+/// A duration as humantime text (`15m`, `5d`) or a number of seconds.
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(u64),
+        Text(String),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{t:?} is not a duration ({e}); write it like 90s, 15m, 12h or 5d"
+            ))
+        }),
+    }
 }
 
 /// `[web]`: admin sessions and login protection. Durations are in seconds.
@@ -286,6 +360,28 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "tokens.check_interval_secs and tokens.http_timeout_secs: must be more than 0"
                     .into(),
+            ));
+        }
+        let c = &self.collector;
+        if c.max_concurrent_passes == 0 || c.max_concurrent_passes > 1024 {
+            return Err(ConfigError::Invalid(
+                "collector.max_concurrent_passes: must be between 1 and 1024 (the default is the number of CPUs)".into(),
+            ));
+        }
+        if c.max_connections_per_account == 0 {
+            return Err(ConfigError::Invalid(
+                "collector.max_connections_per_account: must be at least 1".into(),
+            ));
+        }
+        let k = &self.sink;
+        if k.retry_cap < Duration::from_secs(1) || k.retry_cap > Duration::from_hours(24) {
+            return Err(ConfigError::Invalid(
+                "sink.retry_cap: must be between 1s and 24h (the default is 15m)".into(),
+            ));
+        }
+        if k.max_outage < Duration::from_mins(1) {
+            return Err(ConfigError::Invalid(
+                "sink.max_outage: must be at least 1m (the default is 5d): a shorter outage would set mail aside during a restart of the receiving end".into(),
             ));
         }
         if let Some(url) = &self.notify.webhook_url {

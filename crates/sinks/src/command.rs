@@ -39,7 +39,7 @@ impl CommandSink {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| SinkError::Retryable(format!("cannot run the delivery command: {e}")))?;
+            .map_err(|e| SinkError::transient(format!("cannot run the delivery command: {e}")))?;
         let mut stdin = child.stdin.take().expect("stdin was piped");
         let raw = d.raw.clone();
         let writer = tokio::spawn(async move {
@@ -49,12 +49,12 @@ impl CommandSink {
         let output = tokio::time::timeout(self.timeout, child.wait_with_output())
             .await
             .map_err(|_| {
-                SinkError::Retryable(format!(
+                SinkError::transient(format!(
                     "the delivery command did not finish within {}s",
                     self.timeout.as_secs()
                 ))
             })?
-            .map_err(|e| SinkError::Retryable(format!("the delivery command failed: {e}")))?;
+            .map_err(|e| SinkError::transient(format!("the delivery command failed: {e}")))?;
         let _ = writer.await;
         let stderr = String::from_utf8_lossy(&output.stderr);
         let said = stderr
@@ -66,14 +66,14 @@ impl CommandSink {
             .collect::<String>();
         match output.status.code() {
             Some(0) => Ok(Receipt("command:0".into())),
-            Some(75) => Err(SinkError::Retryable(format!(
+            Some(75) => Err(SinkError::transient(format!(
                 "the delivery command asked to retry later (exit 75): {said}"
             ))),
             Some(code) => Err(SinkError::Permanent(format!(
                 "the delivery command refused the message (exit {code}): {said}"
             ))),
-            None => Err(SinkError::Retryable(
-                "the delivery command was killed by a signal".into(),
+            None => Err(SinkError::transient(
+                "the delivery command was killed by a signal",
             )),
         }
     }

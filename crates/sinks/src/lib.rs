@@ -65,20 +65,47 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt(pub String);
 
-/// Why a delivery failed.
+/// Why a delivery failed, sorted in the one place that decides it: each sink says which kind its
+/// failure is, and the collector only acts on the kind.
+///
+/// - **Transient** (the receiving end is down for a while; the message waits at the head of the
+///   receiver's line and is retried, for up to `sink.max_outage`): a network error or timeout,
+///   HTTP 408, 425, 429 and 5xx, a command's exit 75 (`EX_TEMPFAIL`) or a command killed by its
+///   timeout or a signal, any file or database write failing (a full disk, a quota, a
+///   permission to fix).
+/// - **Permanent** (the receiving end refused this message; it is set aside at once and the
+///   line moves on): any other HTTP 4xx, any other non-zero exit of a command.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SinkError {
-    /// May work later (network, 5xx, 429, a full disk, a command's temporary failure).
-    #[error("{0}")]
-    Retryable(String),
-    /// Will not work without a change (4xx, a command that refuses the message).
+    #[error("{message}")]
+    Transient {
+        message: String,
+        /// The receiving end asked for this much patience (`Retry-After`).
+        retry_after: Option<Duration>,
+    },
     #[error("{0}")]
     Permanent(String),
 }
 
 impl SinkError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, SinkError::Retryable(_))
+    /// A transient failure with no hint of when to try again.
+    pub fn transient(message: impl Into<String>) -> Self {
+        SinkError::Transient {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SinkError::Transient { .. })
+    }
+
+    /// How long the receiving end asked to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SinkError::Transient { retry_after, .. } => *retry_after,
+            SinkError::Permanent(_) => None,
+        }
     }
 }
 

@@ -93,7 +93,7 @@ impl MaildirSink {
         })
         .await;
         let failed = |e: &std::io::Error| {
-            SinkError::Retryable(format!(
+            SinkError::transient(format!(
                 "cannot write to the maildir {}: {e}",
                 self.root.display()
             ))
@@ -185,6 +185,6 @@ mod tests {
         let batch: Arc<[Delivery]> = (1..=2).map(delivery).collect();
         let outcome = sink.deliver_batch(&batch, 0).await;
         assert!(outcome.delivered.is_empty());
-        assert!(outcome.failed.unwrap().is_retryable());
+        assert!(outcome.failed.unwrap().is_transient());
     }
 }

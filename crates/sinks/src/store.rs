@@ -30,7 +30,7 @@ impl StoreSink {
     /// Delivers `batch[start..]`: see [`crate::Sink::deliver_batch`].
     pub async fn deliver_batch(&self, batch: &Arc<[Delivery]>, start: usize) -> BatchOutcome {
         let retry = |e: &dyn std::fmt::Display| {
-            SinkError::Retryable(format!("cannot store the message: {e}"))
+            SinkError::transient(format!("cannot store the message: {e}"))
         };
         let keys: Vec<&str> = batch[start..]
             .iter()

@@ -1,8 +1,9 @@
 //! A webhook: an HTTPS POST of `{"idempotency_key", "receiver", "message": <normalized>,
 //! "raw_base64"}` with `Idempotency-Key`, `X-Oauthimap-Timestamp` and
 //! `X-Oauthimap-Signature: sha256=<hex>` (HMAC-SHA256 of `{timestamp}.{body}` with the receiver's
-//! secret) headers. 2xx delivers; 408, 429 and 5xx (and network errors) are retried; other 4xx
-//! refuse the message.
+//! secret) headers. 2xx delivers; network errors, timeouts, 408, 425, 429 and 5xx are transient
+//! (retried, honouring `Retry-After` in seconds or as an HTTP date); any other status refuses the
+//! message (redirects are not followed: the URL is the one the admin configured).
 
 use std::time::Duration;
 
@@ -92,7 +93,7 @@ impl WebhookSink {
         }
         let host = self.url.host_str().unwrap_or("?").to_owned();
         let response = request.body(body).send().await.map_err(|e| {
-            SinkError::Retryable(format!(
+            SinkError::transient(format!(
                 "cannot reach the webhook at {host}: {}",
                 e.without_url()
             ))
@@ -100,12 +101,73 @@ impl WebhookSink {
         let status = response.status().as_u16();
         match status {
             200..=299 => Ok(Receipt(format!("webhook:{status}"))),
-            408 | 429 | 500..=599 => Err(SinkError::Retryable(format!(
-                "the webhook at {host} answered HTTP {status}"
-            ))),
+            408 | 425 | 429 | 500..=599 => {
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| retry_after(v, std::time::SystemTime::now()));
+                let hint = retry_after
+                    .map(|d| format!(" (Retry-After: {} s)", d.as_secs()))
+                    .unwrap_or_default();
+                Err(SinkError::Transient {
+                    message: format!("the webhook at {host} answered HTTP {status}{hint}"),
+                    retry_after,
+                })
+            }
             _ => Err(SinkError::Permanent(format!(
                 "the webhook at {host} refused the message with HTTP {status}"
             ))),
+        }
+    }
+}
+
+/// Most patience a `Retry-After` can ask for; a longer one is read as this (the outage clock and
+/// its alerts keep running meanwhile).
+const RETRY_AFTER_CAP: Duration = Duration::from_hours(1);
+
+/// Reads a `Retry-After` value (RFC 9110 10.2.3): delay-seconds, or an HTTP date, relative to
+/// `now`. Anything else is ignored.
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(RETRY_AFTER_CAP))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use super::retry_after;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_445_412_480); // Wed, 21 Oct 2015 07:28:00 GMT
+        assert_eq!(retry_after("5", now), Some(Duration::from_secs(5)));
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        assert_eq!(
+            retry_after("999999999", now),
+            Some(Duration::from_hours(1)),
+            "capped"
+        );
+        for junk in ["", "soon", "-5", "5.5", "Wed, 32 Oct 2015"] {
+            assert_eq!(retry_after(junk, SystemTime::now()), None, "{junk:?}");
         }
     }
 }

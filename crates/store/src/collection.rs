@@ -72,6 +72,9 @@ pub struct LedgerEntry {
     pub attempts: i64,
     pub post_action_done: bool,
     pub updated_at: i64,
+    /// While the row is `failed`: when its first failure of this run of failures happened (the
+    /// start of the sink's outage, as far as this message knows).
+    pub failing_since: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -89,10 +92,11 @@ struct LedgerRow {
     attempts: i64,
     post_action_done: bool,
     updated_at: i64,
+    failing_since: Option<i64>,
 }
 
 const LEDGER_COLUMNS: &str = "id, receiver_id, uid_validity, uid, idempotency_key, message_id, content_hash, \
-     size, status, reason, attempts, post_action_done, updated_at";
+     size, status, reason, attempts, post_action_done, updated_at, failing_since";
 
 impl TryFrom<LedgerRow> for LedgerEntry {
     type Error = StoreError;
@@ -114,6 +118,7 @@ impl TryFrom<LedgerRow> for LedgerEntry {
             attempts: r.attempts,
             post_action_done: r.post_action_done,
             updated_at: r.updated_at,
+            failing_since: r.failing_since,
         })
     }
 }
@@ -367,7 +372,7 @@ impl Store {
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO ledger (receiver_id, uid_validity, uid, idempotency_key, \
                          message_id, content_hash, size, status, reason, attempts, receipt, \
-                         created_at, updated_at) ",
+                         created_at, updated_at, failing_since) ",
                     );
                     q.push_values(chunk, |mut row, w| {
                         row.push_bind(w.receiver.0)
@@ -382,7 +387,8 @@ impl Store {
                             .push("1")
                             .push_bind(w.receipt.map(str::to_owned))
                             .push_bind(now)
-                            .push_bind(now);
+                            .push_bind(now)
+                            .push_bind((w.status == LedgerStatus::Failed).then_some(now));
                     });
                     q.push(format_args!(
                         " ON CONFLICT (receiver_id, uid_validity, uid) DO UPDATE SET \
@@ -390,7 +396,9 @@ impl Store {
                          receipt = COALESCE(excluded.receipt, ledger.receipt), \
                          message_id = COALESCE(excluded.message_id, ledger.message_id), \
                          content_hash = COALESCE(excluded.content_hash, ledger.content_hash), \
-                         attempts = ledger.attempts + 1, updated_at = excluded.updated_at \
+                         attempts = ledger.attempts + 1, updated_at = excluded.updated_at, \
+                         failing_since = CASE WHEN excluded.status = 'failed' \
+                           THEN COALESCE(ledger.failing_since, excluded.failing_since) ELSE NULL END \
                          RETURNING {LEDGER_COLUMNS}"
                     ));
                     rows.extend(
@@ -418,7 +426,8 @@ impl Store {
         in_order_of(writes, rows)
     }
 
-    /// Marks a ledger row's status (dead-lettering, retrying) without counting an attempt.
+    /// Marks a ledger row's status (dead-lettering, retrying) without counting an attempt; a
+    /// row put back in line (`failed`) starts a new run of failures.
     pub async fn set_ledger_status(
         &self,
         id: i64,
@@ -427,7 +436,7 @@ impl Store {
     ) -> Result<()> {
         on_db!(self.db(), |pool| {
             sqlx::query(
-                "UPDATE ledger SET status = $1, reason = $2, updated_at = $3 WHERE id = $4",
+                "UPDATE ledger SET status = $1, reason = $2, updated_at = $3, failing_since = NULL WHERE id = $4",
             )
             .bind(status.as_str())
             .bind(reason)

@@ -42,3 +42,17 @@ impl Store {
         Ok(())
     }
 }
+
+impl Store {
+    /// Who holds `name` now, if anyone holds it unexpired.
+    pub async fn lease_holder(&self, name: &str) -> Result<Option<String>> {
+        Ok(on_db!(self.db(), |pool| {
+            sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1 AND expires_at > $2")
+                .bind(name)
+                .bind(now_millis())
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::db("read a lease"))?
+        }))
+    }
+}

@@ -21,6 +21,7 @@ mod models;
 mod oauth_states;
 mod overview;
 mod receivers;
+mod status;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -42,6 +43,7 @@ pub use keys::{KeyUsage, ResealReport};
 pub use models::*;
 pub use oauth_states::{PendingSignIn, SignInOutcome};
 pub use overview::{MessageFilter, MessageSummary, ReceiverActivity};
+pub use status::{ReceiverStatus, StatusReport};
 
 /// Runs `$body` once for whichever pool `$db` holds, with `$pool` bound to it. The body is
 /// compiled for both backends, so the SQL in it must be portable.

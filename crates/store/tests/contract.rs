@@ -1033,6 +1033,117 @@ async fn message_search_filters_and_pages(backend: Backend) {
     t.cleanup().await;
 }
 
+async fn receiver_states_keep_their_start_and_sink_outages_their_first_failure(backend: Backend) {
+    use oauthimap_store::{LedgerStatus, LedgerWrite, StatusReport};
+    use oauthimap_types::ReceiverState;
+    let (t, store) = setup(backend).await;
+    let app = store
+        .insert_application(&app_fields("A"), None)
+        .await
+        .unwrap();
+    let r = store
+        .insert_receiver(&receiver_fields("r", app.id, None), None)
+        .await
+        .unwrap();
+    assert_eq!(store.receiver_status(r.id).await.unwrap(), None);
+    let report = |state, detail: Option<&'static str>, since| StatusReport {
+        state,
+        detail,
+        next_at: Some(99),
+        instance: "node-a",
+        since,
+    };
+    store
+        .report_receiver_status(
+            r.id,
+            &report(ReceiverState::WaitingForSink, Some("HTTP 503"), Some(1_000)),
+        )
+        .await
+        .unwrap();
+    store.mark_receiver_status_alerted(r.id).await.unwrap();
+    // The same state again: its start and its alert stay, the detail is the latest.
+    store
+        .report_receiver_status(
+            r.id,
+            &report(ReceiverState::WaitingForSink, Some("refused"), None),
+        )
+        .await
+        .unwrap();
+    let s = store.receiver_status(r.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            s.state,
+            s.since,
+            s.detail.as_deref(),
+            s.next_at,
+            s.instance.as_deref()
+        ),
+        (
+            ReceiverState::WaitingForSink,
+            1_000,
+            Some("refused"),
+            Some(99),
+            Some("node-a")
+        )
+    );
+    assert!(s.alerted_at.is_some());
+    // A new state starts now, unalerted.
+    store
+        .report_receiver_status(r.id, &report(ReceiverState::Idle, None, None))
+        .await
+        .unwrap();
+    let s = store.receiver_status(r.id).await.unwrap().unwrap();
+    assert_eq!(s.state, ReceiverState::Idle);
+    assert!(s.since > 1_000 && s.alerted_at.is_none(), "{s:?}");
+    assert_eq!(store.receiver_statuses().await.unwrap().len(), 1);
+    // Only the instance that reported it clears it.
+    store.clear_receiver_status(r.id, "node-b").await.unwrap();
+    assert!(store.receiver_status(r.id).await.unwrap().is_some());
+    store.clear_receiver_status(r.id, "node-a").await.unwrap();
+    assert!(store.receiver_status(r.id).await.unwrap().is_none());
+
+    // A failing message keeps the time of its first failure until it is delivered.
+    let write = |status| LedgerWrite {
+        receiver: r.id,
+        uid_validity: 1,
+        uid: 5,
+        idempotency_key: "k5",
+        message_id: None,
+        content_hash: None,
+        size: 10,
+        status,
+        reason: None,
+        receipt: None,
+    };
+    assert_eq!(store.sink_failing_since(r.id).await.unwrap(), None);
+    let first = store
+        .record_ledger(&write(LedgerStatus::Failed))
+        .await
+        .unwrap();
+    let since = first.failing_since.expect("set on the first failure");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let again = store
+        .record_ledger(&write(LedgerStatus::Failed))
+        .await
+        .unwrap();
+    assert_eq!((again.failing_since, again.attempts), (Some(since), 2));
+    assert_eq!(store.sink_failing_since(r.id).await.unwrap(), Some(since));
+    // Put back in line by an admin: a new run of failures.
+    store
+        .set_ledger_status(again.id, LedgerStatus::Failed, Some("retry requested"))
+        .await
+        .unwrap();
+    let reset = store.ledger_entry(r.id, 1, 5).await.unwrap().unwrap();
+    assert_eq!(reset.failing_since, None);
+    let delivered = store
+        .record_ledger(&write(LedgerStatus::Delivered))
+        .await
+        .unwrap();
+    assert_eq!(delivered.failing_since, None);
+    assert_eq!(store.sink_failing_since(r.id).await.unwrap(), None);
+    t.cleanup().await;
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -1057,6 +1168,7 @@ on_both_backends!(
     rotation_while_reads_continue,
     checkpoints_ledger_and_messages,
     message_search_filters_and_pages,
+    receiver_states_keep_their_start_and_sink_outages_their_first_failure,
 );
 
 /// Every pooled SQLite connection keeps a small page cache: with the default, each of them

@@ -17,7 +17,7 @@ mod notify;
 mod refresher;
 mod service;
 
-pub use notify::{Notifier, NotifySettings};
+pub use notify::{Notice, Notifier, NotifySettings};
 pub use oauthimap_types::TokenSource;
 pub use service::{
     AccountTokenSource, PAUSED_NEEDS_REAUTH, RefreshOutcome, TokenService, TokenSettings,

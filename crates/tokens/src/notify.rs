@@ -12,7 +12,8 @@ use url::Url;
 pub struct NotifySettings {
     pub webhook_url: Option<Url>,
     /// Run through `sh -c`, with `OAUTHIMAP_EVENT`, `OAUTHIMAP_ACCOUNT_ID`, `OAUTHIMAP_MAILBOX`,
-    /// `OAUTHIMAP_APPLICATION` and `OAUTHIMAP_REASON` set.
+    /// `OAUTHIMAP_APPLICATION`, `OAUTHIMAP_RECEIVER` (empty for account events) and
+    /// `OAUTHIMAP_REASON` set.
     pub command: Option<String>,
 }
 
@@ -23,6 +24,9 @@ pub struct Notice {
     pub account_id: i64,
     pub mailbox: String,
     pub application: String,
+    /// The receiver concerned, for receiver events (a sink outage).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receiver: Option<String>,
     pub reason: String,
     pub at: i64,
 }
@@ -69,6 +73,10 @@ impl Notifier {
                 .env("OAUTHIMAP_MAILBOX", &notice.mailbox)
                 .env("OAUTHIMAP_APPLICATION", &notice.application)
                 .env("OAUTHIMAP_REASON", &notice.reason)
+                .env(
+                    "OAUTHIMAP_RECEIVER",
+                    notice.receiver.as_deref().unwrap_or_default(),
+                )
                 .stdin(std::process::Stdio::null())
                 .status();
             match tokio::time::timeout(Duration::from_mins(1), status).await {

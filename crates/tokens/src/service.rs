@@ -153,6 +153,11 @@ impl TokenService {
         &self.store
     }
 
+    /// Where notices to people go (`[notify]`).
+    pub fn notifier(&self) -> &Notifier {
+        &self.notifier
+    }
+
     pub fn oauth(&self) -> &OAuthClient {
         &self.oauth
     }
@@ -498,6 +503,7 @@ impl TokenService {
                     account_id: account.id.0,
                     mailbox: account.mailbox.clone(),
                     application: account.application_name.clone(),
+                    receiver: None,
                     reason: message.to_owned(),
                     at: now_millis(),
                 };

@@ -176,6 +176,83 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// What a receiver is doing right now, the same word everywhere (CLI, REST, web UI,
+    /// `/metrics`). Written by the instance that runs it; `off` and `paused` are derived from the
+    /// receiver's settings.
+    ReceiverState, "receiver state" {
+        /// Waiting for new mail in IMAP IDLE.
+        Idle = "idle",
+        /// Waiting for the next poll.
+        Polling = "polling",
+        /// A pass is fetching, parsing and delivering.
+        Collecting = "collecting",
+        /// Connecting, logging in or collecting failed; the next try is scheduled.
+        BackingOff = "backing_off",
+        /// The sink is down (a transient failure): the receiver's line is held at one message
+        /// until the sink takes it.
+        WaitingForSink = "waiting_for_sink",
+        /// Every pass slot is busy (`collector.max_concurrent_passes`), or the account's
+        /// connection cap is reached.
+        WaitingForSlot = "waiting_for_slot",
+        /// The account needs a new sign-in, or the application is off: nothing to do until then.
+        Paused = "paused",
+        /// Another instance holds this receiver's lease.
+        Held = "held",
+        /// Switched off.
+        Off = "off",
+        /// Active, but no instance has reported on it yet (no `serve` running).
+        NotRunning = "not_running",
+    }
+);
+
+impl ReceiverState {
+    /// The words shown to people.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReceiverState::Idle => "running (IDLE)",
+            ReceiverState::Polling => "running (polling)",
+            ReceiverState::Collecting => "collecting",
+            ReceiverState::BackingOff => "failing, retrying",
+            ReceiverState::WaitingForSink => "waiting for its sink",
+            ReceiverState::WaitingForSlot => "waiting for a slot",
+            ReceiverState::Paused => "paused",
+            ReceiverState::Held => "held by another instance",
+            ReceiverState::Off => "switched off",
+            ReceiverState::NotRunning => "not running",
+        }
+    }
+
+    /// Whether an admin should look at it.
+    pub fn needs_attention(self) -> bool {
+        matches!(
+            self,
+            ReceiverState::BackingOff | ReceiverState::WaitingForSink | ReceiverState::Paused
+        )
+    }
+}
+
+/// Exponential back-off with jitter, the one schedule for every retry loop: the `failures`-th
+/// consecutive failure waits between half and all of `base * 2^(failures-1)`, capped at `cap`
+/// (so retries of many receivers spread out instead of arriving together). `random` is any
+/// uniformly random number (the caller's source, so this crate stays free of I/O).
+pub fn backoff(
+    failures: u32,
+    base: std::time::Duration,
+    cap: std::time::Duration,
+    random: u64,
+) -> std::time::Duration {
+    let exp = failures.saturating_sub(1).min(30);
+    let full = base.saturating_mul(1u32 << exp).min(cap);
+    let half = full / 2;
+    let spread = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+    half + std::time::Duration::from_millis(if spread == 0 {
+        0
+    } else {
+        random % (spread + 1)
+    })
+}
+
 /// Declares an integer row id newtype.
 macro_rules! id_type {
     ($($(#[$meta:meta])* $name:ident;)+) => {$(
@@ -267,6 +344,48 @@ pub fn now_millis() -> EpochMillis {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        use std::time::Duration;
+        let (base, cap) = (Duration::from_secs(2), Duration::from_mins(15));
+        for (failures, full) in [(1, 2), (2, 4), (3, 8), (9, 512), (10, 900), (100, 900)] {
+            let full = Duration::from_secs(full);
+            assert_eq!(
+                backoff(failures, base, cap, 0),
+                full / 2,
+                "least wait of try {failures}"
+            );
+            assert_eq!(
+                backoff(failures, base, cap, u64::MAX),
+                full / 2
+                    + Duration::from_millis(
+                        u64::MAX % (u64::try_from((full / 2).as_millis()).unwrap() + 1)
+                    )
+            );
+            for r in [1, 7, 1_000_003, u64::MAX / 3] {
+                let d = backoff(failures, base, cap, r);
+                assert!(
+                    d >= full / 2 && d <= full,
+                    "try {failures}: {d:?} within [{:?}, {full:?}]",
+                    full / 2
+                );
+            }
+        }
+        assert_eq!(
+            backoff(0, base, cap, 5),
+            Duration::from_secs(1) + Duration::from_millis(5)
+        );
+    }
+
+    #[test]
+    fn receiver_states_have_stable_names_and_labels() {
+        for s in ReceiverState::ALL {
+            assert_eq!(s.as_str().parse::<ReceiverState>().unwrap(), *s);
+            assert!(!s.label().is_empty());
+        }
+        assert_eq!(ReceiverState::WaitingForSink.as_str(), "waiting_for_sink");
+    }
 
     #[test]
     fn names_round_trip_and_errors_list_choices() {

@@ -10,7 +10,12 @@ use oauthimap_app::{App, AppError, ProgressEvent};
 use crate::cli::MessagesCommand;
 use crate::output::{Out, fields, time};
 
-pub async fn once(app: &App, out: &Out, receiver: Option<&str>) -> Result<(), AppError> {
+pub async fn once(
+    app: &App,
+    out: &Out,
+    receiver: Option<&str>,
+    retry_for: std::time::Duration,
+) -> Result<(), AppError> {
     let tty = std::io::stderr().is_terminal();
     let bar: Mutex<Option<ProgressBar>> = Mutex::new(None);
     let style = ProgressStyle::with_template(
@@ -41,7 +46,7 @@ pub async fn once(app: &App, out: &Out, receiver: Option<&str>) -> Result<(), Ap
             ProgressEvent::Fetched(_) => {}
         }
     };
-    let outcomes = app.collect_once(receiver, &progress).await?;
+    let outcomes = app.collect_once(receiver, retry_for, &progress).await?;
     if let Some(b) = bar
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

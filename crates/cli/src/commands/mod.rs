@@ -42,9 +42,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         } => token::print(&app, account, filter, force, sasl, host.zip(port)).await,
         Command::Admin(c) => admin::run(&app, &out, c).await,
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
-        Command::Collect { once: _, receiver } => {
-            collect::once(&app, &out, receiver.as_deref()).await
-        }
+        Command::Collect {
+            once: _,
+            receiver,
+            retry_for,
+        } => collect::once(&app, &out, receiver.as_deref(), retry_for.into()).await,
         Command::Messages(c) => collect::messages(&app, &out, c).await,
         Command::Diagnose {
             account,

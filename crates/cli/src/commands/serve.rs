@@ -30,7 +30,7 @@ pub async fn run(app: App) -> Result<(), AppError> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let refresher = tokio::spawn(app.tokens().clone().run_refresher(stopped(stop_rx.clone())));
-    let collector = tokio::spawn(app.collector().clone().supervise(16, stop_rx.clone()));
+    let collector = tokio::spawn(app.collector().clone().supervise(stop_rx.clone()));
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);

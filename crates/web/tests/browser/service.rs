@@ -92,7 +92,7 @@ impl Service {
                 eprintln!("the web server stopped: {e}");
             }
         });
-        let collector = tokio::spawn(app.collector().clone().supervise(16, stop_rx));
+        let collector = tokio::spawn(app.collector().clone().supervise(stop_rx));
         Ok(Service {
             app,
             base,
