@@ -137,6 +137,7 @@ impl App {
             lowest = Some(lowest.map_or(entry.uid, |l| l.min(entry.uid)));
             reset += 1;
         }
+        self.collector().wake();
         // Move the checkpoint back so the next pass fetches them again.
         if let (Some(uid), Some(cp)) = (lowest, self.store().checkpoint(r.id).await?)
             && cp.last_uid >= uid

@@ -38,6 +38,10 @@ pub enum AppError {
     /// No token could be had for an account.
     #[error("{0}")]
     Token(oauthimap_types::TokenError),
+    /// Work that ran but could not finish for a reason outside the request (a sink that is down,
+    /// a server that cannot be reached): exit code 1.
+    #[error("{0}")]
+    Unfinished(String),
     /// A diagnostic ran and found a failing step (the report says which).
     #[error("the diagnostic found a problem")]
     DiagnosticFailed,

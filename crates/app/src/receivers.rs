@@ -426,7 +426,10 @@ impl App {
         Ok(receiver)
     }
 
+    /// Records a change of a receiver and wakes the collector, whichever shell made it: a new
+    /// receiver starts now and a fixed one retries now, not after its back-off.
     async fn receiver_event(&self, r: &Receiver, message: String) -> Result<()> {
+        self.collector().wake();
         self.store()
             .record_event(&NewEvent {
                 level: Level::Info,

@@ -646,3 +646,607 @@ async fn idle_delivers_within_two_seconds_and_survives_short_tokens_and_restarts
     dovecot.stop().await.unwrap();
     h.t.cleanup().await;
 }
+
+/// The UIDs in the idempotency keys the sink saw, in the order it saw them.
+fn uids_of(keys: &[String]) -> Vec<u32> {
+    keys.iter()
+        .map(|k| k.rsplit('-').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Runs a receiver as `serve` does, until the returned sender says stop.
+fn run(
+    h: &Harness,
+    id: oauthimap_app::types::ReceiverId,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let collector = h.app.collector().clone();
+    let task = tokio::spawn(async move { collector.run_receiver(id, stop_rx).await });
+    (stop_tx, task)
+}
+
+async fn stop(stop_tx: tokio::sync::watch::Sender<bool>, task: tokio::task::JoinHandle<()>) {
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the receiver stops")
+        .unwrap();
+}
+
+/// Polls `check` every 200 ms until it holds, or fails after `within`.
+async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < within, "{what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The outage, at its real length: a webhook that refuses connections for 60 s, then
+/// answers 503 with `Retry-After: 5` for 20 s, then 200, while the receiver runs as in `serve`.
+/// Mail keeps arriving meanwhile. Everything arrives once and in UID order, nothing is set
+/// aside, the receiver says it waits for its sink while it does, and the server keeps every
+/// undelivered message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_down_for_eighty_seconds_costs_no_message_and_no_order() {
+    use axum::http::{HeaderValue, StatusCode, header::RETRY_AFTER};
+    use oauthimap_app::types::ReceiverState;
+    let h = harness(
+        Backend::Sqlite,
+        &[("OAUTHIMAP_SINK__RETRY_CAP", "5s".into())],
+    )
+    .await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    let user = "hook@contoso.com";
+    for i in 1..=10 {
+        dovecot.deliver(user, &message(i)).unwrap();
+    }
+    // A port nobody listens on yet: connections are refused.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let name = receiver_for(
+        &h,
+        &dovecot,
+        user,
+        ReceiverInput {
+            name: Some("outage".into()),
+            sink: Some(SinkKind::Webhook),
+            sink_target: Some(format!("http://127.0.0.1:{port}/hook")),
+            after_delivery: Some(AfterDelivery::Delete),
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = h.app.find_receiver(&name).await.unwrap().id;
+    let started = Instant::now();
+    let (stop_tx, task) = run(&h, id);
+
+    let state = |app: App| async move { app.find_receiver("outage").await.unwrap() };
+    eventually(
+        Duration::from_secs(20),
+        "the receiver says it waits for its sink",
+        || {
+            let app = h.app.clone();
+            async move { state(app).await.state == ReceiverState::WaitingForSink }
+        },
+    )
+    .await;
+    let r = state(h.app.clone()).await;
+    let status = r.status.unwrap();
+    assert!(
+        status
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("cannot reach the webhook"),
+        "{status:?}"
+    );
+    assert!(status.next_at.is_some(), "the next try is shown");
+    // New mail during the outage waits behind the held message.
+    for i in 11..=15 {
+        dovecot.deliver(user, &message(i)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(60).saturating_sub(started.elapsed())).await;
+    assert_eq!(
+        dovecot.list_messages(user, "INBOX").await.unwrap().len(),
+        15,
+        "nothing is deleted on the server while the sink is down"
+    );
+
+    // 503 with Retry-After: 5 for 20 s, then 200.
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let answered_503 = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let phase_start = Instant::now();
+    let (s, n) = (seen.clone(), answered_503.clone());
+    let handler = move |headers: axum::http::HeaderMap| {
+        let (s, n) = (s.clone(), n.clone());
+        async move {
+            if phase_start.elapsed() < Duration::from_secs(20) {
+                n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut r =
+                    axum::response::IntoResponse::into_response(StatusCode::SERVICE_UNAVAILABLE);
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+                return r;
+            }
+            s.lock()
+                .unwrap()
+                .push(headers["idempotency-key"].to_str().unwrap().to_owned());
+            axum::response::IntoResponse::into_response(StatusCode::OK)
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let router = axum::Router::new().route("/hook", axum::routing::post(handler));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    eventually(Duration::from_secs(45), "all 15 messages delivered", || {
+        let seen = seen.clone();
+        async move { seen.lock().unwrap().len() >= 15 }
+    })
+    .await;
+    let tries_503 = answered_503.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (2..=5).contains(&tries_503),
+        "Retry-After: 5 spaces the tries over 20 s: {tries_503}"
+    );
+    eventually(
+        Duration::from_secs(20),
+        "the receiver is back to waiting for mail",
+        || {
+            let app = h.app.clone();
+            async move { state(app).await.state == ReceiverState::Polling }
+        },
+    )
+    .await;
+    stop(stop_tx, task).await;
+    assert_eq!(
+        uids_of(&seen.lock().unwrap()),
+        (1..=15).collect::<Vec<_>>(),
+        "once each, in order"
+    );
+    assert!(
+        h.app
+            .ledger(Some(&name), Some(LedgerStatus::Dead), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "none set aside"
+    );
+    assert!(
+        dovecot
+            .list_messages(user, "INBOX")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    dovecot.stop().await.unwrap();
+    h.t.cleanup().await;
+}
+
+/// A webhook that refuses one message with 400: that message alone is set aside after one
+/// attempt, the rest arrive in order, and the refused one stays on the server untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_refusing_one_message_sets_only_that_one_aside() {
+    use axum::http::StatusCode;
+    let h = harness(Backend::Sqlite, &[]).await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    let user = "hook@contoso.com";
+    for i in 1..=6 {
+        dovecot.deliver(user, &message(i)).unwrap();
+    }
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let s = seen.clone();
+    let handler = move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+        let s = s.clone();
+        async move {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if v["message"]["subject"] == "Ticket 3" {
+                return StatusCode::BAD_REQUEST;
+            }
+            s.lock()
+                .unwrap()
+                .push(headers["idempotency-key"].to_str().unwrap().to_owned());
+            StatusCode::OK
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
+    let router = axum::Router::new().route("/hook", axum::routing::post(handler));
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let name = receiver_for(
+        &h,
+        &dovecot,
+        user,
+        ReceiverInput {
+            name: Some("refusing".into()),
+            sink: Some(SinkKind::Webhook),
+            sink_target: Some(url),
+            after_delivery: Some(AfterDelivery::Delete),
+            ..Default::default()
+        },
+    )
+    .await;
+    let o = once(&h.app, &name).await;
+    assert_eq!(
+        (
+            o.summary.delivered,
+            o.summary.failed,
+            o.summary.waiting.clone()
+        ),
+        (5, 1, None),
+        "{o:?}"
+    );
+    assert_eq!(uids_of(&seen.lock().unwrap()), vec![1, 2, 4, 5, 6]);
+    let dead = h
+        .app
+        .ledger(Some(&name), Some(LedgerStatus::Dead), 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].uid, dead[0].attempts),
+        (3, 1),
+        "set aside after one attempt"
+    );
+    assert!(
+        dead[0].reason.as_deref().unwrap().contains("HTTP 400"),
+        "{dead:?}"
+    );
+    let left = dovecot.list_messages(user, "INBOX").await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].uid, 3);
+    assert!(
+        !left[0]
+            .flags
+            .iter()
+            .any(|f| f == "\\Seen" || f == "\\Deleted"),
+        "untouched: {left:?}"
+    );
+    // A second run sends nothing again: refused is not lost.
+    let o = once(&h.app, &name).await;
+    assert_eq!((o.summary.delivered, o.summary.failed), (0, 0), "{o:?}");
+    assert_eq!(seen.lock().unwrap().len(), 5);
+    dovecot.stop().await.unwrap();
+    h.t.cleanup().await;
+}
+
+/// A command sink that exits 75 (`EX_TEMPFAIL`) twice, then 0: `collect --once` waits it out
+/// within its retry window and delivers everything in order, with nothing set aside; when the
+/// window is shorter than the outage, it reports the wait and the next run carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_sink_asking_to_retry_twice_delivers_in_order() {
+    let h = harness(Backend::Sqlite, &[]).await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    let user = "cmd@contoso.com";
+    for i in 1..=5 {
+        dovecot.deliver(user, &message(i)).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let (count, order) = (out.path().join("count"), out.path().join("order"));
+    std::fs::write(&count, "0").unwrap();
+    let command = format!(
+        "n=$(cat {c}); echo $((n+1)) > {c}; [ \"$n\" -lt 2 ] && exit 75; cat > /dev/null; echo \"$OAUTHIMAP_IDEMPOTENCY_KEY\" >> {o}",
+        c = count.display(),
+        o = order.display()
+    );
+    let name = receiver_for(
+        &h,
+        &dovecot,
+        user,
+        ReceiverInput {
+            name: Some("tempfail".into()),
+            sink: Some(SinkKind::Command),
+            sink_target: Some(command),
+            after_delivery: Some(AfterDelivery::Delete),
+            ..Default::default()
+        },
+    )
+    .await;
+    // A window of zero: the first 75 ends the run, reported as waiting, nothing moves.
+    let o = once(&h.app, &name).await;
+    let wait = o.summary.waiting.clone().expect("waiting for the sink");
+    assert_eq!((wait.uid, o.summary.delivered), (1, 0), "{o:?}");
+    assert_eq!(
+        h.app.find_receiver(&name).await.unwrap().state,
+        oauthimap_app::types::ReceiverState::WaitingForSink
+    );
+    assert_eq!(dovecot.list_messages(user, "INBOX").await.unwrap().len(), 5);
+    // The next run, with a window: one more 75, then everything, in order.
+    let started = Instant::now();
+    let mut outcomes = h
+        .app
+        .collect_once(Some(&name), Duration::from_secs(30), &|_, _| {})
+        .await
+        .unwrap();
+    let o = outcomes.remove(0);
+    assert_eq!(
+        (o.summary.delivered, o.summary.waiting.clone()),
+        (5, None),
+        "{o:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "retried within seconds"
+    );
+    let lines: Vec<String> = std::fs::read_to_string(&order)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(uids_of(&lines), vec![1, 2, 3, 4, 5]);
+    assert!(
+        h.app
+            .ledger(Some(&name), Some(LedgerStatus::Dead), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        dovecot
+            .list_messages(user, "INBOX")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_ne!(
+        h.app.find_receiver(&name).await.unwrap().state,
+        oauthimap_app::types::ReceiverState::WaitingForSink,
+        "the wait is over"
+    );
+    dovecot.stop().await.unwrap();
+    h.t.cleanup().await;
+}
+
+/// A maildir on a full filesystem (a 512 KiB tmpfs): the receiver waits, the server keeps the
+/// mail, and once space returns everything is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maildir_on_a_full_filesystem_waits_then_delivers() {
+    use oauthimap_app::types::ReceiverState;
+    // The test suite runs as root (scripts/test checks); a run as another user cannot mount.
+    let out = tempfile::tempdir().unwrap();
+    let mount = out.path().join("small");
+    std::fs::create_dir_all(&mount).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .unwrap();
+    if !mounted.success() {
+        assert!(
+            !rustix_is_root(),
+            "root could not mount a tmpfs for the full-disk test"
+        );
+        eprintln!("SKIPPED: not root, cannot mount a small filesystem");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount.clone());
+    let h = harness(
+        Backend::Sqlite,
+        &[("OAUTHIMAP_SINK__RETRY_CAP", "2s".into())],
+    )
+    .await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    let user = "maildir@contoso.com";
+    // Five messages of 64 KiB: more than the space left.
+    for i in 1..=5 {
+        let mut m = message(i);
+        m.extend(std::iter::repeat_n(b'x', 64 * 1024));
+        m.extend(b"\r\n");
+        dovecot.deliver(user, &m).unwrap();
+    }
+    let maildir = mount.join("Maildir");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(d)).unwrap();
+    }
+    let filler = mount.join("filler");
+    std::fs::write(&filler, vec![0u8; 480 * 1024]).unwrap();
+    let name = receiver_for(
+        &h,
+        &dovecot,
+        user,
+        ReceiverInput {
+            name: Some("full".into()),
+            sink: Some(SinkKind::Maildir),
+            sink_target: Some(maildir.display().to_string()),
+            after_delivery: Some(AfterDelivery::Delete),
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = h.app.find_receiver(&name).await.unwrap().id;
+    let (stop_tx, task) = run(&h, id);
+    eventually(
+        Duration::from_secs(20),
+        "the receiver waits for its sink",
+        || {
+            let app = h.app.clone();
+            async move {
+                app.find_receiver("full").await.unwrap().state == ReceiverState::WaitingForSink
+            }
+        },
+    )
+    .await;
+    let r = h.app.find_receiver(&name).await.unwrap();
+    assert!(
+        r.status.unwrap().detail.unwrap().contains("No space left"),
+        "the reason names the full disk"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        dovecot.list_messages(user, "INBOX").await.unwrap().len(),
+        5,
+        "the server keeps the mail"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    eventually(
+        Duration::from_secs(20),
+        "delivered once space returned",
+        || {
+            let maildir = maildir.clone();
+            async move { std::fs::read_dir(maildir.join("new")).unwrap().count() == 5 }
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "the server copies are deleted",
+        || {
+            let d = &dovecot;
+            async move { d.list_messages(user, "INBOX").await.unwrap().is_empty() }
+        },
+    )
+    .await;
+    stop(stop_tx, task).await;
+    assert_eq!(
+        std::fs::read_dir(maildir.join("tmp")).unwrap().count(),
+        0,
+        "no half-written file left"
+    );
+    assert!(
+        h.app
+            .ledger(Some(&name), Some(LedgerStatus::Dead), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    dovecot.stop().await.unwrap();
+    h.t.cleanup().await;
+}
+
+fn rustix_is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid() == 0
+    })
+}
+
+/// The regression of the 16-receiver ceiling: 40 receivers in IDLE on one node all collect
+/// within 30 s of the supervisor starting (with 2 pass slots), each shows its state, and new
+/// mail in the last one still arrives while the other 39 sit in IDLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_receivers_all_collect_and_show_their_state() {
+    use oauthimap_app::types::ReceiverState;
+    const N: usize = 40;
+    let h = harness(
+        Backend::Sqlite,
+        &[("OAUTHIMAP_COLLECTOR__MAX_CONCURRENT_PASSES", "2".into())],
+    )
+    .await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    for n in 0..N {
+        let user = format!("box{n}@contoso.com");
+        dovecot.deliver(&user, &message(2 * n)).unwrap();
+        dovecot.deliver(&user, &message(2 * n + 1)).unwrap();
+        let name = receiver_for(
+            &h,
+            &dovecot,
+            &user,
+            ReceiverInput {
+                name: Some(format!("box{n}")),
+                ..Default::default()
+            },
+        )
+        .await;
+        h.app
+            .update_receiver(
+                &name,
+                &ReceiverInput {
+                    trigger: Some(Trigger::Idle),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let supervisor = tokio::spawn(h.app.collector().clone().supervise(stop_rx));
+    let started = Instant::now();
+    eventually(Duration::from_secs(30), "every receiver collected", || {
+        let app = h.app.clone();
+        async move { app.store().message_count().await.unwrap() == 2 * N as i64 }
+    })
+    .await;
+    eprintln!(
+        "{N} receivers collected {} messages in {:?}",
+        2 * N,
+        started.elapsed()
+    );
+    eventually(Duration::from_secs(15), "every receiver in IDLE", || {
+        let app = h.app.clone();
+        async move {
+            let states: Vec<_> = app
+                .list_receivers()
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.state)
+                .collect();
+            let idle = states.iter().all(|s| *s == ReceiverState::Idle);
+            if !idle {
+                eprintln!("states: {states:?}");
+            }
+            idle
+        }
+    })
+    .await;
+    let started = Instant::now();
+    dovecot
+        .deliver("box39@contoso.com", &message(1000))
+        .unwrap();
+    eventually(
+        Duration::from_secs(5),
+        "new mail in the 40th mailbox",
+        || {
+            let app = h.app.clone();
+            async move { app.store().message_count().await.unwrap() == 2 * N as i64 + 1 }
+        },
+    )
+    .await;
+    eprintln!("new mail delivered in {:?}", started.elapsed());
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), supervisor)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        h.app
+            .list_receivers()
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.state == ReceiverState::NotRunning),
+        "a stopped instance takes its states with it"
+    );
+    dovecot.stop().await.unwrap();
+    h.t.cleanup().await;
+}

@@ -474,8 +474,8 @@ impl Collector {
                 Ok(true) => {}
                 Ok(false) => {
                     // Another instance collects this folder.
-                    let holder = self.store.lease_holder(&lease).await.ok().flatten();
-                    tracing::debug!(receiver = receiver.0, holder = ?holder, "held by another instance");
+                    self.report_held(receiver, &lease).await;
+                    reporter.last = None;
                     if sleep_or_stop(&mut stop, Duration::from_secs(30)).await {
                         break;
                     }
@@ -526,33 +526,7 @@ impl Collector {
                 }
                 Err(e) => {
                     failures += 1;
-                    let wait =
-                        backoff(failures, Duration::from_secs(10), MAX_BACKOFF, random_u64());
-                    tracing::warn!(receiver = %r.fields.name, error = %e, retry_in_s = wait.as_secs(), "collection failed; reconnecting later");
-                    let paused = matches!(&e, CollectError::Imap(i) if i.kind() == FailureKind::Permanent)
-                        && self.account_needs_reauth(&r).await;
-                    let state = if paused {
-                        ReceiverState::Paused
-                    } else {
-                        ReceiverState::BackingOff
-                    };
-                    reporter
-                        .report(
-                            state,
-                            Some(e.to_string()),
-                            Some(now_millis() + millis(wait)),
-                            None,
-                        )
-                        .await;
-                    if failures == 1 || e.kind() == FailureKind::Permanent {
-                        self.event(
-                            &r,
-                            Level::Warn,
-                            "receiver.error",
-                            format!("{}: {e}", r.fields.name),
-                        )
-                        .await;
-                    }
+                    let wait = self.failed(&r, &e, failures, &mut reporter).await;
                     if sleep_or_stop(&mut stop, wait).await {
                         break;
                     }
@@ -571,6 +545,44 @@ impl Collector {
         }
     }
 
+    /// Reports a failed session (backing off, or paused when the account needs a new sign-in)
+    /// and returns how long to wait before the next try.
+    async fn failed(
+        &self,
+        r: &Receiver,
+        e: &CollectError,
+        failures: u32,
+        reporter: &mut Reporter<'_>,
+    ) -> Duration {
+        let wait = backoff(failures, Duration::from_secs(10), MAX_BACKOFF, random_u64());
+        tracing::warn!(receiver = %r.fields.name, error = %e, retry_in_s = wait.as_secs(), "collection failed; reconnecting later");
+        let paused = matches!(e, CollectError::Imap(i) if i.kind() == FailureKind::Permanent)
+            && self.account_needs_reauth(r).await;
+        let state = if paused {
+            ReceiverState::Paused
+        } else {
+            ReceiverState::BackingOff
+        };
+        reporter
+            .report(
+                state,
+                Some(e.to_string()),
+                Some(now_millis() + millis(wait)),
+                None,
+            )
+            .await;
+        if failures == 1 || e.kind() == FailureKind::Permanent {
+            self.event(
+                r,
+                Level::Warn,
+                "receiver.error",
+                format!("{}: {e}", r.fields.name),
+            )
+            .await;
+        }
+        wait
+    }
+
     async fn account_needs_reauth(&self, r: &Receiver) -> bool {
         let Some(account) = r.fields.account_id else {
             return true;
@@ -587,6 +599,85 @@ impl Collector {
         tokio::select! {
             s = sleep_or_stop(stop, wait) => s,
             () = self.nudge.notified() => *stop.borrow(),
+        }
+    }
+
+    async fn renew_lease(&self, lease: &str) {
+        if let Err(e) = self
+            .store
+            .try_lease(lease, &self.instance, LEASE_TTL_MS)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot renew the receiver lease");
+        }
+    }
+
+    /// How long a session may go on before it logs in again with a fresh token: until 5
+    /// minutes before the access token expires, or half the time left for short-lived tokens.
+    async fn session_time_left(&self, account: AccountId) -> i64 {
+        let expires = self
+            .tokens
+            .store()
+            .account_tokens(account)
+            .await
+            .ok()
+            .and_then(|t| t.access_expires_at)
+            .unwrap_or(i64::MAX);
+        let remaining = expires - now_millis();
+        remaining - TOKEN_RENEW_BEFORE.min(remaining / 2)
+    }
+
+    /// Says which instance holds a receiver, until that instance reports on it itself.
+    async fn report_held(&self, receiver: ReceiverId, lease: &str) {
+        let holder = self.store.lease_holder(lease).await.ok().flatten();
+        tracing::debug!(receiver = receiver.0, holder = ?holder, "held by another instance");
+        let reported_by_holder = match self.store.receiver_status(receiver).await {
+            Ok(Some(s)) => s.instance.is_some() && s.instance == holder,
+            _ => false,
+        };
+        let Some(holder) = holder.filter(|_| !reported_by_holder) else {
+            return;
+        };
+        let detail = format!("collected by {holder}");
+        let report = StatusReport {
+            state: ReceiverState::Held,
+            detail: Some(&detail),
+            next_at: None,
+            instance: &holder,
+            since: None,
+        };
+        if let Err(e) = self.store.report_receiver_status(receiver, &report).await {
+            tracing::warn!(error = %e, "cannot record the receiver's state");
+        }
+    }
+
+    /// Waits for one of the account's connection slots, saying so while it waits; `None` when
+    /// asked to stop meanwhile.
+    async fn connection_slot(
+        &self,
+        r: &Receiver,
+        account: AccountId,
+        reporter: &mut Reporter<'_>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Option<OwnedSemaphorePermit>, CollectError> {
+        let slots = self.connection_slots(r, account).await;
+        if let Ok(p) = slots.clone().try_acquire_owned() {
+            return Ok(Some(p));
+        }
+        reporter
+            .report(
+                ReceiverState::WaitingForSlot,
+                Some(format!(
+                    "the mailbox {} has every IMAP connection it may open in use",
+                    r.account_mailbox.as_deref().unwrap_or("?"),
+                )),
+                None,
+                None,
+            )
+            .await;
+        tokio::select! {
+            p = slots.acquire_owned() => Ok(p.ok()),
+            _ = stop.wait_for(|s| *s) => Ok(None),
         }
     }
 
@@ -630,27 +721,8 @@ impl Collector {
         let account = r.fields.account_id.ok_or_else(|| {
             CollectError::Receiver(r.fields.name.clone(), "has no account".into())
         })?;
-        let slots = self.connection_slots(r, account).await;
-        let _connection = match slots.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                reporter
-                    .report(
-                        ReceiverState::WaitingForSlot,
-                        Some(format!(
-                            "the mailbox {} has all {} IMAP connections it may open in use",
-                            r.account_mailbox.as_deref().unwrap_or("?"),
-                            slots.available_permits().max(1)
-                        )),
-                        None,
-                        None,
-                    )
-                    .await;
-                tokio::select! {
-                    p = slots.acquire_owned() => p.map_err(|_| CollectError::Receiver(r.fields.name.clone(), "shutting down".into()))?,
-                    _ = stop.wait_for(|s| *s) => return Ok(SessionEnd::Renew),
-                }
-            }
+        let Some(_connection) = self.connection_slot(r, account, reporter, stop).await? else {
+            return Ok(SessionEnd::Renew);
         };
         let (mut session, account) = self.connect(r).await?;
         let folders = Mutex::new(HashSet::new());
@@ -690,24 +762,8 @@ impl Collector {
                 let _ = session.logout().await;
                 return Err(CollectError::Receiver(r.fields.name.clone(), why));
             }
-            if let Err(e) = self
-                .store
-                .try_lease(lease, &self.instance, LEASE_TTL_MS)
-                .await
-            {
-                tracing::warn!(error = %e, "cannot renew the receiver lease");
-            }
-            let expires = self
-                .tokens
-                .store()
-                .account_tokens(account)
-                .await
-                .ok()
-                .and_then(|t| t.access_expires_at)
-                .unwrap_or(i64::MAX);
-            // Renew 5 minutes before expiry, or at half the time left for short-lived tokens.
-            let remaining = expires - now_millis();
-            let left = remaining - TOKEN_RENEW_BEFORE.min(remaining / 2);
+            self.renew_lease(lease).await;
+            let left = self.session_time_left(account).await;
             if left <= 0 {
                 let _ = session.logout().await;
                 return Ok(SessionEnd::Renew);
@@ -722,13 +778,7 @@ impl Collector {
                 match outcome {
                     IdleOutcome::NewData | IdleOutcome::Changed => {}
                     IdleOutcome::Timeout => {
-                        if let Err(e) = self
-                            .store
-                            .try_lease(lease, &self.instance, LEASE_TTL_MS)
-                            .await
-                        {
-                            tracing::warn!(error = %e, "cannot renew the receiver lease");
-                        }
+                        self.renew_lease(lease).await;
                         if wait < IDLE_SLICE {
                             // The token is about to expire: a fresh session with a fresh token.
                             let _ = session.logout().await;
@@ -784,7 +834,8 @@ impl Collector {
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot list the receivers"),
             }
-            metrics::gauge!("oauthimap_receivers_running").set(running.len() as f64);
+            metrics::gauge!("oauthimap_receivers_running")
+                .set(f64::from(u32::try_from(running.len()).unwrap_or(u32::MAX)));
             let stopped = tokio::select! {
                 s = sleep_or_stop(&mut stop, Duration::from_secs(15)) => s,
                 () = self.changed.notified() => false,

@@ -137,6 +137,11 @@ pub struct Receiver {
     pub fields: ReceiverFields,
     /// Why the receiver was switched off automatically (application deactivated, account removed…).
     pub paused_reason: Option<String>,
+    /// What it is doing now: switched off or paused (from its settings), else what the
+    /// instance running it last reported (`not_running` when none did).
+    pub state: oauthimap_types::ReceiverState,
+    /// The running instance's report: since when, why, the next try.
+    pub status: Option<crate::ReceiverStatus>,
     pub has_sink_secret: bool,
     pub application_name: String,
     pub account_mailbox: Option<String>,

@@ -1,9 +1,10 @@
 //! Receivers (mail collectors): where to connect, as which account, and where mail goes.
 
-use oauthimap_types::{AccountId, AppId, ReceiverId, now_millis};
+use oauthimap_types::{AccountId, AppId, ReceiverId, ReceiverState, now_millis};
 use secrecy::SecretString;
 
 use crate::models::{Receiver, ReceiverFields, SecretChange};
+use crate::status::ReceiverStatus;
 use crate::{Result, Store, StoreError, on_db, parse_name};
 
 #[derive(sqlx::FromRow)]
@@ -33,15 +34,26 @@ struct Row {
     ca_file: Option<String>,
     created_at: i64,
     updated_at: i64,
+    status_state: Option<String>,
+    status_since: Option<i64>,
+    status_detail: Option<String>,
+    status_next_at: Option<i64>,
+    status_instance: Option<String>,
+    status_alerted_at: Option<i64>,
+    status_updated_at: Option<i64>,
 }
 
 const SELECT: &str = "SELECT r.id, r.name, r.active, r.paused_reason, r.application_id, \
      a.name AS application_name, r.account_id, c.mailbox AS account_mailbox, r.host, r.port, \
      r.security, r.mechanism, r.folder, r.trigger_kind, r.poll_interval_secs, r.after_delivery, \
      r.accepted_folder, r.refused_folder, r.size_limit_bytes, r.sink_kind, r.sink_target, \
-     (r.sink_secret IS NOT NULL) AS has_sink_secret, r.ca_file, r.created_at, r.updated_at \
+     (r.sink_secret IS NOT NULL) AS has_sink_secret, r.ca_file, r.created_at, r.updated_at, \
+     s.state AS status_state, s.since AS status_since, s.detail AS status_detail, \
+     s.next_at AS status_next_at, s.instance AS status_instance, s.alerted_at AS status_alerted_at, \
+     s.updated_at AS status_updated_at \
      FROM receivers r JOIN applications a ON a.id = r.application_id \
-     LEFT JOIN accounts c ON c.id = r.account_id";
+     LEFT JOIN accounts c ON c.id = r.account_id \
+     LEFT JOIN receiver_status s ON s.receiver_id = r.id";
 
 /// Binds the fields of a receiver as parameters $1 to $18, in column order.
 macro_rules! bind_fields {
@@ -73,7 +85,27 @@ impl TryFrom<Row> for Receiver {
     fn try_from(r: Row) -> Result<Self> {
         let corrupt =
             |c: &str| StoreError::Corrupt(format!("receivers.{c} of row {} is out of range", r.id));
+        let status = match (&r.status_state, r.status_since, r.status_updated_at) {
+            (Some(state), Some(since), Some(updated_at)) => Some(ReceiverStatus {
+                state: parse_name(state, "receiver_status.state")?,
+                since,
+                detail: r.status_detail.clone(),
+                next_at: r.status_next_at,
+                instance: r.status_instance.clone(),
+                alerted_at: r.status_alerted_at,
+                updated_at,
+            }),
+            _ => None,
+        };
+        let state = match &status {
+            _ if !r.active && r.paused_reason.is_some() => ReceiverState::Paused,
+            _ if !r.active => ReceiverState::Off,
+            Some(s) => s.state,
+            None => ReceiverState::NotRunning,
+        };
         Ok(Receiver {
+            state,
+            status,
             id: ReceiverId(r.id),
             fields: ReceiverFields {
                 name: r.name.clone(),

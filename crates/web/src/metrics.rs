@@ -86,6 +86,23 @@ pub async fn render(State(app): State<App>) -> Response {
         metrics::gauge!("oauthimap_receivers", "active" => "true").set(active as f64);
         metrics::gauge!("oauthimap_receivers", "active" => "false")
             .set((receivers.len() - active) as f64);
+        for state in oauthimap_app::types::ReceiverState::ALL {
+            let n = receivers.iter().filter(|r| r.state == *state).count();
+            metrics::gauge!("oauthimap_receivers_by_state", "state" => state.as_str())
+                .set(n as f64);
+        }
+        let now = now_millis();
+        for r in &receivers {
+            // How long each receiver has waited for its sink (0 when it is not waiting): alert
+            // on this rather than on the state alone, which short restarts of the sink also show.
+            let waiting = r
+                .status
+                .as_ref()
+                .filter(|s| s.state == oauthimap_app::types::ReceiverState::WaitingForSink)
+                .map_or(0.0, |s| (now - s.since) as f64 / 1000.0);
+            metrics::gauge!("oauthimap_receiver_sink_waiting_seconds", "receiver" => r.fields.name.clone())
+                .set(waiting);
+        }
     }
     if let Ok(n) = app.store().message_count().await {
         metrics::gauge!("oauthimap_stored_messages").set(n as f64);

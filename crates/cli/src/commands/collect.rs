@@ -78,13 +78,23 @@ pub async fn once(
                 o.summary.failed.to_string(),
                 o.error
                     .clone()
+                    .or_else(|| {
+                        o.summary.waiting.as_ref().map(|w| {
+                            format!(
+                                "waiting for its sink since {} (UID {} and the mail after it stay on the server; the next run carries on): {}",
+                                time(Some(w.since)),
+                                w.uid,
+                                w.error
+                            )
+                        })
+                    })
                     .or_else(|| o.summary.stopped.clone())
                     .unwrap_or_else(|| "-".into()),
             ]
         },
     );
     if failed {
-        return Err(AppError::Conflict(
+        return Err(AppError::Unfinished(
             "some receivers could not be collected (see PROBLEM above)".into(),
         ));
     }

@@ -21,7 +21,7 @@ pub async fn run(app: &App, out: &Out, cmd: ReceiverCommand) -> Result<(), AppEr
             out.table(
                 &list,
                 &[
-                    "ID", "NAME", "ACCOUNT", "SERVER", "FOLDER", "SINK", "ACTIVE",
+                    "ID", "NAME", "ACCOUNT", "SERVER", "FOLDER", "SINK", "ACTIVE", "STATE",
                 ],
                 |r| {
                     vec![
@@ -42,6 +42,7 @@ pub async fn run(app: &App, out: &Out, cmd: ReceiverCommand) -> Result<(), AppEr
                                 r.paused_reason.as_deref().unwrap_or("switched off")
                             )
                         },
+                        state_line(r),
                     ]
                 },
             );
@@ -76,6 +77,15 @@ fn show(out: &Out, r: &Receiver) {
                         r.paused_reason.as_deref().unwrap_or("switched off")
                     )
                 },
+            ),
+            ("state", state_line(r)),
+            ("next try", time(r.status.as_ref().and_then(|s| s.next_at))),
+            (
+                "state reported by",
+                r.status
+                    .as_ref()
+                    .and_then(|s| s.instance.clone())
+                    .unwrap_or_else(|| "-".into()),
             ),
             ("application", r.application_name.clone()),
             (
@@ -112,6 +122,22 @@ fn show(out: &Out, r: &Receiver) {
             ("updated", time(Some(r.updated_at))),
         ])
     });
+}
+
+/// The receiver's state for people: what, since when, and why.
+fn state_line(r: &Receiver) -> String {
+    use std::fmt::Write as _;
+    let mut line = r.state.label().to_owned();
+    if let Some(s) = &r.status
+        && s.state == r.state
+    {
+        let _ = write!(line, " since {}", time(Some(s.since)));
+        if let Some(detail) = &s.detail {
+            line.push_str(": ");
+            line.extend(detail.chars().filter(|c| !c.is_control()).take(200));
+        }
+    }
+    line
 }
 
 /// Shows a generated webhook signing secret, once, on stderr (data stays on stdout).

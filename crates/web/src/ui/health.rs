@@ -53,9 +53,8 @@ struct HealthPage {
     page: Page,
     /// Accounts per state, only states that occur: (state, count).
     account_states: Vec<(&'static str, usize)>,
-    running: usize,
-    paused: usize,
-    inactive: usize,
+    /// (state, label, how many receivers are in it), the non-empty ones.
+    receiver_states: Vec<(&'static str, &'static str, usize)>,
     /// Messages that failed to reach their sink (retried or dead letters), over all receivers.
     undelivered: i64,
     messages: i64,
@@ -109,12 +108,17 @@ pub async fn page(State(app): State<App>, admin: Admin, headers: HeaderMap) -> R
         })
         .filter(|(_, n)| *n > 0)
         .collect();
-    let paused = rows
+    let receiver_states = oauthimap_app::types::ReceiverState::ALL
         .iter()
-        .filter(|(r, _)| r.fields.active && r.paused_reason.is_some())
-        .count();
-    let inactive = rows.iter().filter(|(r, _)| !r.fields.active).count();
-    let running = rows.len() - paused - inactive;
+        .map(|s| {
+            (
+                s.as_str(),
+                s.label(),
+                rows.iter().filter(|(r, _)| r.state == *s).count(),
+            )
+        })
+        .filter(|(_, _, n)| *n > 0)
+        .collect();
     let undelivered = rows.iter().map(|(_, a)| a.failing).sum();
     // Until a mailbox is authorized (a receiver is optional: the token broker needs none).
     let steps = (applications.is_empty() || accounts.is_empty()).then_some((
@@ -142,9 +146,7 @@ pub async fn page(State(app): State<App>, admin: Admin, headers: HeaderMap) -> R
     ctx.render(&HealthPage {
         page,
         account_states,
-        running,
-        paused,
-        inactive,
+        receiver_states,
         undelivered,
         messages,
         attention,
@@ -240,6 +242,12 @@ fn attention(
                 detail: format!("Paused: {reason}"),
             });
         }
+        items.extend(failing(r).map(|detail| Attention {
+            level: "error",
+            subject: subject.clone(),
+            href: href.clone(),
+            detail,
+        }));
         if activity.failing > 0 {
             items.push(Attention {
                 level: "warn",
@@ -255,6 +263,30 @@ fn attention(
     }
     items.sort_by_key(|i| i.level != "error");
     items
+}
+
+/// What a receiver that keeps failing (backing off, or waiting for its sink) tells the admin:
+/// since when, why, and the next try.
+fn failing(r: &Receiver) -> Option<String> {
+    use std::fmt::Write as _;
+    let status = r.status.as_ref().filter(|s| {
+        s.state == r.state
+            && matches!(
+                r.state,
+                oauthimap_app::types::ReceiverState::BackingOff
+                    | oauthimap_app::types::ReceiverState::WaitingForSink
+            )
+    })?;
+    let label = r.state.label();
+    let mut detail = label[..1].to_uppercase() + &label[1..];
+    let _ = write!(detail, " since {}", crate::ui::relative(Some(status.since)));
+    if let Some(why) = &status.detail {
+        let _ = write!(detail, ": {why}");
+    }
+    if let Some(next) = status.next_at {
+        let _ = write!(detail, " (next try {})", crate::ui::relative(Some(next)));
+    }
+    Some(detail)
 }
 
 /// A warning when an account's refresh token has gone unused for long enough that the provider

@@ -456,7 +456,6 @@ async fn saved(
     secret: Option<secrecy::SecretString>,
     tail: &str,
 ) -> Response {
-    app.collector().wake();
     match secret {
         None => done(
             app,
@@ -533,14 +532,11 @@ pub async fn delete(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) 
 pub async fn retry(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Response {
     let back = format!("/receivers/{id}");
     match app.retry_dead(&id.to_string()).await {
-        Ok(n) => {
-            app.collector().wake();
-            done(
-                &app,
-                &back,
-                &format!("{n} failed message(s) will be delivered again."),
-            )
-        }
+        Ok(n) => done(
+            &app,
+            &back,
+            &format!("{n} failed message(s) will be delivered again."),
+        ),
         Err(e) => failed(&app, &back, &e),
     }
 }
