@@ -757,7 +757,7 @@ async fn a_webhook_down_for_eighty_seconds_costs_no_message_and_no_order() {
     for i in 11..=15 {
         dovecot.deliver(user, &message(i)).unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(60).saturating_sub(started.elapsed())).await;
+    tokio::time::sleep(Duration::from_mins(1).saturating_sub(started.elapsed())).await;
     assert_eq!(
         dovecot.list_messages(user, "INBOX").await.unwrap().len(),
         15,
@@ -1033,17 +1033,11 @@ async fn a_maildir_on_a_full_filesystem_waits_then_delivers() {
         .unwrap();
     if !mounted.success() {
         assert!(
-            !rustix_is_root(),
+            !is_root(),
             "root could not mount a tmpfs for the full-disk test"
         );
         eprintln!("SKIPPED: not root, cannot mount a small filesystem");
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
     }
     let _unmount = Unmount(mount.clone());
     let h = harness(
@@ -1141,7 +1135,16 @@ async fn a_maildir_on_a_full_filesystem_waits_then_delivers() {
     h.t.cleanup().await;
 }
 
-fn rustix_is_root() -> bool {
+/// Unmounts a test filesystem when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| {
         use std::os::unix::fs::MetadataExt;
         m.uid() == 0
