@@ -45,6 +45,13 @@ pub use oauthimap_types as types;
 pub use receivers::ReceiverInput;
 pub use signin::{CallbackParams, SignInStart};
 
+/// Whether opening may create the data folder, the database and the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    Create,
+    Existing,
+}
+
 /// The running core: settings, the store with its keys.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -55,24 +62,63 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the data folder, the database (migrating it) and the master keys. On first run the
-    /// folder, the SQLite database and a 0600 key file are created; a database that holds sealed
-    /// data but whose key file is missing is refused, never silently given a new key.
+    /// Opens the data folder, the database (migrating it) and the master keys, creating them on
+    /// first run: for the commands that create things (`serve`, `app add`, `admin create`, …).
+    /// On first run the folder, the SQLite database and a 0600 key file are created; a database
+    /// that holds sealed data but whose key file is missing is refused, never silently given a
+    /// new key, and so is a key file whose SQLite database is missing.
     pub async fn open(settings: Settings) -> Result<App> {
-        create_private_dir(&settings.data_dir)?;
+        Self::open_as(settings, OpenMode::Create).await
+    }
+
+    /// Opens existing data only: when the data folder has no database (or the key is missing),
+    /// nothing is created and the error says where it looked and how to point elsewhere. For
+    /// every command that does not create things, so a `token` or `list` run in the wrong folder
+    /// leaves no stray data behind.
+    pub async fn open_existing(settings: Settings) -> Result<App> {
+        Self::open_as(settings, OpenMode::Existing).await
+    }
+
+    async fn open_as(settings: Settings, mode: OpenMode) -> Result<App> {
+        let sqlite = settings.sqlite_path();
+        let key_path = settings.key_file();
+        let key_given = settings.master_key.is_some();
+        if let Some(db_path) = &sqlite
+            && !db_path.exists()
+        {
+            if mode == OpenMode::Existing {
+                return Err(AppError::NotFound {
+                    what: "oauthimap database",
+                    key: db_path.display().to_string(),
+                    hint: format!(
+                        " (data folder {}): run this in the folder that holds oauthimap's data, or point to it with                          --config FILE, OAUTHIMAP_DATA_DIR or OAUTHIMAP_DATABASE_URL; `oauthimap serve` or                          `oauthimap app add` set up a new one",
+                        settings.data_dir.display()
+                    ),
+                });
+            }
+            if !key_given && key_path.exists() {
+                return Err(AppError::Conflict(format!(
+                    "the master key {} exists but its database {} does not: restore the database from its backup                      (or point database_url at it); to start afresh on purpose, move the key file away first",
+                    key_path.display(),
+                    db_path.display()
+                )));
+            }
+        }
+        if mode == OpenMode::Create {
+            create_private_dir(&settings.data_dir)?;
+        }
         let db = Db::connect(&settings.database_url()).await?;
         let keys = if let Some(value) = &settings.master_key {
             KeyRing::from_env_value(value.expose_secret())?
         } else {
-            let path = settings.key_file();
-            let create = !db.is_sealed().await?;
-            if !create && !path.exists() {
-                return Err(CryptoError::KeyFile(KeyFileError::Missing { path }).into());
+            let create = mode == OpenMode::Create && !db.is_sealed().await?;
+            if !create && !key_path.exists() {
+                return Err(CryptoError::KeyFile(KeyFileError::Missing { path: key_path }).into());
             }
-            let (ring, created) = KeyRing::from_file(&path, create)?;
+            let (ring, created) = KeyRing::from_file(&key_path, create)?;
             if created {
                 tracing::info!(
-                    key_file = %path.display(),
+                    key_file = %key_path.display(),
                     "created a new master key file; back it up together with the database"
                 );
             }

@@ -933,7 +933,22 @@ async fn a_webhook_refusing_one_message_sets_only_that_one_aside() {
 /// window is shorter than the outage, it reports the wait and the next run carries on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_sink_asking_to_retry_twice_delivers_in_order() {
-    let h = harness(Backend::Sqlite, &[]).await;
+    let out = tempfile::tempdir().unwrap();
+    let notices = out.path().join("notices");
+    let h = harness(
+        Backend::Sqlite,
+        &[
+            ("OAUTHIMAP_SINK__ALERT_AFTER", "1s".into()),
+            (
+                "OAUTHIMAP_NOTIFY__COMMAND",
+                format!(
+                    "echo \"$OAUTHIMAP_EVENT $OAUTHIMAP_RECEIVER\" >> {}",
+                    notices.display()
+                ),
+            ),
+        ],
+    )
+    .await;
     let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
         .await
         .unwrap();
@@ -941,7 +956,6 @@ async fn a_command_sink_asking_to_retry_twice_delivers_in_order() {
     for i in 1..=5 {
         dovecot.deliver(user, &message(i)).unwrap();
     }
-    let out = tempfile::tempdir().unwrap();
     let (count, order) = (out.path().join("count"), out.path().join("order"));
     std::fs::write(&count, "0").unwrap();
     let command = format!(
@@ -971,7 +985,10 @@ async fn a_command_sink_asking_to_retry_twice_delivers_in_order() {
         oauthimap_app::types::ReceiverState::WaitingForSink
     );
     assert_eq!(dovecot.list_messages(user, "INBOX").await.unwrap().len(), 5);
-    // The next run, with a window: one more 75, then everything, in order.
+    assert!(!notices.exists(), "no alert before sink.alert_after");
+    // The next run, past sink.alert_after, with a window: one more 75 (the outage is now
+    // alerted), then everything, in order, and the all-clear.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let started = Instant::now();
     let mut outcomes = h
         .app
@@ -1013,6 +1030,22 @@ async fn a_command_sink_asking_to_retry_twice_delivers_in_order() {
         oauthimap_app::types::ReceiverState::WaitingForSink,
         "the wait is over"
     );
+    assert_eq!(
+        std::fs::read_to_string(&notices).unwrap(),
+        "sink.outage tempfail\nsink.recovered tempfail\n",
+        "[notify] hears of the outage once, and of its end"
+    );
+    let kinds: Vec<String> = h
+        .app
+        .store()
+        .events(None, None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .filter(|k| k.starts_with("sink."))
+        .collect();
+    assert_eq!(kinds, vec!["sink.recovered", "sink.outage"], "newest first");
     dovecot.stop().await.unwrap();
     h.t.cleanup().await;
 }

@@ -398,3 +398,116 @@ async fn the_cli_runs_on_postgresql_too() {
     assert!(!row.contains("pg-secret"));
     t.cleanup().await;
 }
+
+/// Read-only commands in a folder with no data create nothing there (no data folder, no key),
+/// exit 2 and say where they looked; a key whose database is gone is not silently given a new
+/// empty database.
+#[test]
+fn read_only_commands_in_an_empty_folder_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for args in [
+        &["token", "foo@bar.example"][..],
+        &["app", "list"],
+        &["account", "list"],
+        &["receiver", "list"],
+        &["messages", "list"],
+        &["events"],
+        &["collect", "--once"],
+    ] {
+        let out = run(oauthimap(d).args(args), None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        let t = text(&out);
+        assert!(
+            t.contains("oauthimap-data/oauthimap.db") && t.contains("OAUTHIMAP_DATA_DIR"),
+            "{args:?} says where it looked and how to point elsewhere: {t}"
+        );
+        let left: Vec<_> = std::fs::read_dir(d).unwrap().collect();
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+    // A command that creates things sets the folder up; read-only ones work from then on.
+    assert!(add_app(d, &[]).status.success());
+    let out = run(oauthimap(d).args(["app", "list"]), None);
+    assert!(out.status.success(), "{}", text(&out));
+    // The database gone, the key still there: refused, never recreated empty.
+    std::fs::rename(d.join("oauthimap-data/oauthimap.db"), d.join("saved.db")).unwrap();
+    let out = run(
+        oauthimap(d).args([
+            "app",
+            "add",
+            "--name",
+            "X",
+            "--provider",
+            "google",
+            "--client-id",
+            "x",
+            "--no-client-secret",
+        ]),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("exists but its database"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !d.join("oauthimap-data/oauthimap.db").exists(),
+        "no empty database made"
+    );
+}
+
+/// Hooks and command sinks run with `OAUTHIMAP_EVENT`, `OAUTHIMAP_RECEIVER`, … set, and a hook
+/// that calls oauthimap must work; a misspelt setting gets a warning naming the right one.
+#[test]
+fn variables_that_are_not_settings_do_not_stop_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(add_app(d, &[]).status.success());
+    let out = run(
+        oauthimap(d)
+            .args(["app", "list"])
+            .env("OAUTHIMAP_EVENT", "account.needs_reauth")
+            .env("OAUTHIMAP_MAILBOX", "help@contoso.com")
+            .env("OAUTHIMAP_RECEIVER", "helpdesk")
+            .env("OAUTHIMAP_API_TOKEN", "oit_x"),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Contoso"),
+        "{}",
+        text(&out)
+    );
+    // A variable holding bytes that are not UTF-8 (anyone's, or ours) stops nothing.
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = std::ffi::OsStr::from_bytes(b"caf\xe9");
+        let out = run(
+            oauthimap(d)
+                .args(["app", "list"])
+                .env("FOO", bytes)
+                .env("OAUTHIMAP_LOG_LEVEL", bytes),
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(
+            text(&out).contains("OAUTHIMAP_LOG_LEVEL is not UTF-8 text and is ignored"),
+            "{}",
+            text(&out)
+        );
+    }
+    let out = run(
+        oauthimap(d)
+            .args(["app", "list"])
+            .env("OAUTHIMAP_DATABSE_URL", "postgres://u@127.0.0.1/x"),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("OAUTHIMAP_DATABSE_URL is not a setting and is ignored; did you mean OAUTHIMAP_DATABASE_URL?"),
+        "{}",
+        text(&out)
+    );
+}

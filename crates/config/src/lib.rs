@@ -17,8 +17,40 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 const ENV_PREFIX: &str = "OAUTHIMAP_";
-/// `OAUTHIMAP_*` environment variables that are not settings (lower-cased, prefix removed).
-const NOT_SETTINGS: &[&str] = &["config"];
+
+/// Every setting an `OAUTHIMAP_*` variable can set (lower-cased, prefix removed, `__` for a
+/// section). Any other `OAUTHIMAP_*` variable is not ours to read: oauthimap itself exports
+/// `OAUTHIMAP_EVENT`, `OAUTHIMAP_RECEIVER`, … to hooks and command sinks, and a hook that calls
+/// `oauthimap` must work. A name one edit away from one of these gets a warning instead.
+/// The `settings_list_matches_the_settings` test keeps this in step with [`Settings`].
+pub const SETTINGS: &[&str] = &[
+    "data_dir",
+    "database_url",
+    "database_url_file",
+    "key_file",
+    "master_key",
+    "master_key_file",
+    "listen",
+    "external_base_url",
+    "log_format",
+    "log_level",
+    "tokens__refresh_margin_secs",
+    "tokens__jitter_secs",
+    "tokens__keep_warm_days",
+    "tokens__check_interval_secs",
+    "tokens__http_timeout_secs",
+    "notify__webhook_url",
+    "notify__command",
+    "web__session_idle_secs",
+    "web__session_max_secs",
+    "web__login_failures_before_lock",
+    "web__setup_link_secs",
+    "collector__max_concurrent_passes",
+    "collector__max_connections_per_account",
+    "sink__max_outage",
+    "sink__alert_after",
+    "sink__retry_cap",
+];
 
 /// The log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -72,6 +104,8 @@ pub struct Settings {
     /// What happens while a receiver's sink is down.
     #[serde(default)]
     pub sink: SinkSettings,
+    #[serde(skip)]
+    warnings: Vec<String>,
 }
 
 /// `[collector]`: how receivers share the machine.
@@ -237,10 +271,54 @@ pub enum ConfigError {
     },
 }
 
+/// The configuration file used when none is named (`--config`, `OAUTHIMAP_CONFIG`): for a user
+/// other than root `$XDG_CONFIG_HOME/oauthimap/oauthimap.toml` (default
+/// `~/.config/oauthimap/oauthimap.toml`), then, for everyone, `/etc/oauthimap/oauthimap.toml`;
+/// the first that exists.
+pub fn default_config_file() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let user = (!root)
+        .then(|| {
+            std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(|h| PathBuf::from(h).join(".config"))
+                        .filter(|p| p.is_absolute())
+                })
+                .map(|dir| dir.join("oauthimap/oauthimap.toml"))
+        })
+        .flatten();
+    user.into_iter()
+        .chain([PathBuf::from("/etc/oauthimap/oauthimap.toml")])
+        .find(|p| p.is_file())
+}
+
 impl Settings {
     /// Loads settings from defaults, the optional TOML file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_from(file, std::env::vars())
+        // `vars_os`: a variable holding bytes that are not UTF-8 is not ours, and must not stop
+        // the program (`std::env::vars` panics on one).
+        let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v)));
+        let mut warnings = Vec::new();
+        let env: Vec<(String, String)> = env
+            .filter_map(|(k, v)| {
+                if let Ok(v) = v.into_string() {
+                    return Some((k, v));
+                }
+                if k.starts_with(ENV_PREFIX) {
+                    warnings.push(format!(
+                        "the environment variable {k} is not UTF-8 text and is ignored"
+                    ));
+                }
+                None
+            })
+            .collect();
+        let mut settings = Self::load_from(file, env)?;
+        settings.warnings.extend(warnings);
+        Ok(settings)
     }
 
     /// Like [`Settings::load`] with an explicit environment (for tests).
@@ -259,14 +337,12 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(EnvVars(
-            env.into_iter()
-                .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-                .collect(),
-        ));
+        let (ours, warnings) = settings_in(env);
+        figment = figment.merge(EnvVars(ours));
         let mut settings: Settings = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(&e)))?;
+        settings.warnings = warnings;
         settings.read_secret_files()?;
         settings.validate()?;
         Ok(settings)
@@ -415,6 +491,18 @@ impl Settings {
         })
     }
 
+    /// The SQLite database file, when the database is SQLite (`None` for PostgreSQL and for
+    /// in-memory databases).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database_url();
+        let url = url.expose_secret();
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+    }
+
     /// The key file path, defaulting to `master.key` in the data folder.
     pub fn key_file(&self) -> PathBuf {
         self.key_file
@@ -435,6 +523,12 @@ impl Settings {
         };
         Url::parse(&format!("http://{host}:{}/", self.listen.port()))
             .expect("a host and port always make a valid URL")
+    }
+
+    /// Things worth a warning found while loading (an `OAUTHIMAP_*` variable that looks like a
+    /// misspelt setting).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Whether the external URL was set explicitly (required when the listener is not loopback).
@@ -477,6 +571,53 @@ fn describe(error: &figment::Error) -> String {
         .join("; ")
 }
 
+/// The `OAUTHIMAP_*` variables that are settings, and a warning for each other one that is one
+/// edit away from a setting (`OAUTHIMAP_DATABSE_URL`). The rest are ignored.
+fn settings_in(
+    env: impl IntoIterator<Item = (String, String)>,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let mut ours = Vec::new();
+    let mut warnings = Vec::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let key = rest.to_ascii_lowercase();
+        let file_of_setting = key
+            .strip_suffix("_file")
+            .is_some_and(|stem| SETTINGS.contains(&stem));
+        if SETTINGS.contains(&key.as_str()) || file_of_setting {
+            // `X_FILE` of a setting that cannot come from a file is kept, to be refused with
+            // a clear error rather than ignored.
+            ours.push((name, value));
+        } else if let Some(near) = SETTINGS.iter().find(|s| one_edit_apart(s, &key)) {
+            warnings.push(format!(
+                "the environment variable {name} is not a setting and is ignored; did you mean {ENV_PREFIX}{}?",
+                near.to_ascii_uppercase()
+            ));
+        }
+    }
+    (ours, warnings)
+}
+
+/// Whether `a` becomes `b` by one inserted, removed or replaced character, or two neighbours
+/// swapped.
+fn one_edit_apart(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a == b || a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (a, b) = (&a[prefix..], &b[prefix..]);
+    match a.len().cmp(&b.len()) {
+        std::cmp::Ordering::Less => a == &b[1..],
+        std::cmp::Ordering::Greater => &a[1..] == b,
+        std::cmp::Ordering::Equal => {
+            a[1..] == b[1..] || (a.len() >= 2 && a[0] == b[1] && a[1] == b[0] && a[2..] == b[2..])
+        }
+    }
+}
+
 /// `OAUTHIMAP_*` variables as a figment provider: the prefix is dropped, names are lower-cased and
 /// `__` nests (`OAUTHIMAP_TOKENS__REFRESH_MARGIN` is `tokens.refresh_margin`).
 struct EnvVars(Vec<(String, String)>);
@@ -490,9 +631,6 @@ impl figment::Provider for EnvVars {
         let mut root = Dict::new();
         for (name, value) in &self.0 {
             let key = name[ENV_PREFIX.len()..].to_ascii_lowercase();
-            if key.is_empty() || NOT_SETTINGS.contains(&key.as_str()) {
-                continue;
-            }
             let parts: Vec<&str> = key.split("__").collect();
             let parsed: Value = value.parse().unwrap_or_else(|_| Value::from(value.clone()));
             insert_nested(&mut root, &parts, parsed);

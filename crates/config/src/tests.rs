@@ -161,10 +161,15 @@ fn nested_sections_from_file_and_env() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("notify.webhook_url"), "{err}");
-    let err = Settings::load_from(None, env(&[("OAUTHIMAP_TOKENS__MARGIN", "5")]))
+    // An unknown key is refused in TOML; in the environment it is not ours and is ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[tokens]\nmargin = 5\n").unwrap();
+    let err = Settings::load_from(Some(&cfg), env(&[]))
         .unwrap_err()
         .to_string();
     assert!(err.contains("margin"), "{err}");
+    assert!(Settings::load_from(None, env(&[("OAUTHIMAP_TOKENS__MARGIN", "5")])).is_ok());
 }
 
 #[test]
@@ -195,8 +200,103 @@ fn web_section_defaults_overrides_and_checks() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("web.session_max_secs"), "{e}");
-    let e = Settings::load_from(None, env(&[("OAUTHIMAP_WEB__SESSION_TIMEOUT", "5")]))
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[web]\nsession_timeout = 5\n").unwrap();
+    let e = Settings::load_from(Some(&cfg), env(&[]))
         .unwrap_err()
         .to_string();
     assert!(e.contains("session_timeout"), "{e}");
+}
+
+#[test]
+fn variables_that_are_not_settings_are_ignored_and_near_misses_warned_about() {
+    // What oauthimap exports to hooks and command sinks, and the API token of the docs.
+    let s = Settings::load_from(
+        None,
+        env(&[
+            ("OAUTHIMAP_EVENT", "account.needs_reauth"),
+            ("OAUTHIMAP_RECEIVER", "helpdesk"),
+            ("OAUTHIMAP_IDEMPOTENCY_KEY", "r1-2-3"),
+            ("OAUTHIMAP_API_TOKEN", "oit_secret"),
+            ("OAUTHIMAP_CONFIG", "/etc/oauthimap/oauthimap.toml"),
+            ("OAUTHIMAP_LISTEN", "127.0.0.1:9100"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        s.listen.to_string(),
+        "127.0.0.1:9100",
+        "settings still apply"
+    );
+    assert!(s.warnings().is_empty(), "{:?}", s.warnings());
+
+    let s = Settings::load_from(
+        None,
+        env(&[
+            ("OAUTHIMAP_DATABSE_URL", "postgres://x/y"),
+            ("OAUTHIMAP_SINK__MAX_OUTAGES", "1d"),
+            ("OAUTHIMAP_LITSEN", "127.0.0.1:1"),
+        ]),
+    )
+    .unwrap();
+    assert!(
+        s.database_url.is_none(),
+        "a misspelt setting is not applied"
+    );
+    let w = s.warnings().join("\n");
+    for (wrong, right) in [
+        ("OAUTHIMAP_DATABSE_URL", "OAUTHIMAP_DATABASE_URL"),
+        ("OAUTHIMAP_SINK__MAX_OUTAGES", "OAUTHIMAP_SINK__MAX_OUTAGE"),
+        ("OAUTHIMAP_LITSEN", "OAUTHIMAP_LISTEN"),
+    ] {
+        assert!(
+            w.contains(&format!("{wrong} is not a setting"))
+                && w.contains(&format!("did you mean {right}?")),
+            "{w}"
+        );
+    }
+}
+
+#[test]
+fn one_edit_apart_is_one_insertion_removal_replacement_or_swap() {
+    for (a, b) in [
+        ("listen", "lsten"),
+        ("listen", "listenn"),
+        ("listen", "lixten"),
+        ("listen", "litsen"),
+        ("listen", "ilsten"),
+        ("listen", "listne"),
+    ] {
+        assert!(one_edit_apart(a, b), "{a} {b}");
+        assert!(one_edit_apart(b, a), "{b} {a}");
+    }
+    for (a, b) in [
+        ("listen", "listen"),
+        ("listen", "lstn"),
+        ("listen", "silent"),
+        ("event", "listen"),
+        ("", "ab"),
+    ] {
+        assert!(!one_edit_apart(a, b), "{a} {b}");
+    }
+}
+
+/// Each name in [`SETTINGS`] is a key of [`Settings`]: set from the environment to a value of
+/// the wrong kind, it is refused as a bad value of that key, never as an unknown one.
+#[test]
+fn settings_list_matches_the_settings() {
+    for key in SETTINGS {
+        let name = format!("OAUTHIMAP_{}", key.to_ascii_uppercase());
+        let result = Settings::load_from(None, env(&[(&name, "[1, 2]")]));
+        if let Err(e) = result {
+            let e = e.to_string();
+            assert!(!e.contains("unknown setting"), "{name}: {e}");
+        }
+    }
+    // And the check itself can fail: a key that is not a setting is refused as unknown.
+    let err = Settings::load_from(None, env(&[("OAUTHIMAP_LISTEN_FILE", "[1, 2]")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown setting"), "{err}");
 }

@@ -17,14 +17,25 @@ use crate::cli::{Cli, Command, KeysCommand};
 use crate::output::Out;
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
-    let settings = Settings::load(cli.config.as_deref())?;
+    let file = cli
+        .config
+        .clone()
+        .or_else(oauthimap_app::config::default_config_file);
+    let settings = Settings::load(file.as_deref())?;
     let serving = matches!(cli.command, Command::Serve);
     init_logging(&settings, serving, cli.verbose);
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     let out = Out { json: cli.json };
     if let Command::Keys(KeysCommand::Generate { id }) = cli.command {
         return keys::generate(id);
     }
-    let app = App::open(settings).await?;
+    let app = if creates_data(&cli.command) {
+        App::open(settings).await?
+    } else {
+        App::open_existing(settings).await?
+    };
     let result = match cli.command {
         Command::Serve => serve::run(app.clone()).await,
         Command::App(c) => app::run(&app, &out, c).await,
@@ -74,6 +85,22 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     };
     app.close().await;
     result
+}
+
+/// The commands that may create the data folder, the database or the key on first use; every
+/// other command only opens what exists.
+fn creates_data(command: &Command) -> bool {
+    use crate::cli::{AccountCommand, AdminCommand, AppCommand};
+    matches!(
+        command,
+        Command::Serve
+            | Command::App(AppCommand::Add(_))
+            | Command::Admin(AdminCommand::Create { .. })
+            | Command::Account(
+                AccountCommand::Authorize { .. } | AccountCommand::AddAppOnly { .. }
+            )
+            | Command::Keys(_)
+    )
 }
 
 fn init_logging(settings: &Settings, serving: bool, verbose: u8) {
