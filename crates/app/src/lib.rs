@@ -136,6 +136,7 @@ impl App {
             NotifySettings {
                 webhook_url: settings.notify.webhook_url.clone(),
                 command: settings.notify.command.clone(),
+                pass_env: settings.hooks.pass_env.clone(),
             },
             oauth.http().clone(),
         );
@@ -167,6 +168,7 @@ impl App {
                     retry_cap: settings.sink.retry_cap,
                     ..oauthimap_collector::SinkPolicy::default()
                 },
+                pass_env: settings.hooks.pass_env.clone(),
             },
         ));
         Ok(App {

@@ -417,9 +417,11 @@ async fn transient_faults_keep_the_account_and_its_token() {
 async fn revoked_grant_needs_reauth_pauses_receivers_notifies_once_and_reauth_restores() {
     let dir = tempfile::tempdir().unwrap();
     let notices = dir.path().join("notices.log");
+    let env_file = dir.path().join("env");
     let command = format!(
-        "echo \"$OAUTHIMAP_EVENT $OAUTHIMAP_MAILBOX\" >> {}",
-        notices.display()
+        "echo \"$OAUTHIMAP_EVENT $OAUTHIMAP_MAILBOX\" >> {}; env > {}",
+        notices.display(),
+        env_file.display()
     );
     let h = harness(Backend::Sqlite, &[("OAUTHIMAP_NOTIFY__COMMAND", command)]).await;
     h.sign_in("Contoso", None).await;
@@ -465,6 +467,33 @@ async fn revoked_grant_needs_reauth_pauses_receivers_notifies_once_and_reauth_re
     );
     assert!(!h.app.tokens().refresh_now(account.id).await.is_refreshed());
     assert_eq!(h.idp.stats().grant("refresh_token").requests, 2);
+    // The hook sees a minimal environment: the notice's variables and PATH, HOME, LANG, …,
+    // nothing else of the service's (no OAUTHIMAP_* setting, none of the test runner's).
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    for line in env.lines() {
+        let name = line.split_once('=').map_or(line, |(k, _)| k);
+        assert!(
+            [
+                "PATH",
+                "HOME",
+                "LANG",
+                "LC_ALL",
+                "TZ",
+                "PWD",
+                "OLDPWD",
+                "SHLVL",
+                "_",
+                "OAUTHIMAP_EVENT",
+                "OAUTHIMAP_ACCOUNT_ID",
+                "OAUTHIMAP_MAILBOX",
+                "OAUTHIMAP_APPLICATION",
+                "OAUTHIMAP_RECEIVER",
+                "OAUTHIMAP_REASON",
+            ]
+            .contains(&name),
+            "{name} reached the hook:\n{env}"
+        );
+    }
     let log = std::fs::read_to_string(&notices).unwrap();
     assert_eq!(
         log.lines().collect::<Vec<_>>(),

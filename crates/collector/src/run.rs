@@ -41,6 +41,8 @@ pub struct CollectorSettings {
     /// IMAP sessions per upstream account, when the provider's own limit is not known.
     pub max_connections_per_account: usize,
     pub sink: SinkPolicy,
+    /// Variables a command sink may see besides the minimal environment (`hooks.pass_env`).
+    pub pass_env: Vec<String>,
 }
 
 impl Default for CollectorSettings {
@@ -50,6 +52,7 @@ impl Default for CollectorSettings {
                 .map_or(2, std::num::NonZero::get),
             max_connections_per_account: 20,
             sink: SinkPolicy::default(),
+            pass_env: Vec::new(),
         }
     }
 }
@@ -199,6 +202,7 @@ impl Collector {
             secret,
             data_dir: self.data_dir.clone(),
             timeout: Duration::from_mins(1),
+            pass_env: self.settings.pass_env.clone(),
         }
         .build(self.store.clone(), self.http.clone())?)
     }

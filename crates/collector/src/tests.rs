@@ -239,6 +239,7 @@ async fn setup(sink: SinkKind, target: Option<String>) -> Setup {
         secret: None,
         data_dir: t.dir.path().to_owned(),
         timeout: Duration::from_secs(30),
+        pass_env: Vec::new(),
     }
     .build(store.clone(), {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -617,4 +618,48 @@ async fn a_sink_down_past_the_outage_limit_sets_the_message_aside_and_the_line_m
             .any(|e| e.kind == "message.set_aside" && e.message.contains("UID 2")),
         "{events:?}"
     );
+}
+
+/// A command sink sees a minimal environment: none of the service's variables (`OAUTHIMAP_*`
+/// settings such as the master key, the test runner's own), only `PATH`, `HOME`, `LANG`, … and
+/// the message's `OAUTHIMAP_IDEMPOTENCY_KEY`, `OAUTHIMAP_RECEIVER`, `OAUTHIMAP_MESSAGE_ID`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_sink_gets_no_variable_of_the_service() {
+    let out = tempfile::tempdir().unwrap();
+    let command = format!(
+        "env > {dir}/\"$OAUTHIMAP_IDEMPOTENCY_KEY\"",
+        dir = out.path().display()
+    );
+    let s = setup(SinkKind::Command, Some(command)).await;
+    let server = Server::with(1);
+    assert_eq!(s.pass(&server).await.delivered, 1);
+    let file = files(out.path()).pop().expect("the command ran");
+    let env = std::fs::read_to_string(out.path().join(&file)).unwrap();
+    let names: Vec<&str> = env
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        .collect();
+    let allowed = [
+        "PATH",
+        "HOME",
+        "LANG",
+        "LC_ALL",
+        "TZ",
+        "PWD",
+        "OLDPWD",
+        "SHLVL",
+        "_",
+        "OAUTHIMAP_IDEMPOTENCY_KEY",
+        "OAUTHIMAP_RECEIVER",
+        "OAUTHIMAP_MESSAGE_ID",
+    ];
+    for name in &names {
+        assert!(allowed.contains(name), "{name} reached the command:\n{env}");
+    }
+    assert!(env.contains("OAUTHIMAP_RECEIVER=r\n"), "{env}");
+    // The runner's environment is richer than that, so the check above compared something.
+    let parent = std::env::vars_os()
+        .filter(|(k, _)| k.to_str().is_some_and(|k| !allowed.contains(&k)))
+        .count();
+    assert!(parent > 0, "the test process has variables of its own");
 }

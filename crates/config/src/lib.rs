@@ -50,6 +50,7 @@ pub const SETTINGS: &[&str] = &[
     "sink__max_outage",
     "sink__alert_after",
     "sink__retry_cap",
+    "hooks__pass_env",
 ];
 
 /// The log line format.
@@ -104,8 +105,20 @@ pub struct Settings {
     /// What happens while a receiver's sink is down.
     #[serde(default)]
     pub sink: SinkSettings,
+    /// What `[notify]` commands and command sinks may see.
+    #[serde(default)]
+    pub hooks: HooksSettings,
     #[serde(skip)]
     warnings: Vec<String>,
+}
+
+/// `[hooks]`: child processes (`notify.command`, command sinks) run with a minimal environment:
+/// `PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ`, their event's own variables, and these.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksSettings {
+    /// More variables to pass on (`["HTTPS_PROXY", "TZ"]`); `OAUTHIMAP_*` settings never pass.
+    pub pass_env: Vec<String>,
 }
 
 /// `[collector]`: how receivers share the machine.

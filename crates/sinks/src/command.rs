@@ -1,7 +1,9 @@
 //! A command that reads the raw message on stdin, like a mail delivery agent: exit 0 means
-//! delivered, 75 (`EX_TEMPFAIL`) means try again later, anything else refuses the message. It gets
-//! `OAUTHIMAP_IDEMPOTENCY_KEY`, `OAUTHIMAP_RECEIVER` and `OAUTHIMAP_MESSAGE_ID` in its
-//! environment so it can skip a message it already has.
+//! delivered, 75 (`EX_TEMPFAIL`) means try again later, anything else refuses the message. It runs
+//! with a minimal environment (`PATH`, `HOME`, `LANG`, `LC_ALL`, `TZ`, `hooks.pass_env`; never an
+//! `OAUTHIMAP_*` setting) plus `OAUTHIMAP_IDEMPOTENCY_KEY`, `OAUTHIMAP_RECEIVER` and
+//! `OAUTHIMAP_MESSAGE_ID`, so it can skip a message it already has, in a process group of its own
+//! that is killed whole when it outlives its timeout.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,13 +16,15 @@ use crate::{Delivery, Receipt, SinkError};
 pub struct CommandSink {
     command: String,
     timeout: Duration,
+    pass_env: Vec<String>,
 }
 
 impl CommandSink {
-    pub fn new(command: &str, timeout: Duration) -> Self {
+    pub fn new(command: &str, timeout: Duration, pass_env: Vec<String>) -> Self {
         Self {
             command: command.to_owned(),
             timeout,
+            pass_env,
         }
     }
 
@@ -28,6 +32,11 @@ impl CommandSink {
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&self.command)
+            .env_clear()
+            .envs(oauthimap_types::child_env(
+                std::env::vars_os(),
+                &self.pass_env,
+            ))
             .env("OAUTHIMAP_IDEMPOTENCY_KEY", &d.idempotency_key)
             .env("OAUTHIMAP_RECEIVER", &d.receiver_name)
             .env(
@@ -38,6 +47,7 @@ impl CommandSink {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            .process_group(0)
             .spawn()
             .map_err(|e| SinkError::transient(format!("cannot run the delivery command: {e}")))?;
         let mut stdin = child.stdin.take().expect("stdin was piped");
@@ -46,9 +56,11 @@ impl CommandSink {
             // A command may exit without reading everything; that is its answer, not our error.
             let _ = stdin.write_all(&raw).await;
         });
+        let group = child.id();
         let output = tokio::time::timeout(self.timeout, child.wait_with_output())
             .await
             .map_err(|_| {
+                kill_group(group);
                 SinkError::transient(format!(
                     "the delivery command did not finish within {}s",
                     self.timeout.as_secs()
@@ -76,5 +88,15 @@ impl CommandSink {
                 "the delivery command was killed by a signal",
             )),
         }
+    }
+}
+
+/// Kills a command's whole process group (what it started too, not only the shell).
+pub(crate) fn kill_group(leader: Option<u32>) {
+    if let Some(pid) = leader
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
 }

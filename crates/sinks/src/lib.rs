@@ -187,6 +187,8 @@ pub struct SinkConfig {
     /// The data folder (the built-in store's files are in `messages/`).
     pub data_dir: PathBuf,
     pub timeout: Duration,
+    /// Variables a command sink may see besides the minimal environment (`hooks.pass_env`).
+    pub pass_env: Vec<String>,
 }
 
 impl SinkConfig {
@@ -210,7 +212,11 @@ impl SinkConfig {
                 self.timeout,
             )?),
             SinkKind::Maildir => Sink::Maildir(MaildirSink::new(PathBuf::from(target()?))),
-            SinkKind::Command => Sink::Command(CommandSink::new(&target()?, self.timeout)),
+            SinkKind::Command => Sink::Command(CommandSink::new(
+                &target()?,
+                self.timeout,
+                self.pass_env.clone(),
+            )),
         })
     }
 }

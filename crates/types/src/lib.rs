@@ -4,8 +4,12 @@
 //! This crate does no I/O and holds no policy: it only names things so that the store, the OAuth
 //! client, the IMAP layer and the shells agree on them.
 
+mod child;
+
 use std::fmt;
 use std::str::FromStr;
+
+pub use child::child_env;
 
 use serde::{Deserialize, Serialize};
 
