@@ -66,7 +66,7 @@ fn check_password(password: &SecretString) -> Result<()> {
 }
 
 /// Hashes with argon2id (default parameters, random salt) off the async threads.
-async fn hash_password(password: &SecretString) -> Result<String> {
+pub(crate) async fn hash_password(password: &SecretString) -> Result<String> {
     let password = password.clone();
     tokio::task::spawn_blocking(move || {
         Argon2::default()
@@ -85,7 +85,7 @@ async fn hash_password(password: &SecretString) -> Result<String> {
 }
 
 /// Checks `password` against a PHC string; false for a mismatch or an unreadable hash.
-async fn verify_password(password: &SecretString, phc: String) -> bool {
+pub(crate) async fn verify_password(password: &SecretString, phc: String) -> bool {
     let password = password.clone();
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&phc).is_ok_and(|hash| {
@@ -101,6 +101,17 @@ async fn verify_password(password: &SecretString, phc: String) -> bool {
 /// A hash of a random password, checked when the user does not exist so that a login for an
 /// unknown name takes as long as one for a known name.
 static DUMMY_HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Verifies `password` against a dummy hash: the time a real check would take.
+pub(crate) async fn verify_dummy(password: &SecretString) {
+    let dummy = DUMMY_HASH.get_or_init(|| {
+        Argon2::default()
+            .hash_password(b"no such user, no such password")
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    });
+    let _ = verify_password(password, dummy.clone()).await;
+}
 
 impl App {
     /// Creates an admin user (`oauthimap admin create`).
@@ -196,13 +207,7 @@ impl App {
         const REFUSED: &str = "wrong username or password";
         let found = self.store().admin_credentials(username.trim()).await?;
         let Some(found) = found else {
-            let dummy = DUMMY_HASH.get_or_init(|| {
-                Argon2::default()
-                    .hash_password(b"no such user, no such password")
-                    .map(|h| h.to_string())
-                    .unwrap_or_default()
-            });
-            let _ = verify_password(password, dummy.clone()).await;
+            verify_dummy(password).await;
             return Err(AppError::Denied(REFUSED.into()));
         };
         let now = now_millis();

@@ -12,6 +12,7 @@ mod applications;
 mod collect;
 mod diagnose;
 mod error;
+mod gateway;
 mod keys;
 mod receivers;
 mod signin;
@@ -34,10 +35,12 @@ pub use applications::{ApplicationInput, ApplicationView};
 pub use collect::CollectOutcome;
 pub use diagnose::{DiagnoseOptions, DiagnosticReport, Outcome, Step};
 pub use error::{AppError, Result};
+pub use gateway::{GATEWAY_PROTOCOLS, GatewayBackend, UpstreamScope, UpstreamServer};
 pub use keys::{KeyRotation, KeyStatus};
 pub use oauthimap_collector::{Collector, PassSummary, ProgressEvent, SinkWait};
 pub use oauthimap_config as config;
 pub use oauthimap_crypto as crypto;
+pub use oauthimap_gateway::{GatewayConfig, TlsFiles};
 pub use oauthimap_oauth as oauth;
 pub use oauthimap_store as store;
 pub use oauthimap_tokens as tokens;
@@ -59,6 +62,7 @@ pub struct App {
     store: Store,
     tokens: Arc<TokenService>,
     collector: Arc<oauthimap_collector::Collector>,
+    gateway: Arc<gateway::GatewayState>,
 }
 
 impl App {
@@ -176,6 +180,7 @@ impl App {
             store,
             tokens,
             collector,
+            gateway: Arc::new(gateway::GatewayState::new()),
         })
     }
 

@@ -126,6 +126,10 @@ pub enum Command {
     /// Manage API tokens for the REST API and the HTTP token broker.
     #[command(subcommand, name = "api-token")]
     ApiToken(ApiTokenCommand),
+    /// The gateway for password-only mail clients (GLPI's own mail collector, fetchmail, …):
+    /// per-client gateway passwords and the servers it connects to.
+    #[command(subcommand)]
+    Gateway(GatewayCommand),
     /// Show recent events (audit and health), newest first.
     Events {
         /// Only events of this account (id or mailbox).
@@ -437,6 +441,86 @@ pub enum AdminCommand {
     List,
     /// Delete an admin user (ends their sessions).
     Remove { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Gateway passwords: one per client, never the mailbox's own password.
+    #[command(subcommand)]
+    Password(GatewayPasswordCommand),
+    /// The IMAP server the gateway opens for an application or an account (default: the
+    /// provider's, outlook.office365.com or imap.gmail.com, port 993).
+    #[command(subcommand)]
+    Upstream(UpstreamCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayPasswordCommand {
+    /// Create a random password for one client of an account's mailbox; it is printed once.
+    /// The client logs in to the gateway with the mailbox address and this password.
+    Add {
+        /// The account (id or mailbox).
+        account: String,
+        /// The account's application, when the mailbox is authorized in several.
+        #[arg(long)]
+        app: Option<String>,
+        /// Which client it is for, such as glpi or scanner-2nd-floor.
+        #[arg(long)]
+        name: String,
+        /// The protocols it may be used for (comma-separated: imap,pop3,smtp; default all).
+        #[arg(long, value_delimiter = ',')]
+        protocols: Vec<String>,
+        /// When it stops working: a date (2027-06-30) or an RFC 3339 time.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List gateway passwords (never the passwords): name, account, protocols, created, last
+    /// used and from where.
+    List {
+        /// Only those of this account (id or mailbox).
+        account: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Revoke a gateway password.
+    Remove {
+        /// The account (id or mailbox).
+        account: String,
+        /// The password's name.
+        name: String,
+        #[arg(long)]
+        app: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpstreamCommand {
+    /// Use this IMAP server for an application's or an account's mailboxes.
+    Set {
+        /// For every account of this application.
+        #[arg(long, required_unless_present = "account", conflicts_with = "account")]
+        app: Option<String>,
+        /// For this account only (id or mailbox).
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        host: String,
+        #[arg(long, default_value_t = 993)]
+        port: u16,
+        /// tls (implicit, port 993), starttls (port 143) or plain (loopback only).
+        #[arg(long, default_value = "tls")]
+        security: Security,
+        /// An extra CA certificate (PEM) to trust for this server.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
+    /// Go back to the provider's own server.
+    Clear {
+        #[arg(long, required_unless_present = "account", conflicts_with = "account")]
+        app: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -51,6 +51,13 @@ pub const SETTINGS: &[&str] = &[
     "sink__alert_after",
     "sink__retry_cap",
     "hooks__pass_env",
+    "gateway__imap_listen",
+    "gateway__imaps_listen",
+    "gateway__tls_cert",
+    "gateway__tls_key",
+    "gateway__trusted_networks",
+    "gateway__max_sessions",
+    "gateway__login_timeout_secs",
 ];
 
 /// The log line format.
@@ -108,8 +115,46 @@ pub struct Settings {
     /// What `[notify]` commands and command sinks may see.
     #[serde(default)]
     pub hooks: HooksSettings,
+    /// The gateway for password-only clients (off unless a listener is set).
+    #[serde(default)]
+    pub gateway: GatewaySettings,
     #[serde(skip)]
     warnings: Vec<String>,
+}
+
+/// `[gateway]`: listeners that let password-only mail clients reach OAuth mailboxes with a
+/// per-client gateway password. Each is off until its address is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// IMAP with STARTTLS, e.g. `127.0.0.1:143`.
+    pub imap_listen: Option<SocketAddr>,
+    /// IMAP over implicit TLS, e.g. `0.0.0.0:993` (needs `tls_cert` and `tls_key`).
+    pub imaps_listen: Option<SocketAddr>,
+    /// The certificate chain (PEM), re-read when it changes.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// Networks whose clients may send passwords without TLS to a non-loopback listener.
+    pub trusted_networks: Vec<String>,
+    /// Sessions open at once, in total.
+    pub max_sessions: usize,
+    /// Seconds a client may stay silent before logging in.
+    pub login_timeout_secs: u64,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            imap_listen: None,
+            imaps_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            trusted_networks: Vec::new(),
+            max_sessions: 1000,
+            login_timeout_secs: 120,
+        }
+    }
 }
 
 /// `[hooks]`: child processes (`notify.command`, command sinks) run with a minimal environment:

@@ -189,6 +189,12 @@ impl Dovecot {
         self.layout.ca_pem_path()
     }
 
+    /// PEM files of the server certificate (for `localhost` and `127.0.0.1`) and its key, for
+    /// tests that need a TLS server of their own trusted through [`Dovecot::ca_pem_path`].
+    pub fn server_cert_paths(&self) -> (PathBuf, PathBuf) {
+        (self.layout.cert_pem_path(), self.layout.key_pem_path())
+    }
+
     /// The master user's name.
     pub fn master_user(&self) -> &str {
         &self.layout.master_user

@@ -27,6 +27,66 @@ enum Transport {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// An authenticated connection's byte stream, handed over for relaying (the gateway): plain TCP
+/// or TLS, as the session was opened.
+#[derive(Debug)]
+pub struct RawStream(Transport);
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Plain(_) => "Plain",
+            Transport::Tls(_) => "Tls",
+        })
+    }
+}
+
+impl tokio::io::AsyncRead for RawStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Transport::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for RawStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match &mut self.get_mut().0 {
+            Transport::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Transport::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Transport::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Transport::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Negotiated TLS parameters, for diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsInfo {
@@ -147,6 +207,15 @@ impl Conn {
             target,
             reason: failures.join("; "),
         })
+    }
+
+    /// The byte stream and what was read from it but not consumed yet; `None` once closed.
+    pub(crate) fn into_raw(mut self) -> Option<(RawStream, Vec<u8>)> {
+        if self.closed {
+            return None;
+        }
+        let transport = self.transport.take()?;
+        Some((RawStream(transport), std::mem::take(&mut self.buf)))
     }
 
     pub(crate) fn transcript(&self) -> Option<&Transcript> {

@@ -42,7 +42,7 @@ mod tls;
 mod transcript;
 
 pub use cert::{CertNames, cert_names};
-pub use conn::TlsInfo;
+pub use conn::{RawStream, TlsInfo};
 pub use error::{ImapError, Target};
 pub use login::{SessionConfig, connect_and_login};
 pub use names::{UidRange, decode_mailbox_name, encode_mailbox_name, uid_set};

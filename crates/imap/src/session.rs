@@ -165,6 +165,17 @@ impl Session {
         }
     }
 
+    /// Hands the authenticated connection over for relaying bytes as they are (the gateway):
+    /// the stream, and bytes the server already sent that were not read yet.
+    pub fn into_relay(self) -> Result<(crate::conn::RawStream, Vec<u8>), ImapError> {
+        let target = self.conn.target.clone();
+        self.conn.into_raw().ok_or(ImapError::Io {
+            target,
+            action: "hand the session over".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotConnected),
+        })
+    }
+
     /// The mechanism the session logged in with.
     pub fn mechanism(&self) -> SaslMechanism {
         self.mechanism

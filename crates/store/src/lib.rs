@@ -15,6 +15,7 @@ mod api_tokens;
 mod applications;
 mod collection;
 mod events;
+mod gateway;
 mod keys;
 mod leases;
 mod models;
@@ -39,6 +40,7 @@ pub use api_tokens::ApiToken;
 pub use collection::{
     Checkpoint, LedgerEntry, LedgerStatus, LedgerWrite, NewStoredMessage, StoredMessage,
 };
+pub use gateway::GatewayPassword;
 pub use keys::{KeyUsage, ResealReport};
 pub use models::*;
 pub use oauth_states::{PendingSignIn, SignInOutcome};

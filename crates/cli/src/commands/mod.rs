@@ -5,6 +5,7 @@ mod admin;
 mod app;
 mod collect;
 mod diagnose;
+mod gateway;
 mod keys;
 mod receiver;
 mod serve;
@@ -53,6 +54,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         } => token::print(&app, account, filter, force, sasl, host.zip(port)).await,
         Command::Admin(c) => admin::run(&app, &out, c).await,
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
+        Command::Gateway(c) => gateway::run(&app, &out, c).await,
         Command::Collect {
             once: _,
             receiver,

@@ -31,6 +31,10 @@ pub async fn run(app: App) -> Result<(), AppError> {
     };
     let refresher = tokio::spawn(app.tokens().clone().run_refresher(stopped(stop_rx.clone())));
     let collector = tokio::spawn(app.collector().clone().supervise(stop_rx.clone()));
+    let gateway = match app.gateway_config()? {
+        Some(config) => Some(start_gateway(&app, config, stop_rx.clone()).await?),
+        None => None,
+    };
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
@@ -46,12 +50,51 @@ pub async fn run(app: App) -> Result<(), AppError> {
     .await;
     let _ = refresher.await;
     let _ = collector.await;
+    if let Some(gateway) = gateway {
+        let _ = gateway.await;
+    }
     served.map_err(|e| AppError::Io {
         action: format!("serve HTTP on {listen}"),
         source: e,
     })?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the gateway's listeners; returns once they are bound (or with the reason they could
+/// not be), so a taken port stops `serve` at once.
+async fn start_gateway(
+    app: &App,
+    config: oauthimap_app::GatewayConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, AppError> {
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let app = app.clone();
+    let mut task = tokio::spawn(async move {
+        let served = app
+            .serve_gateway(
+                config,
+                |bound| {
+                    for (name, addr) in bound {
+                        tracing::info!(listener = %name, %addr, "the gateway is listening");
+                    }
+                    let _ = bound_tx.send(());
+                },
+                stop,
+            )
+            .await;
+        if let Err(e) = &served {
+            tracing::error!(error = %e, "the gateway stopped");
+        }
+        served
+    });
+    tokio::select! {
+        Ok(()) = bound_rx => Ok(tokio::spawn(async move { let _ = task.await; })),
+        r = &mut task => match r {
+            Ok(Err(e)) => Err(e),
+            _ => Err(AppError::Io { action: "start the gateway".into(), source: std::io::Error::other("it stopped at once") }),
+        },
+    }
 }
 
 async fn shutdown_signal() {

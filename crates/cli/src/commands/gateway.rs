@@ -1,0 +1,142 @@
+//! `oauthimap gateway ...`: gateway passwords and upstream servers.
+
+use oauthimap_app::{AccountSelector, App, AppError, UpstreamScope, UpstreamServer};
+use secrecy::ExposeSecret as _;
+
+use crate::cli::{GatewayCommand, GatewayPasswordCommand, UpstreamCommand};
+use crate::output::{Out, time};
+
+pub async fn run(app: &App, out: &Out, cmd: GatewayCommand) -> Result<(), AppError> {
+    match cmd {
+        GatewayCommand::Password(c) => passwords(app, out, c).await,
+        GatewayCommand::Upstream(c) => upstream(app, c).await,
+    }
+}
+
+/// A date (`2027-06-30`, midnight UTC) or an RFC 3339 time, as epoch milliseconds.
+fn parse_expiry(text: &str) -> Result<i64, AppError> {
+    let t = text.trim();
+    let full = if t.len() == 10 {
+        format!("{t}T00:00:00Z")
+    } else {
+        t.to_owned()
+    };
+    humantime::parse_rfc3339_weak(&full)
+        .ok()
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| AppError::Invalid {
+            field: "expires",
+            message: format!(
+                "{t:?} is not a date: write it like 2027-06-30 or 2027-06-30T18:00:00Z"
+            ),
+        })
+}
+
+async fn passwords(app: &App, out: &Out, cmd: GatewayPasswordCommand) -> Result<(), AppError> {
+    match cmd {
+        GatewayPasswordCommand::Add {
+            account,
+            app: application,
+            name,
+            protocols,
+            expires,
+        } => {
+            let expires = expires.as_deref().map(parse_expiry).transpose()?;
+            let (record, password) = app
+                .add_gateway_password(
+                    &AccountSelector::new(account, application),
+                    &name,
+                    &protocols,
+                    expires,
+                )
+                .await?;
+            eprintln!(
+                "Gateway password {:?} created for {} ({}). Copy it now: it is not shown again. \
+                 The client logs in with the user name {} and this password.",
+                record.name, record.mailbox, record.protocols, record.mailbox
+            );
+            println!("{}", password.expose_secret());
+        }
+        GatewayPasswordCommand::List {
+            account,
+            app: application,
+        } => {
+            let selector = account.map(|a| AccountSelector::new(a, application));
+            let list = app.gateway_passwords(selector.as_ref()).await?;
+            out.table(
+                &list,
+                &[
+                    "ACCOUNT",
+                    "NAME",
+                    "PROTOCOLS",
+                    "CREATED",
+                    "EXPIRES",
+                    "LAST USED",
+                    "FROM",
+                ],
+                |p| {
+                    vec![
+                        p.mailbox.clone(),
+                        p.name.clone(),
+                        p.protocols.clone(),
+                        time(Some(p.created_at)),
+                        time(p.expires_at),
+                        time(p.last_used_at),
+                        p.last_remote.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                },
+            );
+        }
+        GatewayPasswordCommand::Remove {
+            account,
+            name,
+            app: application,
+        } => {
+            let removed = app
+                .remove_gateway_password(&AccountSelector::new(account, application), &name)
+                .await?;
+            eprintln!(
+                "gateway password {:?} of {} removed",
+                removed.name, removed.mailbox
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn upstream(app: &App, cmd: UpstreamCommand) -> Result<(), AppError> {
+    let (scope, server) = match cmd {
+        UpstreamCommand::Set {
+            app: application,
+            account,
+            host,
+            port,
+            security,
+            ca_file,
+        } => (
+            scope(application, account),
+            Some(UpstreamServer {
+                host,
+                port,
+                security,
+                ca_file: ca_file.map(|p| p.display().to_string()),
+            }),
+        ),
+        UpstreamCommand::Clear {
+            app: application,
+            account,
+        } => (scope(application, account), None),
+    };
+    app.set_imap_upstream(&scope, server).await?;
+    eprintln!("saved");
+    Ok(())
+}
+
+fn scope(application: Option<String>, account: Option<String>) -> UpstreamScope {
+    match (application, account) {
+        (_, Some(account)) => UpstreamScope::Account(AccountSelector::new(account, None)),
+        (Some(application), None) => UpstreamScope::Application(application),
+        (None, None) => unreachable!("clap requires --app or --account"),
+    }
+}

@@ -1,0 +1,230 @@
+//! The gateway: password-only mail clients (GLPI's own mail collector, fetchmail, old PHP apps)
+//! log in with a per-client gateway password, and oauthimap opens the mailbox at the provider
+//! with OAuth2 for them, then relays the session's bytes untouched.
+//!
+//! This crate speaks the client side of the protocols up to the login (greeting, capabilities,
+//! STARTTLS, `LOGIN`, `AUTHENTICATE PLAIN|LOGIN`) and relays afterwards; who may log in and how
+//! the upstream session is opened is the [`Backend`]'s business (the app core: passwords,
+//! accounts, tokens, limits). Listeners default to loopback; on any other address a password is
+//! only accepted over TLS, unless the client's address is in a trusted network.
+
+mod imap;
+mod net;
+mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+pub use net::{Network, NetworkParseError};
+pub use tls::TlsFiles;
+
+/// The protocols a gateway password may be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Imap,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+        }
+    }
+}
+
+/// A client's login, for the [`Backend`] to check.
+#[derive(Debug)]
+pub struct LoginRequest {
+    pub protocol: Protocol,
+    /// The login name: the mailbox address.
+    pub user: String,
+    pub password: SecretString,
+    pub remote: SocketAddr,
+}
+
+/// An opened upstream session, ready to be relayed.
+#[derive(Debug)]
+pub enum Upstream {
+    Imap(oauthimap_imap::Session),
+}
+
+/// Why a login was refused; each maps to the protocol's own answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Unknown user, wrong, expired or removed password, or a password not for this protocol.
+    #[error("invalid credentials")]
+    BadCredentials,
+    /// The account needs a new sign-in at the provider (an admin's job, not the client's).
+    #[error("{0}")]
+    NeedsReauth(String),
+    /// The upstream server or the identity provider cannot be reached right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A cap on sessions (per account or in total) is reached.
+    #[error("{0}")]
+    Limit(String),
+    /// Too many failed logins from this address or for this name; try again later.
+    #[error("too many failed logins; try again later")]
+    Throttled,
+}
+
+/// Checks logins and opens upstream sessions: the policy behind the gateway.
+pub trait Backend: Send + Sync + 'static {
+    fn login(
+        &self,
+        request: LoginRequest,
+    ) -> impl std::future::Future<Output = Result<Upstream, Refusal>> + Send;
+}
+
+/// Where the gateway listens and how.
+#[derive(Debug, Clone, Default)]
+pub struct GatewayConfig {
+    /// IMAP with STARTTLS (usually port 143).
+    pub imap: Option<SocketAddr>,
+    /// IMAP over implicit TLS (usually port 993).
+    pub imaps: Option<SocketAddr>,
+    /// Certificate and key (PEM), re-read when the files change.
+    pub tls: Option<TlsFiles>,
+    /// Client addresses that may log in without TLS on a non-loopback listener.
+    pub trusted_networks: Vec<Network>,
+    /// Sessions open at once, in total.
+    pub max_sessions: usize,
+    /// How long a client may stay silent before logging in.
+    pub login_timeout: Duration,
+}
+
+/// What one listener serves.
+#[derive(Debug, Clone)]
+struct Listener {
+    protocol: Protocol,
+    addr: SocketAddr,
+    implicit_tls: bool,
+}
+
+/// Binds every configured listener, then serves until `stop` turns true. Returns the bound
+/// addresses through `bound` before serving (port 0 picks a free port).
+pub async fn serve<B: Backend>(
+    config: GatewayConfig,
+    backend: Arc<B>,
+    bound: impl FnOnce(&[(String, SocketAddr)]),
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), GatewayError> {
+    let tls = config.tls.clone().map(tls::Acceptor::new).transpose()?;
+    let mut listeners = Vec::new();
+    for (addr, implicit_tls, name) in [(config.imap, false, "imap"), (config.imaps, true, "imaps")]
+    {
+        let Some(addr) = addr else { continue };
+        if implicit_tls && tls.is_none() {
+            return Err(GatewayError::Config(format!(
+                "gateway.{name}_listen needs gateway.tls_cert and gateway.tls_key"
+            )));
+        }
+        let socket = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| GatewayError::Bind { addr, source })?;
+        let local = socket
+            .local_addr()
+            .map_err(|source| GatewayError::Bind { addr, source })?;
+        listeners.push((
+            name.to_owned(),
+            Listener {
+                protocol: Protocol::Imap,
+                addr: local,
+                implicit_tls,
+            },
+            socket,
+        ));
+    }
+    let names: Vec<(String, SocketAddr)> = listeners
+        .iter()
+        .map(|(n, l, _)| (n.clone(), l.addr))
+        .collect();
+    bound(&names);
+    if !config.trusted_networks.is_empty() {
+        tracing::warn!(networks = ?config.trusted_networks.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "the gateway accepts passwords without TLS from these networks (gateway.trusted_networks)");
+    }
+    let shared = Arc::new(Shared {
+        config,
+        tls,
+        sessions: Arc::new(tokio::sync::Semaphore::new(0)),
+    });
+    shared
+        .sessions
+        .add_permits(shared.config.max_sessions.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (_, listener, socket) in listeners {
+        let (shared, backend, stop) = (shared.clone(), backend.clone(), stop.clone());
+        tasks.spawn(accept_loop(listener, socket, shared, backend, stop));
+    }
+    let _ = stop.wait_for(|s| *s).await;
+    tasks.shutdown().await;
+    Ok(())
+}
+
+/// What every connection shares.
+struct Shared {
+    config: GatewayConfig,
+    tls: Option<tls::Acceptor>,
+    sessions: Arc<tokio::sync::Semaphore>,
+}
+
+async fn accept_loop<B: Backend>(
+    listener: Listener,
+    socket: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    backend: Arc<B>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            a = socket.accept() => a,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (tcp, remote) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, listener = %listener.addr, "cannot accept a gateway connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (listener, shared, backend) = (listener.clone(), shared.clone(), backend.clone());
+        connections.spawn(async move {
+            let permit = shared.sessions.clone().try_acquire_owned().ok();
+            match listener.protocol {
+                Protocol::Imap => {
+                    imap::session(tcp, remote, &listener, &shared, &*backend, permit.is_some())
+                        .await;
+                }
+            }
+            drop(permit);
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.shutdown().await;
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid gateway configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read the gateway's TLS {what} {path}: {reason}")]
+    Tls {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
