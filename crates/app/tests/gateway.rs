@@ -443,3 +443,110 @@ async fn an_account_that_needs_a_new_sign_in_gets_a_clean_no_and_an_event() {
     assert!(got.contains("a1 NO [AUTHENTICATIONFAILED]"), "{got}");
     s.finish().await;
 }
+
+/// fetchmail over IMAP and a PHP script with php-imap (the c-client library GLPI's collector
+/// used) doing what GLPI's collector does: LOGIN, SEARCH, FETCH, mark seen. Both get the exact
+/// bytes Dovecot holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetchmail_and_php_imap_collect_through_the_gateway() {
+    let s = setup().await;
+    let want = expected(&s).await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // fetchmail, keeping the mail on the server, each message handed to an MDA that files it.
+    let out_dir = dir.path().join("fetchmail");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let rc = dir.path().join("fetchmailrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "poll 127.0.0.1 service {port} protocol IMAP auth password\n  user \"{USER}\" password \"{pw}\"\n  keep fetchall sslproto ''\n  mda \"sh -c 'cat > {out}/$(date +%s%N)'\"\n",
+            port = s.imap.port(),
+            pw = s.password,
+            out = out_dir.display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&rc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let out = tokio::process::Command::new("fetchmail")
+        .args(["-f"])
+        .arg(&rc)
+        .args(["--nodetach", "--nosyslog", "-v"])
+        .env("HOME", dir.path())
+        .env("FETCHMAILHOME", dir.path())
+        .output()
+        .await
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "fetchmail: {log}");
+    assert!(
+        !log.contains(&s.password),
+        "fetchmail's log shows no password"
+    );
+    // fetchmail adds a Received: header of its own in front; the message follows it whole.
+    assert_eq!(
+        std::fs::read_dir(&out_dir).unwrap().count(),
+        5,
+        "fetchmail delivered every message: {log}"
+    );
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let i: usize = text
+            .split("Subject: Ticket ")
+            .nth(1)
+            .and_then(|r| r.split(['\r', '\n']).next())
+            .and_then(|n| n.parse().ok())
+            .expect("a subject");
+        let original = String::from_utf8(message(i)).unwrap().replace("\r\n", "\n");
+        assert!(
+            text.replace("\r\n", "\n").ends_with(&original),
+            "message {i} arrived whole"
+        );
+    }
+
+    // php-imap, as GLPI's mail collector: open, search, fetch header and body, mark seen.
+    let php = r#"<?php
+$m = imap_open("{127.0.0.1:" . getenv("PORT") . "/imap/notls}INBOX", getenv("USER"), getenv("PASSWORD"), 0, 1);
+if ($m === false) { fwrite(STDERR, implode("; ", imap_errors() ?: [])); exit(1); }
+$uids = imap_search($m, "ALL", SE_UID);
+foreach ($uids as $uid) {
+    $raw = imap_fetchheader($m, $uid, FT_UID | FT_PREFETCHTEXT) . imap_body($m, $uid, FT_UID | FT_PEEK);
+    echo $uid, " ", hash("sha256", $raw), "\n";
+    imap_setflag_full($m, (string)$uid, "\\Seen", ST_UID);
+}
+imap_close($m);
+"#;
+    let out = tokio::process::Command::new("php")
+        .args(["-r", php.trim_start_matches("<?php")])
+        .env("PORT", s.imap.port().to_string())
+        .env("USER", USER)
+        .env("PASSWORD", &s.password)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "php: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        want,
+        "php-imap gets the exact bytes"
+    );
+    let flags = s.dovecot.list_messages(USER, "INBOX").await.unwrap();
+    assert!(
+        flags.iter().all(|m| m.flags.iter().any(|f| f == "\\Seen")),
+        "marked seen through the gateway: {flags:?}"
+    );
+    s.finish().await;
+}
