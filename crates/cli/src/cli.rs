@@ -126,6 +126,9 @@ pub enum Command {
     /// Manage API tokens for the REST API and the HTTP token broker.
     #[command(subcommand, name = "api-token")]
     ApiToken(ApiTokenCommand),
+    /// Import from another tool: `import glpi` takes over GLPI's OAuth IMAP plugin.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// The gateway for password-only mail clients (GLPI's own mail collector, fetchmail, …):
     /// per-client gateway passwords and the servers it connects to.
     #[command(subcommand)]
@@ -441,6 +444,37 @@ pub enum AdminCommand {
     List,
     /// Delete an admin user (ends their sessions).
     Remove { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Take over GLPI's "OAuth IMAP" plugin: its applications (with their secrets) and its
+    /// authorized mailboxes (with their refresh tokens), so no one signs in again. Each imported
+    /// account is refreshed once to prove its grant works. Running it twice changes nothing.
+    Glpi {
+        /// GLPI's database: mysql://USER:PASSWORD@HOST[:PORT]/DATABASE.
+        #[arg(
+            long,
+            required_unless_present = "database_file",
+            conflicts_with = "database_file"
+        )]
+        database: Option<String>,
+        /// A file holding the database URL (keeps the password off the command line).
+        #[arg(long)]
+        database_file: Option<PathBuf>,
+        /// GLPI's key file, glpicrypt.key (in GLPI's config folder, e.g. /etc/glpi).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Show what would be imported; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not refresh the imported accounts once.
+        #[arg(long)]
+        no_verify: bool,
+        /// The identity provider's base URL, when it is not the public one.
+        #[arg(long)]
+        endpoint_base: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -511,3 +511,29 @@ fn variables_that_are_not_settings_do_not_stop_a_command() {
         text(&out)
     );
 }
+
+/// `import glpi` names a missing key file before touching any database, and exits 2.
+#[test]
+fn import_glpi_names_a_missing_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(add_app(d, &[]).status.success());
+    let out = run(
+        oauthimap(d).args([
+            "import",
+            "glpi",
+            "--database",
+            "mysql://glpi:secret-pw@127.0.0.1:1/glpi",
+            "--key-file",
+            "/nonexistent/glpicrypt.key",
+        ]),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("cannot read GLPI's key file /nonexistent/glpicrypt.key"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("secret-pw"), "{}", text(&out));
+}

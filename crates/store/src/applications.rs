@@ -310,3 +310,94 @@ impl Store {
         Ok(())
     }
 }
+
+/// An account to create with an imported application (from GLPI's OAuth IMAP plugin).
+#[derive(Debug, Clone)]
+pub struct ImportedAccount {
+    pub mailbox: String,
+    pub refresh_token: SecretString,
+    /// The access token and its expiry, when it is still valid.
+    pub access: Option<(SecretString, i64)>,
+}
+
+impl Store {
+    /// Creates an application with its secret and its accounts (signed-in user grants with
+    /// their tokens) in one transaction: all of them, or none. Returns the application and the
+    /// accounts' ids in the order given.
+    pub async fn import_application(
+        &self,
+        f: &ApplicationFields,
+        secret: Option<&SecretString>,
+        accounts: &[ImportedAccount],
+    ) -> Result<(Application, Vec<oauthimap_types::AccountId>)> {
+        let now = now_millis();
+        let (id, account_ids): (i64, Vec<i64>) = on_db!(self.db(), |pool| {
+            let mut tx = pool
+                .begin()
+                .await
+                .map_err(StoreError::db("start a transaction"))?;
+            let id: i64 = bind_fields!(sqlx::query_scalar(
+                "INSERT INTO applications (name, active, provider, cloud, client_id, tenant, \
+                 endpoint_base, authorize_url, token_url, device_url, userinfo_url, scopes, \
+                 secret_expires_at, comment, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING id",
+            ), f)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::unique("an application named", &f.name, "import the application"))?;
+            if let Some(secret) = secret {
+                sqlx::query("UPDATE applications SET client_secret = $1 WHERE id = $2")
+                    .bind(self.seal("applications", "client_secret", id, secret)?)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::db("store the client secret"))?;
+            }
+            let mut account_ids = Vec::with_capacity(accounts.len());
+            for a in accounts {
+                let account: i64 = sqlx::query_scalar(
+                    "INSERT INTO accounts (application_id, identity, mailbox, grant_kind, state, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'authorization_code', 'active', $4, $4) RETURNING id",
+                )
+                .bind(id)
+                .bind(a.mailbox.to_lowercase())
+                .bind(&a.mailbox)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(StoreError::unique("an account for", &a.mailbox, "import the account"))?;
+                let refresh = self.seal("accounts", "refresh_token", account, &a.refresh_token)?;
+                let access = a
+                    .access
+                    .as_ref()
+                    .map(|(t, _)| self.seal("accounts", "access_token", account, t))
+                    .transpose()?;
+                sqlx::query(
+                    "UPDATE accounts SET access_token = $1, access_expires_at = $2, refresh_token = $3, \
+                     refresh_issued_at = $4, scopes = '', updated_at = $4 WHERE id = $5",
+                )
+                .bind(access)
+                .bind(a.access.as_ref().map(|(_, at)| *at))
+                .bind(refresh)
+                .bind(now)
+                .bind(account)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("store the account's tokens"))?;
+                account_ids.push(account);
+            }
+            tx.commit()
+                .await
+                .map_err(StoreError::db("commit the imported application"))?;
+            (id, account_ids)
+        });
+        Ok((
+            self.application(AppId(id)).await?,
+            account_ids
+                .into_iter()
+                .map(oauthimap_types::AccountId)
+                .collect(),
+        ))
+    }
+}

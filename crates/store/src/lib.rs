@@ -37,6 +37,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use accounts::AccountTokens;
 pub use admins::{AdminCredentials, AdminSession, AdminUser};
 pub use api_tokens::ApiToken;
+pub use applications::ImportedAccount;
 pub use collection::{
     Checkpoint, LedgerEntry, LedgerStatus, LedgerWrite, NewStoredMessage, StoredMessage,
 };

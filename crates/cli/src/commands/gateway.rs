@@ -140,3 +140,49 @@ fn scope(application: Option<String>, account: Option<String>) -> UpstreamScope 
         (None, None) => unreachable!("clap requires --app or --account"),
     }
 }
+
+/// `oauthimap import glpi`.
+pub async fn import(app: &App, out: &Out, cmd: crate::cli::ImportCommand) -> Result<(), AppError> {
+    let crate::cli::ImportCommand::Glpi {
+        database,
+        database_file,
+        key_file,
+        dry_run,
+        no_verify,
+        endpoint_base,
+    } = cmd;
+    let database = match (database, database_file) {
+        (Some(url), _) => url,
+        (None, Some(file)) => std::fs::read_to_string(&file)
+            .map_err(|e| AppError::Invalid {
+                field: "database_file",
+                message: format!("cannot read {}: {e}", file.display()),
+            })?
+            .trim()
+            .to_owned(),
+        (None, None) => unreachable!("clap requires --database or --database-file"),
+    };
+    let lines = app
+        .import_glpi(&oauthimap_app::GlpiImport {
+            database: secrecy::SecretString::from(database),
+            key_file,
+            dry_run,
+            verify: !no_verify,
+            endpoint_base,
+        })
+        .await?;
+    out.table(&lines, &["KIND", "NAME", "OUTCOME", "DETAIL"], |l| {
+        vec![
+            l.kind.to_owned(),
+            l.name.clone(),
+            l.outcome.to_owned(),
+            l.detail.clone().unwrap_or_else(|| "-".into()),
+        ]
+    });
+    if lines.iter().any(|l| l.outcome == "failed") {
+        return Err(AppError::Unfinished(
+            "some rows could not be imported (see above); the others were".into(),
+        ));
+    }
+    Ok(())
+}

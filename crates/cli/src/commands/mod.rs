@@ -55,6 +55,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         Command::Admin(c) => admin::run(&app, &out, c).await,
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
         Command::Gateway(c) => gateway::run(&app, &out, c).await,
+        Command::Import(c) => gateway::import(&app, &out, c).await,
         Command::Collect {
             once: _,
             receiver,
@@ -102,6 +103,7 @@ fn creates_data(command: &Command) -> bool {
                 AccountCommand::Authorize { .. } | AccountCommand::AddAppOnly { .. }
             )
             | Command::Keys(_)
+            | Command::Import(_)
     )
 }
 
