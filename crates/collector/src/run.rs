@@ -301,20 +301,13 @@ impl Collector {
                 last: None,
             };
             let give_up = tokio::time::Instant::now() + delay > deadline;
-            reporter
-                .report(
-                    ReceiverState::WaitingForSink,
-                    Some(wait.error.clone()),
-                    (!give_up).then(|| now_millis() + millis(delay)),
-                    Some(wait.since),
-                )
-                .await;
-            if outage.alert_pending_mark {
-                outage.alert_pending_mark = false;
-                if let Err(e) = self.store.mark_receiver_status_alerted(r.id).await {
-                    tracing::warn!(error = %e, "cannot record the receiver's state");
-                }
-            }
+            self.report_waiting(
+                &mut reporter,
+                &mut outage,
+                &wait,
+                (!give_up).then(|| now_millis() + millis(delay)),
+            )
+            .await;
             if give_up {
                 return Ok(total);
             }
@@ -372,6 +365,35 @@ impl Collector {
             at: now_millis(),
         };
         self.tokens.notifier().send(&notice).await;
+    }
+
+    /// Reports that the receiver waits for its sink (since the held message's first failure),
+    /// and marks the state alerted once its alert went out.
+    async fn report_waiting(
+        &self,
+        reporter: &mut Reporter<'_>,
+        outage: &mut Outage,
+        wait: &SinkWait,
+        next_at: Option<i64>,
+    ) {
+        reporter
+            .report(
+                ReceiverState::WaitingForSink,
+                Some(wait.error.clone()),
+                next_at,
+                Some(wait.since),
+            )
+            .await;
+        if outage.alert_pending_mark {
+            outage.alert_pending_mark = false;
+            if let Err(e) = self
+                .store
+                .mark_receiver_status_alerted(reporter.receiver)
+                .await
+            {
+                tracing::warn!(error = %e, "cannot record the receiver's state");
+            }
+        }
     }
 
     /// Alerts once an outage passes `sink.alert_after`, and when it ends; notifies about
@@ -505,20 +527,13 @@ impl Collector {
                     let delay = self.sink_delay(sink_failures, &wait);
                     tracing::warn!(receiver = %r.fields.name, uid = wait.uid, error = %wait.error,
                         retry_in_ms = delay.as_millis(), "the sink is down; mail waits in order");
-                    reporter
-                        .report(
-                            ReceiverState::WaitingForSink,
-                            Some(wait.error.clone()),
-                            Some(now_millis() + millis(delay)),
-                            Some(wait.since),
-                        )
-                        .await;
-                    if outage.alert_pending_mark {
-                        outage.alert_pending_mark = false;
-                        if let Err(e) = self.store.mark_receiver_status_alerted(r.id).await {
-                            tracing::warn!(error = %e, "cannot record the receiver's state");
-                        }
-                    }
+                    self.report_waiting(
+                        &mut reporter,
+                        &mut outage,
+                        &wait,
+                        Some(now_millis() + millis(delay)),
+                    )
+                    .await;
                     if self.sleep_or_wake(&mut stop, delay).await {
                         break;
                     }

@@ -70,6 +70,23 @@ impl Client {
         Ok(())
     }
 
+    /// The TLS handshake, on the connection as it is (implicit TLS, or after `STARTTLS`).
+    async fn upgrade(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> Result<(), End> {
+        let stream = std::mem::replace(
+            &mut self.stream,
+            Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())),
+        );
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                self.stream = Box::new(tls);
+                self.tls = true;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(End::Io(e)),
+            Err(_) => Err(End::Timeout),
+        }
+    }
+
     async fn fill(&mut self) -> Result<(), End> {
         let mut chunk = [0u8; 4096];
         let n = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
@@ -257,20 +274,9 @@ pub(crate) async fn session<B: Backend>(
         let Some(acceptor) = shared.tls.as_ref().map(crate::tls::Acceptor::get) else {
             return;
         };
-        let stream = std::mem::replace(
-            &mut client.stream,
-            Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())),
-        );
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => {
-                client.stream = Box::new(tls);
-                client.tls = true;
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(%remote, error = %e, "gateway TLS handshake failed");
-                return;
-            }
-            Err(_) => return,
+        if let Err(e) = client.upgrade(&acceptor).await {
+            tracing::debug!(%remote, error = ?e, "gateway TLS handshake failed");
+            return;
         }
     }
     metrics::gauge!("oauthimap_gateway_sessions", "protocol" => "imap").increment(1.0);
@@ -625,19 +631,7 @@ async fn starttls(client: &mut Client, shared: &Shared, tag: &str) -> Result<(),
         // Bytes sent after STARTTLS before the handshake could be injected plaintext.
         return Err(End::Refused("data after STARTTLS before the TLS handshake"));
     }
-    let stream = std::mem::replace(
-        &mut client.stream,
-        Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())),
-    );
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => {
-            client.stream = Box::new(tls);
-            client.tls = true;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(End::Io(e)),
-        Err(_) => Err(End::Timeout),
-    }
+    client.upgrade(&acceptor).await
 }
 
 /// Relays both directions until either side closes.

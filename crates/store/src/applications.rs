@@ -99,36 +99,7 @@ impl Store {
         f: &ApplicationFields,
         secret: Option<&SecretString>,
     ) -> Result<Application> {
-        let now = now_millis();
-        let id: i64 = on_db!(self.db(), |pool| {
-            let mut tx = pool
-                .begin()
-                .await
-                .map_err(StoreError::db("start a transaction"))?;
-            let id: i64 = bind_fields!(sqlx::query_scalar(
-                "INSERT INTO applications (name, active, provider, cloud, client_id, tenant, \
-                 endpoint_base, authorize_url, token_url, device_url, userinfo_url, scopes, \
-                 secret_expires_at, comment, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING id",
-            ), f)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::unique("an application named", &f.name, "create the application"))?;
-            if let Some(secret) = secret {
-                sqlx::query("UPDATE applications SET client_secret = $1 WHERE id = $2")
-                    .bind(self.seal("applications", "client_secret", id, secret)?)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::db("store the client secret"))?;
-            }
-            tx.commit()
-                .await
-                .map_err(StoreError::db("commit the new application"))?;
-            id
-        });
-        self.application(AppId(id)).await
+        Ok(self.import_application(f, secret, &[]).await?.0)
     }
 
     /// One application by id.
@@ -322,7 +293,8 @@ pub struct ImportedAccount {
 
 impl Store {
     /// Creates an application with its secret and its accounts (signed-in user grants with
-    /// their tokens) in one transaction: all of them, or none. Returns the application and the
+    /// their tokens, as imported from GLPI's plugin; none for a new application) in one
+    /// transaction: all of them, or none. Returns the application and the
     /// accounts' ids in the order given.
     pub async fn import_application(
         &self,
@@ -345,7 +317,7 @@ impl Store {
             .bind(now)
             .fetch_one(&mut *tx)
             .await
-            .map_err(StoreError::unique("an application named", &f.name, "import the application"))?;
+            .map_err(StoreError::unique("an application named", &f.name, "create the application"))?;
             if let Some(secret) = secret {
                 sqlx::query("UPDATE applications SET client_secret = $1 WHERE id = $2")
                     .bind(self.seal("applications", "client_secret", id, secret)?)
