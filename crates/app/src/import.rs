@@ -7,9 +7,11 @@
 
 use std::path::PathBuf;
 
-use oauthimap_glpi::{GlpiDatabase, GlpiKey, KeyError, PluginApplication};
+use oauthimap_glpi::{
+    Collector, CollectorRewrite, GlpiDatabase, GlpiKey, KeyError, PluginApplication,
+};
 use oauthimap_store::{ApplicationFields, Endpoints, ImportedAccount, Level, NewEvent};
-use oauthimap_types::{Cloud, Provider, now_millis};
+use oauthimap_types::{Cloud, Provider, Security, now_millis};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
@@ -29,6 +31,36 @@ pub struct GlpiImport {
     /// The identity provider's base URL for the imported applications, when it is not the
     /// public one (a national cloud's front, a test identity provider).
     pub endpoint_base: Option<String>,
+    /// Hand GLPI's collectors over to the gateway (`--rewrite-collectors`).
+    pub rewrite: Option<CollectorTarget>,
+}
+
+/// Where GLPI's collectors are pointed: the gateway, and the file that gets their old rows.
+#[derive(Debug, Clone)]
+pub struct CollectorTarget {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    /// SQL that restores the rewritten rows with the `mysql` client, written before they change.
+    pub backup: PathBuf,
+}
+
+/// GLPI's connect string for the gateway: `{H:P/imap/ssl|tls|notls[/novalidate-cert]}FOLDER`.
+fn gateway_connect_string(target: &CollectorTarget, old: &Collector) -> String {
+    let security = match target.security {
+        Security::Tls => "ssl",
+        Security::StartTls => "tls",
+        Security::Plain => "notls",
+    };
+    let novalidate = if old.flags.iter().any(|f| f == "novalidate-cert") {
+        "/novalidate-cert"
+    } else {
+        ""
+    };
+    format!(
+        "{{{}:{}/imap/{security}{novalidate}}}{}",
+        target.host, target.port, old.folder
+    )
 }
 
 /// One line of the report: an application, an account or a collector, and what became of it.
@@ -101,6 +133,10 @@ impl App {
         // Open every sealed value first: a wrong key file stops here, before anything is written.
         let mut lines = Vec::new();
         let mut plans = Vec::new();
+        let names: Vec<(i64, String)> = applications
+            .iter()
+            .map(|a| (a.id, a.name.trim().to_owned()))
+            .collect();
         for app in applications {
             let mine: Vec<_> = authorizations
                 .iter()
@@ -112,26 +148,155 @@ impl App {
                 Err(line) => lines.push(line),
             }
         }
+        // Mailboxes a dry run would import, so their collectors can be shown as rewritten.
+        let planned: std::collections::HashSet<(i64, String)> = plans
+            .iter()
+            .flat_map(|p| {
+                p.accounts
+                    .iter()
+                    .map(|a| (p.app.id, a.mailbox.to_lowercase()))
+            })
+            .collect();
         for plan in plans {
             lines.extend(self.import_planned(plan, import).await?);
         }
+        let names: std::collections::HashMap<i64, String> = names.into_iter().collect();
+        lines.extend(
+            self.collectors(&db, &key, &collectors, (&names, &planned), import)
+                .await?,
+        );
+        Ok(lines)
+    }
+
+    /// Lists GLPI's collectors that use the plugin, or hands them over to the gateway: a
+    /// gateway password per collector, their old rows written to the backup file, then every
+    /// row rewritten in one transaction.
+    async fn collectors(
+        &self,
+        db: &GlpiDatabase,
+        key: &GlpiKey,
+        collectors: &[Collector],
+        (names, planned): (
+            &std::collections::HashMap<i64, String>,
+            &std::collections::HashSet<(i64, String)>,
+        ),
+        import: &GlpiImport,
+    ) -> Result<Vec<ImportLine>> {
+        let Some(target) = &import.rewrite else {
+            return Ok(collectors
+                .iter()
+                .map(|c| {
+                    ImportLine::new(
+                        "collector",
+                        &c.name,
+                        "found",
+                        Some(format!(
+                            "{} on {}:{} folder {}; GLPI keeps using the plugin for it (--rewrite-collectors hands it to the gateway)",
+                            c.login,
+                            c.server,
+                            c.port.unwrap_or(993),
+                            c.folder
+                        )),
+                    )
+                })
+                .collect());
+        };
+        let mut lines = Vec::new();
+        let mut rewrites = Vec::new();
+        let mut rewritten = Vec::new();
         for c in collectors {
+            let account = match names.get(&c.application_id) {
+                Some(app) => self
+                    .find_account(&crate::AccountSelector::new(
+                        c.login.clone(),
+                        Some(app.clone()),
+                    ))
+                    .await
+                    .ok(),
+                None => None,
+            };
+            let host = gateway_connect_string(target, c);
+            let Some(account) = account else {
+                if import.dry_run && planned.contains(&(c.application_id, c.login.to_lowercase())) {
+                    lines.push(ImportLine::new(
+                        "collector",
+                        &c.name,
+                        "would rewrite",
+                        Some(format!("{host} as {}", c.login)),
+                    ));
+                    continue;
+                }
+                lines.push(ImportLine::new(
+                    "collector",
+                    &c.name,
+                    "failed",
+                    Some(format!(
+                        "its mailbox {} is not in oauthimap (see its account line): left as it is",
+                        c.login
+                    )),
+                ));
+                continue;
+            };
+            if import.dry_run {
+                lines.push(ImportLine::new(
+                    "collector",
+                    &c.name,
+                    "would rewrite",
+                    Some(format!("{host} as {}", account.mailbox)),
+                ));
+                continue;
+            }
+            let selector = crate::AccountSelector::new(account.id.to_string(), None);
+            let name = format!("glpi-collector-{}", c.id);
+            // A run that stopped before the rewrite left this password: make a new one.
+            let _ = self.remove_gateway_password(&selector, &name).await;
+            let (_, password) = self
+                .add_gateway_password(&selector, &name, &["imap".to_owned()], None)
+                .await?;
+            rewrites.push(CollectorRewrite {
+                id: c.id,
+                host: host.clone(),
+                login: account.mailbox.clone(),
+                passwd: key.seal(&password),
+            });
+            rewritten.push(c.clone());
             lines.push(ImportLine::new(
                 "collector",
                 &c.name,
-                "found",
+                "rewritten",
                 Some(format!(
-                    "{} on {}:{} folder {} with the plugin's application {}; GLPI keeps using the plugin for it",
-                    c.login,
-                    c.server,
-                    c.port.unwrap_or(993),
-                    c.folder,
-                    c.application_id
+                    "{host} as {} with the gateway password {name}; its old row is in {}",
+                    account.mailbox,
+                    target.backup.display()
                 )),
             ));
         }
+        if rewrites.is_empty() {
+            return Ok(lines);
+        }
+        write_private(&target.backup, &oauthimap_glpi::restore_sql(&rewritten))?;
+        db.rewrite_collectors(&rewrites)
+            .await
+            .map_err(|e| AppError::invalid("database", e.to_string()))?;
         Ok(lines)
     }
+}
+
+/// Writes a file only its owner can read (it holds GLPI's sealed passwords).
+fn write_private(path: &std::path::Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .map_err(|source| AppError::Io {
+            action: format!("write the collectors' backup {}", path.display()),
+            source,
+        })
 }
 
 /// Checks one plugin application and opens its secrets; `Err` is its failure line.

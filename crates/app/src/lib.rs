@@ -37,7 +37,7 @@ pub use collect::CollectOutcome;
 pub use diagnose::{DiagnoseOptions, DiagnosticReport, Outcome, Step};
 pub use error::{AppError, Result};
 pub use gateway::{GATEWAY_PROTOCOLS, GatewayBackend, UpstreamScope, UpstreamServer};
-pub use import::{GlpiImport, ImportLine};
+pub use import::{CollectorTarget, GlpiImport, ImportLine};
 pub use keys::{KeyRotation, KeyStatus};
 pub use oauthimap_collector::{Collector, PassSummary, ProgressEvent, SinkWait};
 pub use oauthimap_config as config;

@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 mod common;
-use common::{Harness, USER, harness};
+use common::{Harness, RunningGateway, USER, harness, start_gateway};
 
 fn message(i: usize) -> Vec<u8> {
     format!(
@@ -33,8 +33,7 @@ struct Setup {
     password: String,
     imap: SocketAddr,
     imaps: SocketAddr,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    gateway: RunningGateway,
 }
 
 async fn setup() -> Setup {
@@ -65,48 +64,20 @@ async fn setup() -> Setup {
         .await
         .unwrap();
     let (cert, key) = dovecot.server_cert_paths();
-    let config = oauthimap_app::GatewayConfig {
-        imap: Some("127.0.0.1:0".parse().unwrap()),
-        imaps: Some("127.0.0.1:0".parse().unwrap()),
-        tls: Some(oauthimap_app::TlsFiles { cert, key }),
-        trusted_networks: Vec::new(),
-        max_sessions: 100,
-        login_timeout: Duration::from_secs(30),
-    };
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let app = h.app.clone();
-    let task = tokio::spawn(async move {
-        app.serve_gateway(
-            config,
-            |bound| {
-                let _ = bound_tx.send(bound.to_vec());
-            },
-            stop_rx,
-        )
-        .await
-        .unwrap();
-    });
-    let bound = bound_rx.await.unwrap();
-    let addr = |name: &str| bound.iter().find(|(n, _)| n == name).unwrap().1;
+    let gateway = start_gateway(&h.app, cert, key).await;
     Setup {
-        imap: addr("imap"),
-        imaps: addr("imaps"),
+        imap: gateway.imap,
+        imaps: gateway.imaps,
         password: password.expose_secret().to_owned(),
         h,
         dovecot,
-        stop,
-        task,
+        gateway,
     }
 }
 
 impl Setup {
     async fn finish(self) {
-        self.stop.send(true).unwrap();
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .unwrap()
-            .unwrap();
+        self.gateway.stop().await;
         self.dovecot.stop().await.unwrap();
         self.h.t.cleanup().await;
     }

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection;
 
 mod common;
-use common::{Harness, SECRET, USER, harness};
+use common::{Harness, SECRET, USER, harness, start_gateway};
 
 const AZURE: &str = r"GlpiPlugin\Oauthimap\Provider\Azure";
 
@@ -210,6 +210,7 @@ fn import(h: &Harness, site: &Site, dry_run: bool) -> GlpiImport {
         dry_run,
         verify: true,
         endpoint_base: Some(h.idp.base_url().to_owned()),
+        rewrite: None,
     }
 }
 
@@ -441,4 +442,187 @@ async fn bad_input_is_named_and_nothing_is_written() {
     );
     drop_database(&site.url).await;
     h.t.cleanup().await;
+}
+
+/// The whole move, end to end: import, then `--rewrite-collectors` points GLPI's collector at
+/// the gateway (its old row saved as SQL first); a PHP script then does what GLPI's collector
+/// does: reads the row from `MariaDB`, opens `passwd` with libsodium and collects through the
+/// gateway with php-imap, getting the messages byte for byte. The backup restores the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glpi_collects_through_the_gateway_after_the_rewrite() {
+    use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
+    use std::fmt::Write as _;
+    let h = harness(Backend::Sqlite, &[]).await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    for i in 1..=3 {
+        dovecot
+            .deliver(
+                USER,
+                format!("From: a{i}@example.com\r\nSubject: Ticket {i}\r\nMessage-ID: <t{i}@example.com>\r\n\r\nPrinter {i} is out of toner.\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+    }
+    let site = site(&h).await;
+    let (cert, key) = dovecot.server_cert_paths();
+    let gateway = start_gateway(&h.app, cert, key).await;
+    let backup = site.dir.path().join("collectors-before.sql");
+    let target = oauthimap_app::CollectorTarget {
+        host: "127.0.0.1".into(),
+        port: gateway.imap.port(),
+        security: oauthimap_app::types::Security::Plain,
+        backup: backup.clone(),
+    };
+    // The dry run shows the new connect string and changes nothing.
+    let lines = h
+        .app
+        .import_glpi(&GlpiImport {
+            rewrite: Some(target.clone()),
+            ..import(&h, &site, true)
+        })
+        .await
+        .unwrap();
+    let line = lines.iter().find(|l| l.kind == "collector").unwrap();
+    assert_eq!(line.outcome, "would rewrite", "{lines:?}");
+    let want_host = format!("{{127.0.0.1:{}/imap/notls}}INBOX", gateway.imap.port());
+    assert!(
+        line.detail.as_deref().unwrap().contains(&want_host),
+        "{line:?}"
+    );
+    assert!(!backup.exists());
+
+    let lines = h
+        .app
+        .import_glpi(&GlpiImport {
+            rewrite: Some(target.clone()),
+            ..import(&h, &site, false)
+        })
+        .await
+        .unwrap();
+    let line = lines.iter().find(|l| l.kind == "collector").unwrap();
+    assert_eq!(line.outcome, "rewritten", "{lines:?}");
+    h.app
+        .set_imap_upstream(
+            &oauthimap_app::UpstreamScope::Application("Helpdesk GLPI".into()),
+            Some(oauthimap_app::UpstreamServer {
+                host: "localhost".into(),
+                port: dovecot.imaps_port(),
+                security: oauthimap_app::types::Security::Tls,
+                ca_file: Some(dovecot.ca_pem_path().display().to_string()),
+            }),
+        )
+        .await
+        .unwrap();
+
+    // GLPI's side, in PHP: the row, its password opened with libsodium, php-imap.
+    let php = r#"
+$db = new PDO(getenv("DSN"), getenv("DBUSER"), getenv("DBPASS"));
+$row = $db->query("SELECT host, login, passwd FROM glpi_mailcollectors WHERE name = 'Helpdesk'")->fetch();
+$k = file_get_contents(getenv("KEY"));
+$raw = base64_decode($row["passwd"]);
+$n = substr($raw, 0, 24);
+$password = sodium_crypto_aead_xchacha20poly1305_ietf_decrypt(substr($raw, 24), $n, $n, $k);
+if ($password === false) { fwrite(STDERR, "passwd does not open\n"); exit(2); }
+$m = imap_open($row["host"], $row["login"], $password, 0, 1);
+if ($m === false) { fwrite(STDERR, implode("; ", imap_errors() ?: [])); exit(1); }
+foreach (imap_search($m, "ALL", SE_UID) as $uid) {
+    $raw = imap_fetchheader($m, $uid, FT_UID | FT_PREFETCHTEXT) . imap_body($m, $uid, FT_UID | FT_PEEK);
+    echo $uid, " ", hash("sha256", $raw), "\n";
+}
+echo "HOST ", $row["host"], "\n";
+imap_close($m);
+"#;
+    let (user, pass, host, dbname) = mysql_parts(&site.url);
+    let out = tokio::process::Command::new("php")
+        .args(["-r", php])
+        .env(
+            "DSN",
+            format!("mysql:host={};port={};dbname={dbname}", host.0, host.1),
+        )
+        .env("DBUSER", &user)
+        .env("DBPASS", &pass)
+        .env("KEY", &site.key)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "php: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut want = String::new();
+    for info in dovecot.list_messages(USER, "INBOX").await.unwrap() {
+        let raw = dovecot
+            .fetch_message(USER, "INBOX", info.uid)
+            .await
+            .unwrap();
+        let _ = writeln!(want, "{} {}", info.uid, sha256_hex(&raw));
+    }
+    let _ = writeln!(want, "HOST {want_host}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
+
+    // The backup puts the row back as it was, with the mysql client.
+    let restore = std::process::Command::new("mysql")
+        .args([
+            "-h",
+            &host.0,
+            "-P",
+            &host.1.to_string(),
+            "-u",
+            &user,
+            &dbname,
+        ])
+        .env("MYSQL_PWD", &pass)
+        .stdin(std::fs::File::open(&backup).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    let mut db = sqlx::MySqlConnection::connect(&site.url).await.unwrap();
+    let (host_col, login): (String, String) =
+        sqlx::query_as("SELECT CAST(host AS CHAR), CAST(login AS CHAR) FROM glpi_mailcollectors WHERE name = 'Helpdesk'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(
+        host_col,
+        "{outlook.office365.com:993/imap-oauth-3/ssl}INBOX"
+    );
+    assert_eq!(login, USER);
+    gateway.stop().await;
+    dovecot.stop().await.unwrap();
+    drop_database(&site.url).await;
+    h.t.cleanup().await;
+}
+
+/// (user, password, (host, port), database) of a mysql:// URL.
+fn mysql_parts(url: &str) -> (String, String, (String, u16), String) {
+    let rest = url.strip_prefix("mysql://").unwrap();
+    let (auth, rest) = rest.rsplit_once('@').unwrap();
+    let (user, pass) = auth.split_once(':').unwrap_or((auth, ""));
+    let (hostport, db) = rest.split_once('/').unwrap();
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+    (
+        user.to_owned(),
+        pass.to_owned(),
+        (host.to_owned(), port.parse().unwrap()),
+        db.to_owned(),
+    )
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    use std::fmt::Write;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

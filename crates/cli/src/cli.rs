@@ -474,6 +474,23 @@ pub enum ImportCommand {
         /// The identity provider's base URL, when it is not the public one.
         #[arg(long)]
         endpoint_base: Option<String>,
+        /// Hand GLPI's collectors that use the plugin over to oauthimap's gateway: a gateway
+        /// password each, and their rows rewritten (server, login, password sealed for GLPI) in
+        /// one transaction, after their old rows are written to --backup.
+        #[arg(long, requires = "gateway_host")]
+        rewrite_collectors: bool,
+        /// The gateway's host as GLPI reaches it.
+        #[arg(long)]
+        gateway_host: Option<String>,
+        /// The gateway's port (default 993 with tls, 143 otherwise).
+        #[arg(long)]
+        gateway_port: Option<u16>,
+        /// tls (IMAPS), starttls or plain (loopback only).
+        #[arg(long, default_value = "tls")]
+        gateway_security: Security,
+        /// Where the SQL that restores the collectors' old rows goes (`mysql glpi < FILE`).
+        #[arg(long, default_value = "glpi-collectors-before-oauthimap.sql")]
+        backup: PathBuf,
     },
 }
 

@@ -73,6 +73,46 @@ pub struct Collector {
     pub folder: String,
     /// The connect string's other flags (`ssl`, `novalidate-cert`, …).
     pub flags: Vec<String>,
+    /// The `passwd` column as it is (sealed, or empty), for the backup.
+    #[serde(skip)]
+    pub passwd: Option<String>,
+}
+
+/// A collector's new connection settings (`passwd` already sealed for GLPI).
+#[derive(Debug, Clone)]
+pub struct CollectorRewrite {
+    pub id: i64,
+    pub host: String,
+    pub login: String,
+    pub passwd: String,
+}
+
+/// A `MySQL` string literal (or NULL).
+fn literal(value: Option<&str>) -> String {
+    value.map_or_else(
+        || "NULL".to_owned(),
+        |v| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "\\'")),
+    )
+}
+
+/// SQL that puts the collectors' rows back as they are now (`mysql glpi < FILE`).
+pub fn restore_sql(collectors: &[Collector]) -> String {
+    use std::fmt::Write as _;
+    let mut sql = String::from(
+        "-- Written by oauthimap before it pointed these GLPI mail collectors at its gateway.\n\
+         -- Restore them with: mysql GLPI_DATABASE < THIS_FILE\n",
+    );
+    for c in collectors {
+        let _ = writeln!(
+            sql,
+            "UPDATE glpi_mailcollectors SET host = {}, login = {}, passwd = {} WHERE id = {};",
+            literal(Some(&c.host)),
+            literal(Some(&c.login)),
+            literal(c.passwd.as_deref()),
+            c.id
+        );
+    }
+    sql
 }
 
 #[derive(sqlx::FromRow)]
@@ -81,6 +121,7 @@ struct CollectorRow {
     name: String,
     host: String,
     login: String,
+    passwd: Option<String>,
     is_active: i64,
     accepted: Option<String>,
     refused: Option<String>,
@@ -207,7 +248,7 @@ impl GlpiDatabase {
     pub async fn collectors(&self) -> Result<Vec<Collector>, GlpiError> {
         let rows: Vec<CollectorRow> = sqlx::query_as(
             "SELECT CAST(id AS SIGNED) AS id, CAST(name AS CHAR) AS name, CAST(host AS CHAR) AS host, \
-             CAST(login AS CHAR) AS login, CAST(is_active AS SIGNED) AS is_active, \
+             CAST(login AS CHAR) AS login, CAST(passwd AS CHAR) AS passwd, CAST(is_active AS SIGNED) AS is_active, \
              CAST(accepted AS CHAR) AS accepted, CAST(refused AS CHAR) AS refused \
              FROM glpi_mailcollectors ORDER BY id",
         )
@@ -237,9 +278,33 @@ impl GlpiDatabase {
                     port,
                     folder,
                     flags,
+                    passwd: r.passwd,
                 })
             })
             .collect())
+    }
+
+    /// Points collectors at new settings, all in one transaction.
+    pub async fn rewrite_collectors(&self, rows: &[CollectorRewrite]) -> Result<(), GlpiError> {
+        let failed = |e: sqlx::Error| GlpiError::Query {
+            target: self.target.clone(),
+            what: "the mail collectors (rewriting them)",
+            reason: e.to_string(),
+        };
+        let mut tx = self.pool.begin().await.map_err(failed)?;
+        for r in rows {
+            sqlx::query(
+                "UPDATE glpi_mailcollectors SET host = ?, login = ?, passwd = ? WHERE id = ?",
+            )
+            .bind(&r.host)
+            .bind(&r.login)
+            .bind(&r.passwd)
+            .bind(r.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed)?;
+        }
+        tx.commit().await.map_err(failed)
     }
 }
 

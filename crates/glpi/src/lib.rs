@@ -7,7 +7,7 @@ mod db;
 mod key;
 
 pub use db::{
-    Authorization, Collector, ConnectString, GlpiDatabase, GlpiError, PluginApplication,
-    parse_connect_string,
+    Authorization, Collector, CollectorRewrite, ConnectString, GlpiDatabase, GlpiError,
+    PluginApplication, parse_connect_string, restore_sql,
 };
 pub use key::{GlpiKey, KeyError};

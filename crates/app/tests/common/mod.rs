@@ -126,3 +126,59 @@ impl Harness {
             .unwrap();
     }
 }
+
+/// The gateway's IMAP and IMAPS listeners on loopback ports, serving `app`.
+pub struct RunningGateway {
+    pub imap: std::net::SocketAddr,
+    pub imaps: std::net::SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the gateway with this certificate and key (PEM files).
+pub async fn start_gateway(
+    app: &App,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+) -> RunningGateway {
+    let config = oauthimap_app::GatewayConfig {
+        imap: Some("127.0.0.1:0".parse().unwrap()),
+        imaps: Some("127.0.0.1:0".parse().unwrap()),
+        tls: Some(oauthimap_app::TlsFiles { cert, key }),
+        trusted_networks: Vec::new(),
+        max_sessions: 100,
+        login_timeout: std::time::Duration::from_secs(30),
+    };
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let app = app.clone();
+    let task = tokio::spawn(async move {
+        app.serve_gateway(
+            config,
+            |bound| {
+                let _ = bound_tx.send(bound.to_vec());
+            },
+            stop_rx,
+        )
+        .await
+        .unwrap();
+    });
+    let bound = bound_rx.await.unwrap();
+    let addr = |name: &str| bound.iter().find(|(n, _)| n == name).unwrap().1;
+    RunningGateway {
+        imap: addr("imap"),
+        imaps: addr("imaps"),
+        stop,
+        task,
+    }
+}
+
+impl RunningGateway {
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}

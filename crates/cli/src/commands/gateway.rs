@@ -150,7 +150,27 @@ pub async fn import(app: &App, out: &Out, cmd: crate::cli::ImportCommand) -> Res
         dry_run,
         no_verify,
         endpoint_base,
+        rewrite_collectors,
+        gateway_host,
+        gateway_port,
+        gateway_security,
+        backup,
     } = cmd;
+    let rewrite = match (rewrite_collectors, gateway_host) {
+        (true, Some(host)) => Some(oauthimap_app::CollectorTarget {
+            host,
+            port: gateway_port.unwrap_or(
+                if gateway_security == oauthimap_app::types::Security::Tls {
+                    993
+                } else {
+                    143
+                },
+            ),
+            security: gateway_security,
+            backup,
+        }),
+        _ => None,
+    };
     let database = match (database, database_file) {
         (Some(url), _) => url,
         (None, Some(file)) => std::fs::read_to_string(&file)
@@ -169,6 +189,7 @@ pub async fn import(app: &App, out: &Out, cmd: crate::cli::ImportCommand) -> Res
             dry_run,
             verify: !no_verify,
             endpoint_base,
+            rewrite,
         })
         .await?;
     out.table(&lines, &["KIND", "NAME", "OUTCOME", "DETAIL"], |l| {
