@@ -33,6 +33,9 @@ pub struct GlpiImport {
     pub endpoint_base: Option<String>,
     /// Hand GLPI's collectors over to the gateway (`--rewrite-collectors`).
     pub rewrite: Option<CollectorTarget>,
+    /// Make switched-off oauthimap receivers from GLPI's collectors (`--as-receivers`), for
+    /// sites that want oauthimap's own collector.
+    pub as_receivers: bool,
 }
 
 /// Where GLPI's collectors are pointed: the gateway, and the file that gets their old rows.
@@ -161,11 +164,64 @@ impl App {
             lines.extend(self.import_planned(plan, import).await?);
         }
         let names: std::collections::HashMap<i64, String> = names.into_iter().collect();
+        if import.as_receivers && !import.dry_run {
+            for c in &collectors {
+                lines.push(self.receiver_from(c, &names).await);
+            }
+        }
         lines.extend(
             self.collectors(&db, &key, &collectors, (&names, &planned), import)
                 .await?,
         );
         Ok(lines)
+    }
+
+    /// A switched-off receiver with a GLPI collector's server, folder, accepted and refused
+    /// folders, for the mailbox it collects.
+    async fn receiver_from(
+        &self,
+        c: &Collector,
+        names: &std::collections::HashMap<i64, String>,
+    ) -> ImportLine {
+        let name = format!("glpi-{}", c.name);
+        if self.find_receiver(&name).await.is_ok() {
+            return ImportLine::new("receiver", &name, "already present", None);
+        }
+        let security = if c.flags.iter().any(|f| f == "ssl") {
+            Security::Tls
+        } else {
+            Security::StartTls
+        };
+        let input = crate::ReceiverInput {
+            name: Some(name.clone()),
+            active: Some(false),
+            application: names.get(&c.application_id).cloned(),
+            account: Some(c.login.clone()),
+            host: Some(c.server.clone()),
+            port: Some(
+                c.port
+                    .unwrap_or(if security == Security::Tls { 993 } else { 143 }),
+            ),
+            security: Some(security),
+            folder: Some(c.folder.clone()),
+            after_delivery: Some(if c.accepted.is_some() {
+                oauthimap_types::AfterDelivery::Move
+            } else {
+                oauthimap_types::AfterDelivery::MarkSeen
+            }),
+            accepted_folder: c.accepted.clone(),
+            refused_folder: c.refused.clone(),
+            ..crate::ReceiverInput::default()
+        };
+        match self.create_receiver(&input).await {
+            Ok(_) => ImportLine::new(
+                "receiver",
+                &name,
+                "imported",
+                Some("switched off: choose its sink, then switch it on".into()),
+            ),
+            Err(e) => ImportLine::new("receiver", &name, "failed", Some(e.to_string())),
+        }
     }
 
     /// Lists GLPI's collectors that use the plugin, or hands them over to the gateway: a

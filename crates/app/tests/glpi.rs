@@ -211,6 +211,7 @@ fn import(h: &Harness, site: &Site, dry_run: bool) -> GlpiImport {
         verify: true,
         endpoint_base: Some(h.idp.base_url().to_owned()),
         rewrite: None,
+        as_receivers: false,
     }
 }
 
@@ -297,6 +298,36 @@ async fn the_plugins_applications_and_mailboxes_move_without_a_new_sign_in() {
             .len(),
         2
     );
+
+    // --as-receivers: a switched-off receiver per collector, with its server and folders.
+    let lines = h
+        .app
+        .import_glpi(&GlpiImport {
+            as_receivers: true,
+            ..import(&h, &site, false)
+        })
+        .await
+        .unwrap();
+    let line = lines.iter().find(|l| l.kind == "receiver").unwrap();
+    assert_eq!(
+        (line.name.as_str(), line.outcome),
+        ("glpi-Helpdesk", "imported"),
+        "{lines:?}"
+    );
+    let r = h.app.find_receiver("glpi-Helpdesk").await.unwrap();
+    assert!(!r.fields.active);
+    assert_eq!(
+        (
+            r.fields.host.as_str(),
+            r.fields.port,
+            r.fields.folder.as_str()
+        ),
+        ("outlook.office365.com", 993, "INBOX")
+    );
+    assert_eq!(r.fields.accepted_folder.as_deref(), Some("Processed"));
+    assert_eq!(r.fields.refused_folder.as_deref(), Some("Refused"));
+    assert_eq!(r.account_mailbox.as_deref(), Some(USER));
+    assert_eq!(r.application_name, "Helpdesk GLPI");
 
     // What oauthimap seals for GLPI opens with PHP's libsodium.
     let key = oauthimap_glpi_key(&site.key);

@@ -491,6 +491,10 @@ pub enum ImportCommand {
         /// Where the SQL that restores the collectors' old rows goes (`mysql glpi < FILE`).
         #[arg(long, default_value = "glpi-collectors-before-oauthimap.sql")]
         backup: PathBuf,
+        /// Also make a switched-off oauthimap receiver from each of those collectors (server,
+        /// folder, accepted and refused folders), for sites that want oauthimap's collector.
+        #[arg(long)]
+        as_receivers: bool,
     },
 }
 

@@ -155,6 +155,7 @@ pub async fn import(app: &App, out: &Out, cmd: crate::cli::ImportCommand) -> Res
         gateway_port,
         gateway_security,
         backup,
+        as_receivers,
     } = cmd;
     let rewrite = match (rewrite_collectors, gateway_host) {
         (true, Some(host)) => Some(oauthimap_app::CollectorTarget {
@@ -190,6 +191,7 @@ pub async fn import(app: &App, out: &Out, cmd: crate::cli::ImportCommand) -> Res
             verify: !no_verify,
             endpoint_base,
             rewrite,
+            as_receivers,
         })
         .await?;
     out.table(&lines, &["KIND", "NAME", "OUTCOME", "DETAIL"], |l| {
