@@ -538,3 +538,53 @@ impl App {
             })
     }
 }
+
+/// Where a client reaches the gateway, as a GLPI admin types it into a mail receiver.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayEndpoint {
+    pub host: String,
+    pub port: u16,
+    /// How GLPI's "Connection options" say it: `IMAP, SSL` or `IMAP, no SSL`.
+    pub security: &'static str,
+}
+
+impl App {
+    /// The gateway's IMAP listeners as clients reach them (empty when the gateway is off). An
+    /// unspecified listen address is shown as the host of `external_base_url`.
+    pub fn gateway_endpoints(&self) -> Vec<GatewayEndpoint> {
+        let g = &self.settings().gateway;
+        let public = self
+            .settings()
+            .external_base_url()
+            .host_str()
+            .unwrap_or("localhost")
+            .to_owned();
+        let host = |addr: std::net::SocketAddr| {
+            if addr.ip().is_unspecified() {
+                public.clone()
+            } else {
+                addr.ip().to_string()
+            }
+        };
+        let mut endpoints = Vec::new();
+        if let Some(addr) = g.imaps_listen {
+            endpoints.push(GatewayEndpoint {
+                host: host(addr),
+                port: addr.port(),
+                security: "IMAP, SSL (implicit TLS)",
+            });
+        }
+        if let Some(addr) = g.imap_listen {
+            endpoints.push(GatewayEndpoint {
+                host: host(addr),
+                port: addr.port(),
+                security: if addr.ip().is_loopback() {
+                    "IMAP, no SSL (loopback: GLPI on this host)"
+                } else {
+                    "IMAP, TLS (STARTTLS)"
+                },
+            });
+        }
+        endpoints
+    }
+}

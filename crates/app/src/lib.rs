@@ -36,7 +36,9 @@ pub use applications::{ApplicationInput, ApplicationView};
 pub use collect::CollectOutcome;
 pub use diagnose::{DiagnoseOptions, DiagnosticReport, Outcome, Step};
 pub use error::{AppError, Result};
-pub use gateway::{GATEWAY_PROTOCOLS, GatewayBackend, UpstreamScope, UpstreamServer};
+pub use gateway::{
+    GATEWAY_PROTOCOLS, GatewayBackend, GatewayEndpoint, UpstreamScope, UpstreamServer,
+};
 pub use import::{CollectorTarget, GlpiImport, ImportLine};
 pub use keys::{KeyRotation, KeyStatus};
 pub use oauthimap_collector::{Collector, PassSummary, ProgressEvent, SinkWait};

@@ -419,3 +419,104 @@ async fn metrics_in_prometheus_format() {
     assert!(!text.contains(token.secret.expose_secret()) && !text.contains(SECRET));
     h.t.cleanup().await;
 }
+
+/// Gateway passwords over REST: created (shown once, not cached), listed without any secret,
+/// revoked; only an admin token may.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_passwords_over_rest() {
+    let h = harness(Backend::Sqlite, &[]).await;
+    let (status, page) = h.sign_in("Contoso", None).await;
+    assert_eq!(status, 200, "{page}");
+    let account = h.app.list_accounts(None).await.unwrap().remove(0);
+    let (_, admin) = h
+        .app
+        .create_api_token("admin", &["admin".into()])
+        .await
+        .unwrap();
+    let (_, reader) = h
+        .app
+        .create_api_token("reader", &["tokens:read".into()])
+        .await
+        .unwrap();
+    let base = h.app.settings().external_base_url();
+    let url = |p: &str| base.join(p).unwrap();
+    let create = url(&format!(
+        "/api/v1/accounts/{}/gateway-passwords",
+        account.id.0
+    ));
+    let r = h
+        .http
+        .post(create.clone())
+        .bearer_auth(admin.expose_secret())
+        .json(&json!({ "name": "glpi", "protocols": ["imap"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    let password = body["password"].as_str().unwrap().to_owned();
+    assert!(password.len() >= 24, "{body}");
+    assert_eq!(body["gateway_password"]["protocols"], "imap");
+    assert_eq!(
+        body["gateway_password"]["mailbox"],
+        account.mailbox.as_str()
+    );
+    // A bad protocol is refused with the documented error shape.
+    let r = h
+        .http
+        .post(create.clone())
+        .bearer_auth(admin.expose_secret())
+        .json(&json!({ "name": "x", "protocols": ["ftp"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ftp")
+            || e.to_string().contains("ftp"),
+        "{e}"
+    );
+    // Listed, never with the password or its hash.
+    let list = h
+        .http
+        .get(url("/api/v1/gateway-passwords"))
+        .bearer_auth(admin.expose_secret())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        list.contains("\"glpi\"") && !list.contains(&password) && !list.contains("argon2"),
+        "{list}"
+    );
+    // Only admin tokens.
+    let r = h
+        .http
+        .get(url("/api/v1/gateway-passwords"))
+        .bearer_auth(reader.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(r.status().as_u16(), 401 | 403), "{}", r.status());
+    // Revoked.
+    let r = h
+        .http
+        .delete(url(&format!(
+            "/api/v1/accounts/{}/gateway-passwords/glpi",
+            account.id.0
+        )))
+        .bearer_auth(admin.expose_secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(h.app.gateway_passwords(None).await.unwrap().is_empty());
+    h.t.cleanup().await;
+}

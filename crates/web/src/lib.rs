@@ -63,6 +63,18 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/messages", get(rest::list_messages))
         .route("/api/v1/messages/{id}", get(rest::get_message))
         .route("/api/v1/events", get(rest::list_events))
+        .route(
+            "/api/v1/gateway-passwords",
+            get(rest::list_gateway_passwords),
+        )
+        .route(
+            "/api/v1/accounts/{id}/gateway-passwords",
+            axum::routing::post(rest::create_gateway_password),
+        )
+        .route(
+            "/api/v1/accounts/{id}/gateway-passwords/{name}",
+            axum::routing::delete(rest::delete_gateway_password),
+        )
         .merge(ui::routes(&app))
         .route_layer(axum::middleware::from_fn(metrics::track))
         .layer(trace_layer())
@@ -101,6 +113,9 @@ pub const API_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/messages"),
     ("get", "/api/v1/messages/{id}"),
     ("get", "/api/v1/events"),
+    ("get", "/api/v1/gateway-passwords"),
+    ("post", "/api/v1/accounts/{id}/gateway-passwords"),
+    ("delete", "/api/v1/accounts/{id}/gateway-passwords/{name}"),
 ];
 
 /// Only the OAuth callback: what `oauthimap account authorize` serves on a temporary listener

@@ -455,3 +455,73 @@ pub async fn openapi() -> Response {
     )
         .into_response()
 }
+
+/// A new gateway password for an account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayPasswordBody {
+    name: String,
+    #[serde(default)]
+    protocols: Vec<String>,
+    /// Epoch milliseconds.
+    expires_at: Option<i64>,
+}
+
+pub async fn list_gateway_passwords(State(app): State<App>, headers: HeaderMap) -> Response {
+    admin!(
+        app,
+        headers,
+        app.gateway_passwords(None).await.map(|items| ok(
+            StatusCode::OK,
+            &json!({ "items": items, "next_cursor": null })
+        ))
+    )
+}
+
+pub async fn create_gateway_password(
+    State(app): State<App>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    parsed: Result<Json<GatewayPasswordBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let b = match body(parsed) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    admin!(
+        app,
+        headers,
+        app.add_gateway_password(
+            &AccountSelector::new(id.to_string(), None),
+            &b.name,
+            &b.protocols,
+            b.expires_at
+        )
+        .await
+        .map(|(record, password)| {
+            let mut r = ok(
+                StatusCode::CREATED,
+                &json!({ "gateway_password": record, "password": password.expose_secret() }),
+            );
+            r.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            r
+        })
+    )
+}
+
+pub async fn delete_gateway_password(
+    State(app): State<App>,
+    Path((id, name)): Path<(i64, String)>,
+    headers: HeaderMap,
+) -> Response {
+    admin!(
+        app,
+        headers,
+        app.remove_gateway_password(&AccountSelector::new(id.to_string(), None), &name)
+            .await
+            .map(|_| StatusCode::NO_CONTENT.into_response())
+    )
+}

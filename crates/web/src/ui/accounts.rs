@@ -7,7 +7,7 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use oauthimap_app::store::{Account, Event, Receiver};
+use oauthimap_app::store::{Account, Event, GatewayPassword, Receiver};
 use oauthimap_app::types::{AccountId, GrantKind, Security};
 use oauthimap_app::{AccountSelector, App, DiagnoseOptions, DiagnosticReport, Outcome};
 use serde::Deserialize;
@@ -24,6 +24,11 @@ struct AccountPage {
     events: Vec<Event>,
     form: DiagnoseForm,
     report: Option<DiagnosticReport>,
+    /// The account's gateway passwords, where GLPI reaches the gateway, and a password just
+    /// created (shown once).
+    passwords: Vec<GatewayPassword>,
+    endpoints: Vec<oauthimap_app::GatewayEndpoint>,
+    new_password: Option<(String, String)>,
 }
 
 impl AccountPage {
@@ -75,6 +80,17 @@ async fn render(
     form: DiagnoseForm,
     report: Option<DiagnosticReport>,
 ) -> Response {
+    render_with(app, admin, headers, id, (form, report), None).await
+}
+
+async fn render_with(
+    app: &App,
+    admin: &Admin,
+    headers: &HeaderMap,
+    id: i64,
+    (form, report): (DiagnoseForm, Option<DiagnosticReport>),
+    new_password: Option<(String, String)>,
+) -> Response {
     let account = match app
         .find_account(&AccountSelector::new(id.to_string(), None))
         .await
@@ -101,6 +117,14 @@ async fn render(
         Ok(v) => v.profile.authorize_url.origin().ascii_serialization(),
         Err(e) => return error_page(Some(admin), &e),
     };
+    let passwords = match app
+        .gateway_passwords(Some(&AccountSelector::new(id.to_string(), None)))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return error_page(Some(admin), &e),
+    };
+    let shows_secret = new_password.is_some();
     let ctx = Ctx::new(app, admin, headers, "applications", account.mailbox.clone());
     let page = ctx.page.clone();
     let mut r = ctx.render(&AccountPage {
@@ -110,7 +134,16 @@ async fn render(
         events,
         form,
         report,
+        passwords,
+        endpoints: app.gateway_endpoints(),
+        new_password,
     });
+    if shows_secret {
+        r.headers_mut().insert(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-store"),
+        );
+    }
     r.extensions_mut().insert(FormAction(origin));
     r
 }
@@ -237,5 +270,72 @@ pub async fn delete(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) 
             ),
         ),
         Err(e) => failed(&app, &format!("/accounts/{id}"), &e),
+    }
+}
+
+/// Creates a gateway password for this account and shows it once.
+pub async fn add_gateway_password(
+    State(app): State<App>,
+    admin: Admin,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let name = fields
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    let protocols: Vec<String> = fields
+        .into_iter()
+        .filter(|(k, _)| k == "protocol")
+        .map(|(_, v)| v)
+        .collect();
+    let back = format!("/accounts/{id}");
+    match app
+        .add_gateway_password(
+            &AccountSelector::new(id.to_string(), None),
+            &name,
+            &protocols,
+            None,
+        )
+        .await
+    {
+        Ok((record, password)) => {
+            use secrecy::ExposeSecret as _;
+            let shown = Some((record.name, password.expose_secret().to_owned()));
+            render_with(
+                &app,
+                &admin,
+                &headers,
+                id,
+                (DiagnoseForm::default(), None),
+                shown,
+            )
+            .await
+        }
+        Err(e) => failed(&app, &back, &e),
+    }
+}
+
+/// Revokes one of this account's gateway passwords.
+pub async fn remove_gateway_password(
+    State(app): State<App>,
+    _admin: Admin,
+    Path(id): Path<i64>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let name = fields
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let back = format!("/accounts/{id}");
+    match app
+        .remove_gateway_password(&AccountSelector::new(id.to_string(), None), &name)
+        .await
+    {
+        Ok(p) => done(&app, &back, &format!("Gateway password {} revoked", p.name)),
+        Err(e) => failed(&app, &back, &e),
     }
 }

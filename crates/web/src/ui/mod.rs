@@ -63,6 +63,14 @@ pub fn routes(app: &App) -> Router<App> {
         .route("/accounts/{id}/diagnose", post(accounts::diagnose))
         .route("/accounts/{id}/reauthorize", post(accounts::reauthorize))
         .route("/accounts/{id}/delete", post(accounts::delete))
+        .route(
+            "/accounts/{id}/gateway-passwords",
+            post(accounts::add_gateway_password),
+        )
+        .route(
+            "/accounts/{id}/gateway-passwords/delete",
+            post(accounts::remove_gateway_password),
+        )
         .route("/receivers", get(receivers::list).post(receivers::create))
         .route("/receivers/new", get(receivers::new))
         .route(
