@@ -83,6 +83,7 @@ fn check_name(name: &str) -> Result<String> {
 
 fn check_client_id(id: &str) -> Result<String> {
     let id = id.trim();
+    crate::limits::at_most("client_id", id, crate::limits::IDENTIFIER)?;
     if id.is_empty() {
         return Err(AppError::invalid(
             "client_id",
@@ -96,6 +97,7 @@ fn check_client_id(id: &str) -> Result<String> {
 }
 
 fn check_tenant(tenant: &str) -> Result<()> {
+    crate::limits::at_most("tenant", tenant, crate::limits::IDENTIFIER)?;
     if !tenant
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
@@ -137,6 +139,21 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
     let tenant = keep(&input.tenant, b.map(|b| &b.tenant));
     if let Some(t) = &tenant {
         check_tenant(t)?;
+    }
+    for (field, value) in [
+        ("endpoint_base", &input.endpoint_base),
+        ("authorize_url", &input.authorize_url),
+        ("token_url", &input.token_url),
+        ("device_url", &input.device_url),
+        ("userinfo_url", &input.userinfo_url),
+        ("scopes", &input.scopes),
+    ] {
+        if let Some(v) = value {
+            crate::limits::at_most(field, v, crate::limits::URL)?;
+        }
+    }
+    if let Some(c) = &input.comment {
+        crate::limits::at_most("comment", c, crate::limits::COMMENT)?;
     }
     let endpoints = Endpoints {
         base: keep(&input.endpoint_base, b.map(|b| &b.endpoints.base)),
@@ -180,6 +197,15 @@ fn secret_of(input: &ApplicationInput) -> Result<Option<&SecretString>> {
             "client_secret",
             "is empty: paste the secret's Value (not its ID) from the provider",
         )),
+        Some(s) if s.expose_secret().chars().count() > crate::limits::SECRET => {
+            Err(AppError::invalid(
+                "client_secret",
+                format!(
+                    "is longer than {} characters: paste the secret's Value only",
+                    crate::limits::SECRET
+                ),
+            ))
+        }
         Some(s) if s.expose_secret().contains(['\n', '\r']) => Err(AppError::invalid(
             "client_secret",
             "contains a line break: give the secret on one line",

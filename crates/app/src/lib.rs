@@ -15,6 +15,7 @@ mod error;
 mod gateway;
 mod import;
 mod keys;
+pub mod limits;
 mod receivers;
 mod signin;
 

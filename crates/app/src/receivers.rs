@@ -55,6 +55,12 @@ fn text(field: &'static str, value: &str) -> Result<String> {
     if v.is_empty() {
         return Err(AppError::invalid(field, "must not be empty"));
     }
+    let max = if field == "name" {
+        crate::limits::NAME
+    } else {
+        crate::limits::URL
+    };
+    crate::limits::at_most(field, v, max)?;
     if v.chars().any(char::is_control) {
         return Err(AppError::invalid(
             field,

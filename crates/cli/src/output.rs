@@ -6,6 +6,24 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 
+/// The longest cell a text table shows; longer ones end in `…` (`--json` has them whole).
+const MAX_CELL: usize = 300;
+
+fn cut(cell: String) -> String {
+    if cell.chars().count() <= MAX_CELL {
+        return cell;
+    }
+    let mut short: String = cell.chars().take(MAX_CELL - 1).collect();
+    short.push('…');
+    short
+}
+
+/// Prints a line on stdout; a closed stdout (`| head`) ends nothing with a panic.
+fn say(text: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
 /// How to print data on stdout.
 pub struct Out {
     pub json: bool,
@@ -15,12 +33,11 @@ impl Out {
     /// Prints one value: as JSON, or as the text `text` builds.
     pub fn record<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).expect("records serialize to JSON")
-            );
+            say(&serde_json::to_string_pretty(value)
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
         } else {
-            print!("{}", text());
+            use std::io::Write as _;
+            let _ = write!(std::io::stdout().lock(), "{}", text());
         }
     }
 
@@ -32,17 +49,18 @@ impl Out {
         row: impl Fn(&T) -> Vec<String>,
     ) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(values).expect("records serialize to JSON")
-            );
+            say(&serde_json::to_string_pretty(values)
+                .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}")));
             return;
         }
         if values.is_empty() {
-            println!("(none)");
+            say("(none)");
             return;
         }
-        let rows: Vec<Vec<String>> = values.iter().map(row).collect();
+        let rows: Vec<Vec<String>> = values
+            .iter()
+            .map(|v| row(v).into_iter().map(cut).collect())
+            .collect();
         let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
         for r in &rows {
             for (w, cell) in widths.iter_mut().zip(r) {
@@ -52,13 +70,14 @@ impl Out {
         let line = |cells: Vec<String>| {
             let mut text = String::new();
             for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-                if i + 1 == cells.len() {
-                    text.push_str(cell);
-                } else {
-                    let _ = write!(text, "{cell:<w$}  ");
+                text.push_str(cell);
+                if i + 1 < cells.len() {
+                    // Padded by hand: a width in a format string panics past 65,535.
+                    let pad = w.saturating_sub(cell.chars().count()) + 2;
+                    text.extend(std::iter::repeat_n(' ', pad));
                 }
             }
-            println!("{}", text.trim_end());
+            say(text.trim_end());
         };
         line(headers.iter().map(|h| (*h).to_owned()).collect());
         for r in rows {

@@ -537,3 +537,80 @@ fn import_glpi_names_a_missing_key_file() {
     );
     assert!(!text(&out).contains("secret-pw"), "{}", text(&out));
 }
+
+/// Values far over the limits are refused with exit 2 and the limit, never stored; a table of
+/// long values prints without a panic, also into a closed pipe.
+#[test]
+fn overlong_values_are_refused_and_tables_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let huge = "x".repeat(70_000);
+    let out = run(
+        oauthimap(d).args([
+            "app",
+            "add",
+            "--name",
+            "Huge",
+            "--provider",
+            "google",
+            "--client-id",
+            &huge,
+            "--no-client-secret",
+        ]),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("client_id: is 70000 characters long; at most 255"),
+        "{}",
+        text(&out)
+    );
+    let long_name = "n".repeat(101);
+    let out = run(
+        oauthimap(d).args([
+            "app",
+            "add",
+            "--name",
+            &long_name,
+            "--provider",
+            "google",
+            "--client-id",
+            "x",
+            "--no-client-secret",
+        ]),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // At the limits: stored, and listed as a table.
+    let id = "i".repeat(255);
+    let out = run(
+        oauthimap(d).args([
+            "app",
+            "add",
+            "--name",
+            "Long",
+            "--provider",
+            "google",
+            "--client-id",
+            &id,
+            "--no-client-secret",
+            "--comment",
+            &"c".repeat(2048),
+        ]),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(oauthimap(d).args(["app", "list"]), None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Long"));
+    // stdout closed before anything is printed: no panic (exit 101).
+    let mut child = oauthimap(d)
+        .args(["app", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(101), "no panic on a closed stdout");
+}
