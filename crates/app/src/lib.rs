@@ -42,7 +42,7 @@ pub use gateway::{
 };
 pub use import::{CollectorTarget, GlpiImport, ImportLine};
 pub use keys::{KeyRotation, KeyStatus};
-pub use oauthimap_collector::{Collector, PassSummary, ProgressEvent, SinkWait};
+pub use oauthimap_collector::{Collector, CollectorSettings, PassSummary, ProgressEvent, SinkWait};
 pub use oauthimap_config as config;
 pub use oauthimap_crypto as crypto;
 pub use oauthimap_gateway::{GatewayConfig, TlsFiles};
@@ -168,17 +168,7 @@ impl App {
             tokens.clone(),
             http,
             settings.data_dir.clone(),
-            oauthimap_collector::CollectorSettings {
-                max_concurrent_passes: settings.collector.max_concurrent_passes,
-                max_connections_per_account: settings.collector.max_connections_per_account,
-                sink: oauthimap_collector::SinkPolicy {
-                    max_outage: settings.sink.max_outage,
-                    alert_after: settings.sink.alert_after,
-                    retry_cap: settings.sink.retry_cap,
-                    ..oauthimap_collector::SinkPolicy::default()
-                },
-                pass_env: settings.hooks.pass_env.clone(),
-            },
+            collector_settings(&settings),
         ));
         Ok(App {
             settings: Arc::new(settings),
@@ -224,6 +214,22 @@ impl App {
     /// Closes the database pool.
     pub async fn close(&self) {
         self.store.db().close().await;
+    }
+}
+
+/// The collector's settings from the configuration.
+fn collector_settings(settings: &Settings) -> oauthimap_collector::CollectorSettings {
+    oauthimap_collector::CollectorSettings {
+        max_concurrent_passes: settings.collector.max_concurrent_passes,
+        max_connections_per_account: settings.collector.max_connections_per_account,
+        sink: oauthimap_collector::SinkPolicy {
+            max_outage: settings.sink.max_outage,
+            alert_after: settings.sink.alert_after,
+            retry_cap: settings.sink.retry_cap,
+            ..oauthimap_collector::SinkPolicy::default()
+        },
+        pass_env: settings.hooks.pass_env.clone(),
+        lease_ttl: settings.collector.lease_ttl,
     }
 }
 

@@ -1286,3 +1286,100 @@ async fn forty_receivers_all_collect_and_show_their_state() {
     dovecot.stop().await.unwrap();
     h.t.cleanup().await;
 }
+
+/// Two instances on one database: the one that holds a receiver keeps it through IDLE (its
+/// lease is renewed meanwhile, not only between passes), the other stays out; when the holder
+/// stops, the other takes the receiver over within the lease time and goes on, each message
+/// delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_in_idle_stays_with_its_instance_and_moves_when_it_stops() {
+    use oauthimap_app::CollectorSettings;
+    let h = harness(
+        Backend::Sqlite,
+        &[("OAUTHIMAP_COLLECTOR__LEASE_TTL", "2s".into())],
+    )
+    .await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    let user = "shared@contoso.com";
+    let name = receiver_for(
+        &h,
+        &dovecot,
+        user,
+        ReceiverInput {
+            name: Some("shared".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    h.app
+        .update_receiver(
+            &name,
+            &ReceiverInput {
+                trigger: Some(Trigger::Idle),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let id = h.app.find_receiver(&name).await.unwrap().id;
+    let lease = format!("receiver:{}", id.0);
+    let a = h.app.collector().clone();
+    let b = Arc::new(oauthimap_app::Collector::with_settings(
+        h.app.store().clone(),
+        h.app.tokens().clone(),
+        reqwest::Client::new(),
+        h.app.settings().data_dir.clone(),
+        CollectorSettings {
+            lease_ttl: Duration::from_secs(2),
+            ..CollectorSettings::default()
+        },
+    ));
+    let (stop_a, rx) = tokio::sync::watch::channel(false);
+    let task_a = tokio::spawn({
+        let a = a.clone();
+        async move { a.run_receiver(id, rx).await }
+    });
+    eventually(Duration::from_secs(10), "A in IDLE", || {
+        let app = h.app.clone();
+        async move {
+            app.find_receiver("shared").await.unwrap().state
+                == oauthimap_app::types::ReceiverState::Idle
+        }
+    })
+    .await;
+    let (stop_b, rx) = tokio::sync::watch::channel(false);
+    let task_b = tokio::spawn({
+        let b = b.clone();
+        async move { b.run_receiver(id, rx).await }
+    });
+    // Three lease lifetimes in IDLE: A still holds it, and B never collected.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        h.app.store().lease_holder(&lease).await.unwrap().as_deref(),
+        Some(a.instance())
+    );
+    dovecot.deliver(user, &message(1)).unwrap();
+    eventually(Duration::from_secs(5), "A delivered", || {
+        let app = h.app.clone();
+        async move { app.store().message_count().await.unwrap() == 1 }
+    })
+    .await;
+    // A stops (as on SIGTERM, releasing the lease): B takes over and collects.
+    stop(stop_a, task_a).await;
+    dovecot.deliver(user, &message(2)).unwrap();
+    eventually(Duration::from_secs(10), "B took over and delivered", || {
+        let app = h.app.clone();
+        async move { app.store().message_count().await.unwrap() == 2 }
+    })
+    .await;
+    assert_eq!(
+        h.app.store().lease_holder(&lease).await.unwrap().as_deref(),
+        Some(b.instance())
+    );
+    stop(stop_b, task_b).await;
+    assert_eq!(h.app.store().message_count().await.unwrap(), 2, "each once");
+    dovecot.stop().await.unwrap();
+    h.t.cleanup().await;
+}

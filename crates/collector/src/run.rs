@@ -31,7 +31,6 @@ const IDLE_SLICE: Duration = Duration::from_mins(20);
 /// whose token expired).
 const TOKEN_RENEW_BEFORE: i64 = 5 * 60 * 1000;
 const MAX_BACKOFF: Duration = Duration::from_mins(5);
-const LEASE_TTL_MS: i64 = 120_000;
 
 /// How the collector shares the machine and treats failing sinks.
 #[derive(Debug, Clone)]
@@ -43,6 +42,10 @@ pub struct CollectorSettings {
     pub sink: SinkPolicy,
     /// Variables a command sink may see besides the minimal environment (`hooks.pass_env`).
     pub pass_env: Vec<String>,
+    /// How long a receiver's lease lasts without renewal: another instance takes over a dead
+    /// instance's receivers after this. Renewed every quarter of it while the receiver runs,
+    /// IDLE included.
+    pub lease_ttl: Duration,
 }
 
 impl Default for CollectorSettings {
@@ -53,6 +56,7 @@ impl Default for CollectorSettings {
             max_connections_per_account: 20,
             sink: SinkPolicy::default(),
             pass_env: Vec::new(),
+            lease_ttl: Duration::from_mins(1),
         }
     }
 }
@@ -253,6 +257,39 @@ impl Collector {
     }
 
     /// How long to wait before the `failures`-th retry of a sink that is down.
+    fn lease_ttl_ms(&self) -> i64 {
+        millis(self.settings.lease_ttl)
+    }
+
+    /// Renews a receiver's lease every quarter of its lifetime until aborted; says so on `lost`
+    /// when another instance holds it (this one stalled past the lease, and must stop acting).
+    fn keep_lease(&self, lease: &str) -> (tokio::task::JoinHandle<()>, watch::Receiver<bool>) {
+        let (lost_tx, lost_rx) = watch::channel(false);
+        let (store, lease, instance, ttl) = (
+            self.store.clone(),
+            lease.to_owned(),
+            self.instance.clone(),
+            self.settings.lease_ttl,
+        );
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(ttl / 4);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match store.try_lease(&lease, &instance, millis(ttl)).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(%lease, "the receiver's lease was taken over by another instance; stopping here");
+                        let _ = lost_tx.send(true);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the receiver lease"),
+                }
+            }
+        });
+        (task, lost_rx)
+    }
+
     fn sink_delay(&self, failures: u32, wait: &SinkWait) -> Duration {
         let p = &self.settings.sink;
         let delay = backoff(failures, p.retry_base, p.retry_cap, random_u64());
@@ -494,7 +531,7 @@ impl Collector {
         while !*stop.borrow() {
             match self
                 .store
-                .try_lease(&lease, &self.instance, LEASE_TTL_MS)
+                .try_lease(&lease, &self.instance, self.lease_ttl_ms())
                 .await
             {
                 Ok(true) => {}
@@ -502,7 +539,8 @@ impl Collector {
                     // Another instance collects this folder.
                     self.report_held(receiver, &lease).await;
                     reporter.last = None;
-                    if sleep_or_stop(&mut stop, Duration::from_secs(30)).await {
+                    let wait = (self.settings.lease_ttl / 2).min(Duration::from_secs(30));
+                    if sleep_or_stop(&mut stop, wait).await {
                         break;
                     }
                     continue;
@@ -513,10 +551,12 @@ impl Collector {
                 Ok(r) if r.fields.active => r,
                 _ => break,
             };
-            match self
-                .session_loop(&r, &lease, &mut stop, &mut reporter, &mut outage)
-                .await
-            {
+            let (keeper, mut lost) = self.keep_lease(&lease);
+            let ended = self
+                .session_loop(&r, &mut stop, &mut lost, &mut reporter, &mut outage)
+                .await;
+            keeper.abort();
+            match ended {
                 Ok(SessionEnd::Renew) => {
                     failures = 0;
                     sink_failures = 0;
@@ -621,16 +661,6 @@ impl Collector {
         }
     }
 
-    async fn renew_lease(&self, lease: &str) {
-        if let Err(e) = self
-            .store
-            .try_lease(lease, &self.instance, LEASE_TTL_MS)
-            .await
-        {
-            tracing::warn!(error = %e, "cannot renew the receiver lease");
-        }
-    }
-
     /// How long a session may go on before it logs in again with a fresh token: until 5
     /// minutes before the access token expires, or half the time left for short-lived tokens.
     async fn session_time_left(&self, account: AccountId) -> i64 {
@@ -731,8 +761,8 @@ impl Collector {
     async fn session_loop(
         &self,
         r: &Receiver,
-        lease: &str,
         stop: &mut watch::Receiver<bool>,
+        lost: &mut watch::Receiver<bool>,
         reporter: &mut Reporter<'_>,
         outage: &mut Outage,
     ) -> Result<SessionEnd, CollectError> {
@@ -751,6 +781,11 @@ impl Collector {
                 .iter()
                 .any(|c| c.eq_ignore_ascii_case("IDLE"));
         loop {
+            if *lost.borrow() {
+                // Another instance holds the receiver now: act no further on this folder.
+                let _ = session.logout().await;
+                return Ok(SessionEnd::Renew);
+            }
             let Some(permit) = self.pass_slot(reporter, stop).await else {
                 let _ = session.logout().await;
                 return Ok(SessionEnd::Renew);
@@ -781,7 +816,6 @@ impl Collector {
                 let _ = session.logout().await;
                 return Err(CollectError::Receiver(r.fields.name.clone(), why));
             }
-            self.renew_lease(lease).await;
             let left = self.session_time_left(account).await;
             if left <= 0 {
                 let _ = session.logout().await;
@@ -793,11 +827,11 @@ impl Collector {
                 let outcome = tokio::select! {
                     o = session.idle(wait) => o?,
                     _ = stop.changed() => { return Ok(SessionEnd::Renew); }
+                    _ = lost.wait_for(|l| *l) => { return Ok(SessionEnd::Renew); }
                 };
                 match outcome {
                     IdleOutcome::NewData | IdleOutcome::Changed => {}
                     IdleOutcome::Timeout => {
-                        self.renew_lease(lease).await;
                         if wait < IDLE_SLICE {
                             // The token is about to expire: a fresh session with a fresh token.
                             let _ = session.logout().await;
@@ -815,7 +849,11 @@ impl Collector {
                         None,
                     )
                     .await;
-                if sleep_or_stop(stop, poll).await {
+                let lease_lost = tokio::select! {
+                    s = sleep_or_stop(stop, poll) => s,
+                    _ = lost.wait_for(|l| *l) => true,
+                };
+                if lease_lost {
                     let _ = session.logout().await;
                     return Ok(SessionEnd::Renew);
                 }

@@ -47,6 +47,7 @@ pub const SETTINGS: &[&str] = &[
     "web__setup_link_secs",
     "collector__max_concurrent_passes",
     "collector__max_connections_per_account",
+    "collector__lease_ttl",
     "sink__max_outage",
     "sink__alert_after",
     "sink__retry_cap",
@@ -176,6 +177,10 @@ pub struct CollectorSettings {
     /// IMAP connections opened per mailbox (capped further at the provider's limit: Exchange
     /// Online about 20, Gmail 15).
     pub max_connections_per_account: usize,
+    /// How long a receiver's lease lasts unrenewed: with several instances on one database,
+    /// another instance takes over a dead one's receivers after this.
+    #[serde(deserialize_with = "duration")]
+    pub lease_ttl: Duration,
 }
 
 impl Default for CollectorSettings {
@@ -184,6 +189,7 @@ impl Default for CollectorSettings {
             max_concurrent_passes: std::thread::available_parallelism()
                 .map_or(2, std::num::NonZero::get),
             max_connections_per_account: 20,
+            lease_ttl: Duration::from_mins(1),
         }
     }
 }
@@ -500,6 +506,11 @@ impl Settings {
         if c.max_concurrent_passes == 0 || c.max_concurrent_passes > 1024 {
             return Err(ConfigError::Invalid(
                 "collector.max_concurrent_passes: must be between 1 and 1024 (the default is the number of CPUs)".into(),
+            ));
+        }
+        if c.lease_ttl < Duration::from_secs(2) || c.lease_ttl > Duration::from_mins(30) {
+            return Err(ConfigError::Invalid(
+                "collector.lease_ttl: must be between 2s and 30m (the default is 60s)".into(),
             ));
         }
         if c.max_connections_per_account == 0 {
