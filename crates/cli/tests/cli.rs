@@ -614,3 +614,19 @@ fn overlong_values_are_refused_and_tables_never_panic() {
     let status = child.wait().unwrap();
     assert_ne!(status.code(), Some(101), "no panic on a closed stdout");
 }
+
+/// An invalid log filter stops the program with exit 2 instead of falling back silently.
+#[test]
+fn an_invalid_log_level_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert!(add_app(d, &[]).status.success());
+    let out = run(
+        oauthimap(d)
+            .args(["app", "list"])
+            .env("OAUTHIMAP_LOG_LEVEL", "oauthimap=loud"),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("log_level"), "{}", text(&out));
+}

@@ -77,6 +77,10 @@ pub fn router(app: App) -> Router {
         )
         .merge(ui::routes(&app))
         .route_layer(axum::middleware::from_fn(metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            transport_headers,
+        ))
         .layer(trace_layer())
         .with_state(app)
 }
@@ -125,6 +129,25 @@ pub fn callback_router(app: App) -> Router {
         .route("/oauth/callback", get(callback::callback))
         .layer(trace_layer())
         .with_state(app)
+}
+
+/// On every response: `nosniff`, and HSTS when the service is reached over https.
+async fn transport_headers(
+    State(app): State<App>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::{HeaderValue, header};
+    let https = app.redirect_url().scheme() == "https";
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    if https {
+        h.entry(header::STRICT_TRANSPORT_SECURITY)
+            .or_insert(HeaderValue::from_static("max-age=31536000"));
+    }
+    response
 }
 
 /// Liveness: the process answers.

@@ -24,6 +24,15 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         .or_else(oauthimap_app::config::default_config_file);
     let settings = Settings::load(file.as_deref())?;
     let serving = matches!(cli.command, Command::Serve);
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.log_level) {
+        return Err(AppError::Invalid {
+            field: "log_level",
+            message: format!(
+                "{:?} is not a log filter ({e}); use a level such as info or debug, or directives such as oauthimap=debug,info",
+                settings.log_level
+            ),
+        });
+    }
     init_logging(&settings, serving, cli.verbose);
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
