@@ -454,7 +454,11 @@ async fn gateway_passwords_over_rest() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(r.headers()["cache-control"], "no-store");
-    assert_eq!(r.headers()["x-content-type-options"], "nosniff", "every response");
+    assert_eq!(
+        r.headers()["x-content-type-options"],
+        "nosniff",
+        "every response"
+    );
     let body: Value = r.json().await.unwrap();
     let password = body["password"].as_str().unwrap().to_owned();
     assert!(password.len() >= 24, "{body}");

@@ -133,6 +133,14 @@ pub enum Command {
     /// per-client gateway passwords and the servers it connects to.
     #[command(subcommand)]
     Gateway(GatewayCommand),
+    /// Print shell completions for bash, zsh or fish (`source <(oauthimap completions bash)`).
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (oauthimap.1 and one per subcommand) into a folder.
+    Man {
+        /// Where to write them.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
     /// Show recent events (audit and health), newest first.
     Events {
         /// Only events of this account (id or mailbox).

@@ -630,3 +630,42 @@ fn an_invalid_log_level_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("log_level"), "{}", text(&out));
 }
+
+/// Completions load in bash, and the man pages are written; neither needs a data folder.
+#[test]
+fn completions_load_in_bash_and_man_pages_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = run(oauthimap(d).args(["completions", "bash"]), None);
+    assert!(out.status.success(), "{}", text(&out));
+    let script = d.join("oauthimap.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let loaded = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p oauthimap",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    assert!(String::from_utf8_lossy(&loaded.stdout).contains("oauthimap"));
+    let man = d.join("man");
+    let out = run(oauthimap(d).args(["man", "--out"]).arg(&man), None);
+    assert!(out.status.success(), "{}", text(&out));
+    let page = std::fs::read_to_string(man.join("oauthimap.1")).unwrap();
+    assert!(
+        page.contains(".TH oauthimap") && page.contains("gateway"),
+        "{page}"
+    );
+    assert!(man.join("oauthimap-gateway.1").exists());
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "no data folder made: {left:?}");
+}

@@ -18,6 +18,21 @@ use crate::cli::{Cli, Command, KeysCommand};
 use crate::output::Out;
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
+    // Packaging commands: no configuration, no data.
+    match &cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "oauthimap",
+                &mut std::io::stdout(),
+            );
+            return Ok(());
+        }
+        Command::Man { out } => return man_pages(out),
+        _ => {}
+    }
     let file = cli
         .config
         .clone()
@@ -65,6 +80,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
         Command::Gateway(c) => gateway::run(&app, &out, c).await,
         Command::Import(c) => gateway::import(&app, &out, c).await,
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
         Command::Collect {
             once: _,
             receiver,
@@ -97,6 +113,18 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     };
     app.close().await;
     result
+}
+
+/// Writes `oauthimap.1` and `oauthimap-SUBCOMMAND.1` pages into `out`.
+fn man_pages(out: &std::path::Path) -> Result<(), AppError> {
+    use clap::CommandFactory as _;
+    let io = |source| AppError::Io {
+        action: format!("write the man pages into {}", out.display()),
+        source,
+    };
+    std::fs::create_dir_all(out).map_err(io)?;
+    clap_mangen::generate_to(Cli::command(), out).map_err(io)?;
+    Ok(())
 }
 
 /// The commands that may create the data folder, the database or the key on first use; every
