@@ -406,7 +406,7 @@ async fn metrics_in_prometheus_format() {
     );
     assert!(
         text.contains(&format!(
-            "oauthimap_token_seconds_to_expiry{{account=\"{}\"}}",
+            "oauthimap_token_expiry_seconds{{account=\"{}\"}}",
             account.id
         )),
         "{text}"

@@ -76,7 +76,7 @@ pub async fn render(State(app): State<App>) -> Response {
         }
         for a in &accounts {
             if let Some(expires) = a.access_expires_at {
-                metrics::gauge!("oauthimap_token_seconds_to_expiry", "account" => a.id.to_string())
+                metrics::gauge!("oauthimap_token_expiry_seconds", "account" => a.id.to_string())
                     .set((expires - now) as f64 / 1000.0);
             }
         }
