@@ -16,6 +16,7 @@ mod gateway;
 mod import;
 mod keys;
 pub mod limits;
+mod outbound;
 mod receivers;
 mod signin;
 
@@ -68,6 +69,7 @@ pub struct App {
     tokens: Arc<TokenService>,
     collector: Arc<oauthimap_collector::Collector>,
     gateway: Arc<gateway::GatewayState>,
+    outbound: outbound::Outbound,
 }
 
 impl App {
@@ -113,6 +115,10 @@ impl App {
                 )));
             }
         }
+        let outbound = outbound::Outbound::new(&settings.outbound.allowed_networks)?;
+        if let Some(url) = &settings.notify.webhook_url {
+            outbound.check_url("notify.webhook_url", url.as_str())?;
+        }
         if mode == OpenMode::Create {
             create_private_dir(&settings.data_dir)?;
         }
@@ -141,13 +147,16 @@ impl App {
                 source: std::io::Error::other(e.to_string()),
             }
         })?;
+        // Webhooks and notifications go through the outbound policy; the identity provider's
+        // endpoints do not (they may well be inside, such as a Keycloak next door).
+        let hooks_http = outbound.client(Duration::from_mins(1))?;
         let notifier = Notifier::new(
             NotifySettings {
                 webhook_url: settings.notify.webhook_url.clone(),
                 command: settings.notify.command.clone(),
                 pass_env: settings.hooks.pass_env.clone(),
             },
-            oauth.http().clone(),
+            hooks_http.clone(),
         );
         let token_settings = TokenSettings {
             refresh_margin: Duration::from_secs(t.refresh_margin_secs),
@@ -156,7 +165,7 @@ impl App {
             check_interval: Duration::from_secs(t.check_interval_secs),
             ..TokenSettings::default()
         };
-        let http = oauth.http().clone();
+        let http = hooks_http;
         let tokens = Arc::new(TokenService::new(
             store.clone(),
             oauth,
@@ -168,7 +177,7 @@ impl App {
             tokens.clone(),
             http,
             settings.data_dir.clone(),
-            collector_settings(&settings),
+            collector_settings(&settings, &outbound),
         ));
         Ok(App {
             settings: Arc::new(settings),
@@ -176,6 +185,7 @@ impl App {
             tokens,
             collector,
             gateway: Arc::new(gateway::GatewayState::new()),
+            outbound,
         })
     }
 
@@ -218,7 +228,10 @@ impl App {
 }
 
 /// The collector's settings from the configuration.
-fn collector_settings(settings: &Settings) -> oauthimap_collector::CollectorSettings {
+fn collector_settings(
+    settings: &Settings,
+    outbound: &outbound::Outbound,
+) -> oauthimap_collector::CollectorSettings {
     oauthimap_collector::CollectorSettings {
         max_concurrent_passes: settings.collector.max_concurrent_passes,
         max_connections_per_account: settings.collector.max_connections_per_account,
@@ -230,6 +243,7 @@ fn collector_settings(settings: &Settings) -> oauthimap_collector::CollectorSett
         },
         pass_env: settings.hooks.pass_env.clone(),
         lease_ttl: settings.collector.lease_ttl,
+        allowed_networks: outbound.allowed(),
     }
 }
 

@@ -292,6 +292,11 @@ impl App {
         let (host, port, security) = server(input, b, profile_of(&application.fields)?.imap_host)?;
         let folders = folders(input, b)?;
         let limits = limits_and_sink(input, b)?;
+        if limits.sink == SinkKind::Webhook
+            && let Some(target) = &limits.sink_target
+        {
+            self.outbound.check_url("sink_target", target)?;
+        }
         let active = account_id.is_some() && input.active.or(b.map(|b| b.active)).unwrap_or(true);
         if active && !application.fields.active {
             return Err(AppError::invalid(

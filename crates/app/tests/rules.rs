@@ -416,3 +416,68 @@ on_both_backends!(
     changing_only_the_secret_keeps_accounts,
     bad_input_is_refused_and_nothing_is_written,
 );
+
+/// Webhooks go to the internet only: a receiver's webhook or `notify.webhook_url` inside the
+/// network (in any spelling) is refused when saved, naming the address and the setting that can
+/// allow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_inside_the_network_are_refused() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    let app = open(&t).await;
+    app.add_application(&ms_app("Contoso")).await.unwrap();
+    for target in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.1/",
+        "https://[fd00::1]/",
+        "https://metadata.google.internal/computeMetadata/v1/",
+        "http://127.1/",
+        "http://2130706433/",
+        "http://localhost:22/",
+    ] {
+        let e = app
+            .add_receiver(&ReceiverInput {
+                name: Some("hook".into()),
+                application: Some("Contoso".into()),
+                sink: Some(oauthimap_app::types::SinkKind::Webhook),
+                sink_target: Some(target.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                AppError::Invalid {
+                    field: "sink_target",
+                    ..
+                }
+            ),
+            "{target}: {e}"
+        );
+        assert!(
+            e.to_string().contains("outbound.allowed_networks"),
+            "{target}: {e}"
+        );
+    }
+    let settings = Settings::load_from(
+        None,
+        [
+            (
+                "OAUTHIMAP_DATA_DIR".to_owned(),
+                t.dir.path().join("data").display().to_string(),
+            ),
+            ("OAUTHIMAP_DATABASE_URL".to_owned(), t.url.clone()),
+            (
+                "OAUTHIMAP_NOTIFY__WEBHOOK_URL".to_owned(),
+                "https://10.1.2.3/alerts".to_owned(),
+            ),
+        ],
+    )
+    .unwrap();
+    let e = App::open(settings).await.unwrap_err().to_string();
+    assert!(
+        e.contains("notify.webhook_url") && e.contains("inside the network"),
+        "{e}"
+    );
+    t.cleanup().await;
+}

@@ -46,6 +46,8 @@ pub struct CollectorSettings {
     /// instance's receivers after this. Renewed every quarter of it while the receiver runs,
     /// IDLE included.
     pub lease_ttl: Duration,
+    /// Networks inside that webhook sinks may reach (`outbound.allowed_networks`).
+    pub allowed_networks: Vec<oauthimap_types::net::Network>,
 }
 
 impl Default for CollectorSettings {
@@ -57,6 +59,7 @@ impl Default for CollectorSettings {
             sink: SinkPolicy::default(),
             pass_env: Vec::new(),
             lease_ttl: Duration::from_mins(1),
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -207,6 +210,7 @@ impl Collector {
             data_dir: self.data_dir.clone(),
             timeout: Duration::from_mins(1),
             pass_env: self.settings.pass_env.clone(),
+            allowed_networks: self.settings.allowed_networks.clone(),
         }
         .build(self.store.clone(), self.http.clone())?)
     }

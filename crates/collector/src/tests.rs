@@ -240,6 +240,7 @@ async fn setup(sink: SinkKind, target: Option<String>) -> Setup {
         data_dir: t.dir.path().to_owned(),
         timeout: Duration::from_secs(30),
         pass_env: Vec::new(),
+        allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
     }
     .build(store.clone(), {
         let _ = rustls::crypto::ring::default_provider().install_default();

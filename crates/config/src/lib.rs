@@ -52,6 +52,7 @@ pub const SETTINGS: &[&str] = &[
     "sink__alert_after",
     "sink__retry_cap",
     "hooks__pass_env",
+    "outbound__allowed_networks",
     "gateway__imap_listen",
     "gateway__imaps_listen",
     "gateway__tls_cert",
@@ -119,6 +120,9 @@ pub struct Settings {
     /// The gateway for password-only clients (off unless a listener is set).
     #[serde(default)]
     pub gateway: GatewaySettings,
+    /// Where webhooks and notifications may go.
+    #[serde(default)]
+    pub outbound: OutboundSettings,
     #[serde(skip)]
     warnings: Vec<String>,
 }
@@ -156,6 +160,15 @@ impl Default for GatewaySettings {
             login_timeout_secs: 120,
         }
     }
+}
+
+/// `[outbound]`: webhooks (the webhook sink, `notify.webhook_url`) go to the internet only;
+/// loopback, private, link-local and metadata addresses are refused unless listed here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundSettings {
+    /// Networks inside that webhooks may reach anyway (`["10.20.0.0/16"]`).
+    pub allowed_networks: Vec<String>,
 }
 
 /// `[hooks]`: child processes (`notify.command`, command sinks) run with a minimal environment:

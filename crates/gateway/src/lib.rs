@@ -9,7 +9,6 @@
 //! only accepted over TLS, unless the client's address is in a trusted network.
 
 mod imap;
-mod net;
 mod tls;
 
 use std::net::SocketAddr;
@@ -19,7 +18,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-pub use net::{Network, NetworkParseError};
+pub use oauthimap_types::net::{Network, NetworkParseError};
 pub use tls::TlsFiles;
 
 /// The protocols a gateway password may be used for.

@@ -189,6 +189,8 @@ pub struct SinkConfig {
     pub timeout: Duration,
     /// Variables a command sink may see besides the minimal environment (`hooks.pass_env`).
     pub pass_env: Vec<String>,
+    /// Networks inside that a webhook may reach (`outbound.allowed_networks`).
+    pub allowed_networks: Vec<oauthimap_types::net::Network>,
 }
 
 impl SinkConfig {
@@ -210,6 +212,7 @@ impl SinkConfig {
                 &target()?,
                 self.secret.clone(),
                 self.timeout,
+                &self.allowed_networks,
             )?),
             SinkKind::Maildir => Sink::Maildir(MaildirSink::new(PathBuf::from(target()?))),
             SinkKind::Command => Sink::Command(CommandSink::new(

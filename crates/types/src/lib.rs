@@ -5,6 +5,7 @@
 //! client, the IMAP layer and the shells agree on them.
 
 mod child;
+pub mod net;
 
 use std::fmt;
 use std::str::FromStr;

@@ -67,6 +67,11 @@ async fn start_with(backend: Backend, extra_env: &[(&str, &str)], with_admin: bo
         ("OAUTHIMAP_EXTERNAL_BASE_URL".into(), base.clone()),
         ("OAUTHIMAP_MASTER_KEY".into(), MASTER_KEY.into()),
         ("OAUTHIMAP_TOKENS__HTTP_TIMEOUT_SECS".into(), "2".into()),
+        // The tests' webhook receivers listen on loopback.
+        (
+            "OAUTHIMAP_OUTBOUND__ALLOWED_NETWORKS".into(),
+            r#"["127.0.0.0/8", "::1"]"#.into(),
+        ),
     ];
     for (k, v) in extra_env {
         env.retain(|(key, _)| key.as_str() != *k);

@@ -45,6 +45,11 @@ pub async fn harness(backend: Backend, extra_env: &[(&str, String)]) -> Harness 
             "OAUTHIMAP_TOKENS__HTTP_TIMEOUT_SECS".to_owned(),
             "2".to_owned(),
         ),
+        // The tests' webhook receivers listen on loopback.
+        (
+            "OAUTHIMAP_OUTBOUND__ALLOWED_NETWORKS".to_owned(),
+            r#"["127.0.0.0/8", "::1"]"#.to_owned(),
+        ),
     ];
     env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     let app = App::open(Settings::load_from(None, env).unwrap())

@@ -1,5 +1,6 @@
-//! Trusted networks (`10.0.0.0/8`, `2001:db8::/32`, or one address): clients there may log in
-//! without TLS on a non-loopback listener.
+//! Address blocks (`10.0.0.0/8`, `2001:db8::/32`, or one address) for the settings that name
+//! networks (the gateway's trusted networks, `outbound.allowed_networks`), and which addresses
+//! are inside a network rather than on the internet ([`is_internal`]).
 
 use std::net::IpAddr;
 
@@ -65,9 +66,86 @@ impl Network {
     }
 }
 
+/// Whether `ip` is not a public internet address: loopback, private (RFC 1918), link-local
+/// (cloud metadata services live there), unique-local IPv6, CGNAT (100.64/10), multicast,
+/// broadcast, unspecified, documentation and benchmarking ranges, and IPv4-mapped or -compatible
+/// IPv6 forms of any of them. Outbound webhooks are refused there unless allowed.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            if s[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_unspecified() && !v6.is_loopback() {
+                // IPv4-compatible (deprecated) form.
+                let o = v6.octets();
+                let v4 = std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+                return is_internal(IpAddr::V4(v4));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || s[0] == 0x2001 && s[1] == 0x0db8
+                || s[0] == 0x0064 && s[1] == 0xff9b
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_addresses_in_every_form() {
+        for ip in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.1.1.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "20.190.128.1",
+            "2606:4700::1111",
+            "2a00:1450::1",
+        ] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
 
     #[test]
     fn networks_parse_and_match() {
