@@ -329,6 +329,18 @@ async fn the_plugins_applications_and_mailboxes_move_without_a_new_sign_in() {
     assert_eq!(r.account_mailbox.as_deref(), Some(USER));
     assert_eq!(r.application_name, "Helpdesk GLPI");
 
+    // Signing in again later adopts the imported account rather than adding a second one.
+    let before = h
+        .app
+        .list_accounts(Some("Helpdesk GLPI"))
+        .await
+        .unwrap()
+        .len();
+    let (status, page) = h.sign_in("Helpdesk GLPI", None).await;
+    assert_eq!(status, 200, "{page}");
+    let after = h.app.list_accounts(Some("Helpdesk GLPI")).await.unwrap();
+    assert_eq!(after.len(), before, "{after:?}");
+
     // What oauthimap seals for GLPI opens with PHP's libsodium.
     let key = oauthimap_glpi_key(&site.key);
     assert_eq!(php_open(&site.key, &key), "gateway-password-1");

@@ -92,8 +92,12 @@ impl Store {
                 .begin()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
+            // An account imported from GLPI's plugin holds its mailbox (lower case) as the
+            // identity: signing in again, whatever the case of the name, adopts it instead of
+            // adding a second account.
             let existing: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM accounts WHERE application_id = $1 AND identity = $2 AND mailbox = $3",
+                "SELECT id FROM accounts WHERE application_id = $1 AND mailbox = $3 \
+                 AND (identity = $2 OR identity = LOWER(mailbox)) ORDER BY (identity = $2) DESC LIMIT 1",
             )
             .bind(application.0)
             .bind(identity)
@@ -127,8 +131,8 @@ impl Store {
             sqlx::query(
                 "UPDATE accounts SET grant_kind = $1, state = 'active', failure_count = 0, access_token = $2, \
                  access_expires_at = $3, refresh_token = $4, refresh_issued_at = $5, refresh_last_used_at = NULL, \
-                 scopes = $6, last_refresh_at = $7, next_attempt_at = NULL, last_error = NULL, updated_at = $7 \
-                 WHERE id = $8",
+                 scopes = $6, last_refresh_at = $7, next_attempt_at = NULL, last_error = NULL, updated_at = $7, \
+                 identity = $9 WHERE id = $8",
             )
             .bind(grant.as_str())
             .bind(access)
@@ -138,6 +142,7 @@ impl Store {
             .bind(&tokens.scopes)
             .bind(now)
             .bind(id)
+            .bind(identity)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("store the account's tokens"))?;
