@@ -415,6 +415,42 @@ impl App {
             .await;
             return Err(Refusal::NeedsReauth(message));
         }
+        let Some(slot) = self
+            .collector()
+            .try_connection_slot(state.application_id, account)
+            .await
+        else {
+            self.gateway_event(
+                account,
+                Level::Warn,
+                "gateway.refused",
+                format!("{protocol} login of {} from {remote}: every connection the provider allows for this mailbox is in use", state.mailbox),
+            )
+            .await;
+            return Err(Refusal::Limit(format!(
+                "Every connection the provider allows for {} is in use (receivers and gateway sessions together); try again later",
+                state.mailbox
+            )));
+        };
+        let upstream = self
+            .open_upstream(&record, &state, (protocol, remote))
+            .await?;
+        match upstream {
+            Upstream::Imap { session, .. } => Ok(Upstream::Imap {
+                session,
+                slot: Some(slot),
+            }),
+        }
+    }
+
+    /// Opens the account's upstream session with OAuth for a checked gateway login.
+    async fn open_upstream(
+        &self,
+        record: &GatewayPassword,
+        state: &oauthimap_store::Account,
+        (protocol, remote): (&str, std::net::SocketAddr),
+    ) -> std::result::Result<Upstream, Refusal> {
+        let account = state.id;
         let server = self
             .imap_upstream(account)
             .await
@@ -441,7 +477,10 @@ impl App {
                     ),
                 )
                 .await;
-                Ok(Upstream::Imap(session))
+                Ok(Upstream::Imap {
+                    session,
+                    slot: None,
+                })
             }
             Err(e) => {
                 self.gateway_event(

@@ -37,7 +37,11 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let h = harness(Backend::Sqlite, &[]).await;
+    setup_with(&[]).await
+}
+
+async fn setup_with(env: &[(&str, String)]) -> Setup {
+    let h = harness(Backend::Sqlite, env).await;
     let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
         .await
         .unwrap();
@@ -519,5 +523,37 @@ imap_close($m);
         flags.iter().all(|m| m.flags.iter().any(|f| f == "\\Seen")),
         "marked seen through the gateway: {flags:?}"
     );
+    s.finish().await;
+}
+
+/// Gateway sessions count against the mailbox's connection limit, shared with the receivers:
+/// over it, a login gets `NO [LIMIT]`; a session that ends gives its slot back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_capped_per_mailbox() {
+    let s = setup_with(&[(
+        "OAUTHIMAP_COLLECTOR__MAX_CONNECTIONS_PER_ACCOUNT",
+        "1".into(),
+    )])
+    .await;
+    let login = format!("a1 LOGIN {USER} {}\r\n", s.password);
+    let tcp = tokio::net::TcpStream::connect(s.imap).await.unwrap();
+    let mut first = BufReader::new(tcp);
+    read_until(&mut first, "* OK", Duration::from_secs(5)).await;
+    first.get_mut().write_all(login.as_bytes()).await.unwrap();
+    read_until(&mut first, "a1 OK", Duration::from_secs(10)).await;
+    let got = exchange(s.imap, login.as_bytes(), "a1 ").await;
+    assert!(got.contains("a1 NO [LIMIT]"), "{got}");
+    first.get_mut().write_all(b"a2 LOGOUT\r\n").await.unwrap();
+    read_until(&mut first, "a2 OK", Duration::from_secs(5)).await;
+    drop(first);
+    let mut ok = String::new();
+    for _ in 0..20 {
+        ok = exchange(s.imap, login.as_bytes(), "a1 ").await;
+        if ok.contains("a1 OK") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok.contains("a1 OK"), "the slot came back: {ok}");
     s.finish().await;
 }

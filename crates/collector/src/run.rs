@@ -235,8 +235,25 @@ impl Collector {
         ))
     }
 
+    /// One of the account's connection slots for a session opened elsewhere (the gateway), if
+    /// one is free: receivers and gateway sessions share the provider's per-mailbox limit.
+    pub async fn try_connection_slot(
+        &self,
+        application: oauthimap_types::AppId,
+        account: AccountId,
+    ) -> Option<OwnedSemaphorePermit> {
+        self.connection_slots(application, account)
+            .await
+            .try_acquire_owned()
+            .ok()
+    }
+
     /// The account's connection slots (created with the provider's limit).
-    async fn connection_slots(&self, r: &Receiver, account: AccountId) -> Arc<Semaphore> {
+    async fn connection_slots(
+        &self,
+        application: oauthimap_types::AppId,
+        account: AccountId,
+    ) -> Arc<Semaphore> {
         if let Some(slots) = self
             .connections
             .lock()
@@ -247,7 +264,7 @@ impl Collector {
         }
         let provider = self
             .store
-            .application(r.fields.application_id)
+            .application(application)
             .await
             .map_or(Provider::Generic, |a| a.fields.provider);
         let limit =
@@ -260,7 +277,6 @@ impl Collector {
             .clone()
     }
 
-    /// How long to wait before the `failures`-th retry of a sink that is down.
     fn lease_ttl_ms(&self) -> i64 {
         millis(self.settings.lease_ttl)
     }
@@ -294,6 +310,7 @@ impl Collector {
         (task, lost_rx)
     }
 
+    /// How long to wait before the `failures`-th retry of a sink that is down.
     fn sink_delay(&self, failures: u32, wait: &SinkWait) -> Duration {
         let p = &self.settings.sink;
         let delay = backoff(failures, p.retry_base, p.retry_cap, random_u64());
@@ -713,7 +730,9 @@ impl Collector {
         reporter: &mut Reporter<'_>,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Option<OwnedSemaphorePermit>, CollectError> {
-        let slots = self.connection_slots(r, account).await;
+        let slots = self
+            .connection_slots(r.fields.application_id, account)
+            .await;
         if let Ok(p) = slots.clone().try_acquire_owned() {
             return Ok(Some(p));
         }

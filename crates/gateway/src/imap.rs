@@ -29,6 +29,12 @@ const MAX_FAILURES: u32 = 3;
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// An upstream session and the connection slot it holds.
+type Opened = (
+    oauthimap_imap::Session,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
@@ -330,7 +336,7 @@ async fn serve_client<B: Backend>(
     shared: &Shared,
     backend: &B,
     admitted: bool,
-) -> Result<Option<oauthimap_imap::Session>, End> {
+) -> Result<Option<Opened>, End> {
     if !admitted {
         client
             .write(
@@ -472,9 +478,9 @@ async fn answer_login(
     client: &mut Client,
     tag: &str,
     result: Result<Upstream, Refusal>,
-) -> Result<Option<oauthimap_imap::Session>, End> {
+) -> Result<Option<Opened>, End> {
     match result {
-        Ok(Upstream::Imap(session)) => {
+        Ok(Upstream::Imap { session, slot }) => {
             let caps: Vec<&str> = session
                 .capabilities()
                 .iter()
@@ -491,7 +497,7 @@ async fn answer_login(
                 ))
                 .await?;
             metrics::counter!("oauthimap_gateway_logins_total", "protocol" => "imap", "result" => "ok").increment(1);
-            Ok(Some(session))
+            Ok(Some((session, slot)))
         }
         Err(refusal) => {
             let (code, result) = match &refusal {
@@ -635,7 +641,9 @@ async fn starttls(client: &mut Client, shared: &Shared, tag: &str) -> Result<(),
 }
 
 /// Relays both directions until either side closes.
-async fn relay(client: Client, upstream: oauthimap_imap::Session, remote: SocketAddr) {
+async fn relay(client: Client, (upstream, slot): Opened, remote: SocketAddr) {
+    // Held until the relay ends: the session counts against the mailbox's connection limit.
+    let _slot = slot;
     let Ok((mut upstream, pending)) = upstream.into_relay() else {
         return;
     };

@@ -45,10 +45,14 @@ pub struct LoginRequest {
     pub remote: SocketAddr,
 }
 
-/// An opened upstream session, ready to be relayed.
+/// An opened upstream session, ready to be relayed, with the connection slot it holds at the
+/// provider for as long as it lasts.
 #[derive(Debug)]
 pub enum Upstream {
-    Imap(oauthimap_imap::Session),
+    Imap {
+        session: oauthimap_imap::Session,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
 }
 
 /// Why a login was refused; each maps to the protocol's own answer.
