@@ -426,6 +426,20 @@ impl App {
         Ok((receiver, generated))
     }
 
+    /// Asks the running collector to try this receiver now, cutting short a back-off or a wait
+    /// for its sink.
+    pub async fn collect_now(&self, selector: &str) -> Result<Receiver> {
+        let receiver = self.find_receiver(selector).await?;
+        if !receiver.fields.active {
+            return Err(AppError::Conflict(format!(
+                "{} is switched off; switch it on first",
+                receiver.fields.name
+            )));
+        }
+        self.collector().wake();
+        Ok(receiver)
+    }
+
     pub async fn remove_receiver(&self, selector: &str) -> Result<Receiver> {
         let receiver = self.find_receiver(selector).await?;
         self.store().delete_receiver(receiver.id).await?;

@@ -1383,3 +1383,55 @@ async fn a_receiver_in_idle_stays_with_its_instance_and_moves_when_it_stops() {
     dovecot.stop().await.unwrap();
     h.t.cleanup().await;
 }
+
+/// "Collect now" makes a polling receiver collect at once instead of at its next poll; a
+/// switched-off receiver is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_now_cuts_the_poll_wait_short() {
+    use oauthimap_app::types::ReceiverState;
+    let h = harness(Backend::Sqlite, &[]).await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    let user = "poll@contoso.com";
+    let name = receiver_for(
+        &h,
+        &dovecot,
+        user,
+        ReceiverInput {
+            name: Some("poller".into()),
+            poll_interval_secs: Some(3600),
+            ..Default::default()
+        },
+    )
+    .await;
+    let id = h.app.find_receiver(&name).await.unwrap().id;
+    let (stop_tx, task) = run(&h, id);
+    eventually(Duration::from_secs(10), "polling", || {
+        let app = h.app.clone();
+        async move { app.find_receiver("poller").await.unwrap().state == ReceiverState::Polling }
+    })
+    .await;
+    dovecot.deliver(user, &message(1)).unwrap();
+    h.app.collect_now(&name).await.unwrap();
+    eventually(Duration::from_secs(5), "collected at once", || {
+        let app = h.app.clone();
+        async move { app.store().message_count().await.unwrap() == 1 }
+    })
+    .await;
+    stop(stop_tx, task).await;
+    h.app
+        .update_receiver(
+            &name,
+            &ReceiverInput {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let e = h.app.collect_now(&name).await.unwrap_err().to_string();
+    assert!(e.contains("switched off"), "{e}");
+    dovecot.stop().await.unwrap();
+    h.t.cleanup().await;
+}

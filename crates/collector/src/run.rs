@@ -875,6 +875,8 @@ impl Collector {
                 let lease_lost = tokio::select! {
                     s = sleep_or_stop(stop, poll) => s,
                     _ = lost.wait_for(|l| *l) => true,
+                    // "Collect now" (or a saved change): poll at once.
+                    () = self.nudge.notified() => false,
                 };
                 if lease_lost {
                     let _ = session.logout().await;

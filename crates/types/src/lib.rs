@@ -211,6 +211,31 @@ named_enum!(
     }
 );
 
+impl AccountState {
+    /// The words shown to people (the stable name stays in `--json` and REST).
+    pub fn label(self) -> &'static str {
+        match self {
+            AccountState::Active => "Active",
+            AccountState::Refreshing => "Refreshing",
+            AccountState::Failing => "Refresh failing, retrying",
+            AccountState::NeedsReauth => "Needs a new sign-in",
+            AccountState::Revoked => "Revoked",
+            AccountState::Disabled => "Disabled",
+        }
+    }
+}
+
+impl GrantKind {
+    /// The words shown to people.
+    pub fn label(self) -> &'static str {
+        match self {
+            GrantKind::AuthorizationCode => "Signed-in user",
+            GrantKind::DeviceCode => "Signed-in user (device code)",
+            GrantKind::ClientCredentials => "App-only",
+        }
+    }
+}
+
 impl ReceiverState {
     /// The words shown to people.
     pub fn label(self) -> &'static str {

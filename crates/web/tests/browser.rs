@@ -399,7 +399,7 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
         .text()
         .await?;
     ensure!(
-        account.trim() == "active",
+        account.trim().eq_ignore_ascii_case("active"),
         "the overview shows the account as {account:?}"
     );
     let receiver =

@@ -1560,7 +1560,7 @@ async fn the_callback_redirects_only_to_paths_it_builds() {
     );
     assert!(
         tab.body
-            .contains("<span class=\"badge active\">active</span>"),
+            .contains("<span class=\"badge active\" data-state=\"active\">Active</span>"),
         "{}",
         tab.body
     );
@@ -1998,7 +1998,11 @@ async fn device_code_and_app_only_from_the_accounts_tab() {
         "{}",
         tab.body
     );
-    assert!(tab.body.contains("client_credentials"));
+    assert!(
+        tab.body.contains("App-only"),
+        "grants in words: {}",
+        tab.body
+    );
     // No mailbox: refused with the field named, nothing stored.
     let refused = b
         .post(

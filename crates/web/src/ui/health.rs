@@ -52,7 +52,7 @@ struct Group {
 struct HealthPage {
     page: Page,
     /// Accounts per state, only states that occur: (state, count).
-    account_states: Vec<(&'static str, usize)>,
+    account_states: Vec<(&'static str, &'static str, usize)>,
     /// (state, label, how many receivers are in it), the non-empty ones.
     receiver_states: Vec<(&'static str, &'static str, usize)>,
     /// Messages that failed to reach their sink (retried or dead letters), over all receivers.
@@ -103,10 +103,11 @@ pub async fn page(State(app): State<App>, admin: Admin, headers: HeaderMap) -> R
         .map(|s| {
             (
                 s.as_str(),
+                s.label(),
                 accounts.iter().filter(|a| a.state == *s).count(),
             )
         })
-        .filter(|(_, n)| *n > 0)
+        .filter(|(_, _, n)| *n > 0)
         .collect();
     let receiver_states = oauthimap_app::types::ReceiverState::ALL
         .iter()

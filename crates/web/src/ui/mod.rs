@@ -83,6 +83,7 @@ pub fn routes(app: &App) -> Router<App> {
         )
         .route("/receivers/{id}/delete", post(receivers::delete))
         .route("/receivers/{id}/retry", post(receivers::retry))
+        .route("/receivers/{id}/collect", post(receivers::collect_now))
         .route("/messages", get(messages::list))
         .route("/messages/{id}", get(messages::show))
         .route("/messages/{id}/html", get(messages::html))

@@ -540,3 +540,19 @@ pub async fn retry(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -
         Err(e) => failed(&app, &back, &e),
     }
 }
+
+/// Collects now: every waiting receiver tries again at once (a back-off after a fix is cut short).
+pub async fn collect_now(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Response {
+    let back = format!("/receivers/{id}");
+    match app.collect_now(&id.to_string()).await {
+        Ok(r) => done(
+            &app,
+            &back,
+            &format!(
+                "{} will collect now, if oauthimap serve is running it",
+                r.fields.name
+            ),
+        ),
+        Err(e) => failed(&app, &back, &e),
+    }
+}
