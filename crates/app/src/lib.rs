@@ -244,6 +244,7 @@ fn collector_settings(
         pass_env: settings.hooks.pass_env.clone(),
         lease_ttl: settings.collector.lease_ttl,
         allowed_networks: outbound.allowed(),
+        command_enabled: settings.sinks.command_enabled,
     }
 }
 

@@ -258,7 +258,67 @@ fn limits_and_sink(input: &ReceiverInput, b: Option<&ReceiverFields>) -> Result<
     })
 }
 
+/// The path with `..` and symbolic links resolved as far as it exists (the rest appended as
+/// written, minus `.`/`..`, which cannot climb out after a resolved prefix).
+fn resolved(path: &Path) -> std::path::PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or(existing);
+    for part in rest.into_iter().rev() {
+        if part == ".." {
+            out.pop();
+        } else if part != "." {
+            out.push(part);
+        }
+    }
+    out
+}
+
 impl App {
+    /// The operator's bounds on sinks: command sinks only when enabled in the configuration
+    /// file, maildirs only under the configured roots.
+    pub(crate) fn check_sink_bounds(&self, sink: SinkKind, target: Option<&str>) -> Result<()> {
+        match (sink, target) {
+            (SinkKind::Command, _) if !self.settings().sinks.command_enabled => {
+                Err(AppError::invalid(
+                    "sink",
+                    "command sinks are off on this host: they run a shell command as the service user, so only the \
+                 operator can enable them, with `[sinks] command_enabled = true` in the configuration file",
+                ))
+            }
+            (SinkKind::Maildir, Some(target)) => {
+                let target = resolved(Path::new(target));
+                let roots = self.settings().maildir_roots();
+                if roots.iter().any(|r| target.starts_with(resolved(r))) {
+                    Ok(())
+                } else {
+                    Err(AppError::invalid(
+                        "sink_target",
+                        format!(
+                            "{} is outside the folders maildirs may be written to ({}); the operator sets them with `[sinks] maildir_roots` in the configuration file",
+                            target.display(),
+                            roots
+                                .iter()
+                                .map(|r| r.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn merge_receiver(
         &self,
         base: Option<&Receiver>,
@@ -292,6 +352,7 @@ impl App {
         let (host, port, security) = server(input, b, profile_of(&application.fields)?.imap_host)?;
         let folders = folders(input, b)?;
         let limits = limits_and_sink(input, b)?;
+        self.check_sink_bounds(limits.sink, limits.sink_target.as_deref())?;
         if limits.sink == SinkKind::Webhook
             && let Some(target) = &limits.sink_target
         {

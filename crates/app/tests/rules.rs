@@ -481,3 +481,64 @@ async fn webhooks_inside_the_network_are_refused() {
     );
     t.cleanup().await;
 }
+
+/// An admin's power is bounded by the operator's configuration: command sinks are off unless the
+/// configuration file enables them, and maildirs lie under the configured roots (default
+/// `{data_dir}/maildir`), with `..` and symbolic links resolved before the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_sinks_and_maildirs_stay_within_the_operators_bounds() {
+    use oauthimap_app::types::SinkKind;
+    let t = TestDb::new(Backend::Sqlite).await;
+    let app = open(&t).await;
+    app.add_application(&ms_app("Contoso")).await.unwrap();
+    let add = |sink: SinkKind, target: String| {
+        let app = app.clone();
+        async move {
+            app.add_receiver(&ReceiverInput {
+                name: Some("r".into()),
+                application: Some("Contoso".into()),
+                sink: Some(sink),
+                sink_target: Some(target),
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    let e = add(SinkKind::Command, "/usr/local/bin/helpdesk-import".into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, AppError::Invalid { field: "sink", .. })
+            && e.to_string().contains("command_enabled"),
+        "{e}"
+    );
+    let root = t.dir.path().join("data").join("maildir");
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("escape")).unwrap();
+    for target in [
+        "/etc/cron.d".to_owned(),
+        "/root/.ssh".to_owned(),
+        "/proc/self".to_owned(),
+        format!("{}/../../../../../../etc", root.display()),
+        format!("{}/escape/cron.d", root.display()),
+    ] {
+        let e = add(SinkKind::Maildir, target.clone()).await.unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                AppError::Invalid {
+                    field: "sink_target",
+                    ..
+                }
+            ) && e.to_string().contains("maildir_roots"),
+            "{target}: {e}"
+        );
+    }
+    add(
+        SinkKind::Maildir,
+        format!("{}/helpdesk/Maildir", root.display()),
+    )
+    .await
+    .unwrap();
+    t.cleanup().await;
+}

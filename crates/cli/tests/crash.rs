@@ -28,6 +28,10 @@ fn env(dir: &Path) -> Vec<(String, String)> {
             "OAUTHIMAP_EXTERNAL_BASE_URL".into(),
             "http://127.0.0.1:9/".into(),
         ),
+        (
+            "OAUTHIMAP_SINKS__MAILDIR_ROOTS".into(),
+            format!("[{:?}]", dir.display().to_string()),
+        ),
     ]
 }
 

@@ -48,6 +48,8 @@ pub struct CollectorSettings {
     pub lease_ttl: Duration,
     /// Networks inside that webhook sinks may reach (`outbound.allowed_networks`).
     pub allowed_networks: Vec<oauthimap_types::net::Network>,
+    /// Whether command sinks may run (`sinks.command_enabled`).
+    pub command_enabled: bool,
 }
 
 impl Default for CollectorSettings {
@@ -60,6 +62,7 @@ impl Default for CollectorSettings {
             pass_env: Vec::new(),
             lease_ttl: Duration::from_mins(1),
             allowed_networks: Vec::new(),
+            command_enabled: false,
         }
     }
 }
@@ -202,6 +205,11 @@ impl Collector {
     }
 
     async fn sink(&self, r: &Receiver) -> Result<Sink, CollectError> {
+        if r.fields.sink == oauthimap_types::SinkKind::Command && !self.settings.command_enabled {
+            return Err(CollectError::Sink(oauthimap_sinks::SinkError::Permanent(
+                "command sinks are off on this host (`[sinks] command_enabled` in the configuration file)".into(),
+            )));
+        }
         let secret = self.store.receiver_sink_secret(r.id).await?;
         Ok(SinkConfig {
             kind: r.fields.sink,

@@ -53,6 +53,8 @@ pub const SETTINGS: &[&str] = &[
     "sink__retry_cap",
     "hooks__pass_env",
     "outbound__allowed_networks",
+    "sinks__command_enabled",
+    "sinks__maildir_roots",
     "gateway__imap_listen",
     "gateway__imaps_listen",
     "gateway__tls_cert",
@@ -123,6 +125,9 @@ pub struct Settings {
     /// Where webhooks and notifications may go.
     #[serde(default)]
     pub outbound: OutboundSettings,
+    /// What an admin of oauthimap may make receivers do on this host.
+    #[serde(default)]
+    pub sinks: SinksSettings,
     #[serde(skip)]
     warnings: Vec<String>,
 }
@@ -158,6 +163,29 @@ impl Default for GatewaySettings {
             trusted_networks: Vec::new(),
             max_sessions: 1000,
             login_timeout_secs: 120,
+        }
+    }
+}
+
+/// `[sinks]`: the operator's bounds on what an admin of oauthimap (web UI, REST, CLI) may make
+/// receivers do on this host. Only the configuration file, which is root's to write, sets them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinksSettings {
+    /// Command sinks run a shell command as the service user: off unless enabled here.
+    pub command_enabled: bool,
+    /// Folders maildir targets must lie in (after `..` and symbolic links are resolved);
+    /// default `{data_dir}/maildir`.
+    pub maildir_roots: Vec<PathBuf>,
+}
+
+impl Settings {
+    /// The folders maildir targets must lie in.
+    pub fn maildir_roots(&self) -> Vec<PathBuf> {
+        if self.sinks.maildir_roots.is_empty() {
+            vec![self.data_dir.join("maildir")]
+        } else {
+            self.sinks.maildir_roots.clone()
         }
     }
 }

@@ -50,6 +50,15 @@ pub async fn harness(backend: Backend, extra_env: &[(&str, String)]) -> Harness 
             "OAUTHIMAP_OUTBOUND__ALLOWED_NETWORKS".to_owned(),
             r#"["127.0.0.0/8", "::1"]"#.to_owned(),
         ),
+        // Their command sinks and maildirs are the operator's choice on a test host.
+        (
+            "OAUTHIMAP_SINKS__COMMAND_ENABLED".to_owned(),
+            "true".to_owned(),
+        ),
+        (
+            "OAUTHIMAP_SINKS__MAILDIR_ROOTS".to_owned(),
+            format!("[{:?}]", std::env::temp_dir().display().to_string()),
+        ),
     ];
     env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     let app = App::open(Settings::load_from(None, env).unwrap())
