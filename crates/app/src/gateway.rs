@@ -545,6 +545,12 @@ impl App {
                 ));
             }
         };
+        if g.imaps_listen.is_some() && tls.is_none() {
+            return Err(AppError::invalid(
+                "gateway.imaps_listen",
+                "IMAPS needs a certificate: set gateway.tls_cert and gateway.tls_key (PEM files)",
+            ));
+        }
         let trusted_networks = g
             .trusted_networks
             .iter()

@@ -669,3 +669,67 @@ fn completions_load_in_bash_and_man_pages_are_written() {
         .collect();
     assert_eq!(left.len(), 2, "no data folder made: {left:?}");
 }
+
+/// `serve` starts the gateway's IMAP listener beside the web service, greets clients on it, and
+/// stops both on SIGTERM; a gateway that cannot be set up stops `serve` at once with exit 2.
+#[tokio::test]
+async fn serve_runs_the_gateway_and_refuses_a_broken_gateway_configuration() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = oauthimap(dir.path())
+        .arg("serve")
+        .env("OAUTHIMAP_LISTEN", "127.0.0.1:0")
+        .env("OAUTHIMAP_GATEWAY__IMAP_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let started = Instant::now();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("serve logged the gateway").unwrap();
+        if line.contains("the gateway is listening")
+            && let Some(rest) = line.split("addr=").nth(1)
+        {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no gateway");
+    };
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut greeting = [0u8; 256];
+    let n = tcp.read(&mut greeting).unwrap();
+    assert!(
+        String::from_utf8_lossy(&greeting[..n]).starts_with("* OK [CAPABILITY IMAP4rev1"),
+        "{}",
+        String::from_utf8_lossy(&greeting[..n])
+    );
+    tcp.write_all(b"a1 LOGOUT\r\n").unwrap();
+    drop(tcp);
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(child.wait().unwrap().success(), "graceful shutdown");
+
+    let started = Instant::now();
+    let out = run(
+        oauthimap(dir.path())
+            .arg("serve")
+            .env("OAUTHIMAP_LISTEN", "127.0.0.1:0")
+            .env("OAUTHIMAP_GATEWAY__IMAPS_LISTEN", "127.0.0.1:0"),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("gateway.tls_cert"), "{}", text(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "it stops at once"
+    );
+    assert!(
+        !text(&out).contains("closed pool"),
+        "nothing keeps running after the error: {}",
+        text(&out)
+    );
+}

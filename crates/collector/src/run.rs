@@ -971,11 +971,12 @@ fn hostname() -> String {
         .unwrap_or_else(|| "collector".into())
 }
 
-/// Sleeps, or returns true early when `stop` turns true.
+/// Sleeps, or returns true early when `stop` turns true or its sender is gone (whoever could
+/// have said stop has ended: going on would only spin).
 async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool {
     let stopped = tokio::select! {
         () = tokio::time::sleep(wait) => false,
-        r = stop.wait_for(|s| *s) => r.is_ok(),
+        _ = stop.wait_for(|s| *s) => true,
     };
     stopped || *stop.borrow()
 }

@@ -29,15 +29,19 @@ pub async fn run(app: App) -> Result<(), AppError> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let refresher = tokio::spawn(app.tokens().clone().run_refresher(stopped(stop_rx.clone())));
-    let collector = tokio::spawn(app.collector().clone().supervise(stop_rx.clone()));
     let gateway = match app.gateway_config()? {
         Some(config) => Some(start_gateway(&app, config, stop_rx.clone()).await?),
         None => None,
     };
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
+    let refresher = tokio::spawn(app.tokens().clone().run_refresher(stopped(stop_rx.clone())));
+    let collector = tokio::spawn(app.collector().clone().supervise(stop_rx.clone()));
+    let stop_tx = std::sync::Arc::new(stop_tx);
+    tokio::spawn({
+        let stop_tx = stop_tx.clone();
+        async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        }
     });
     let served = oauthimap_web::serve(
         app.clone(),
@@ -48,6 +52,8 @@ pub async fn run(app: App) -> Result<(), AppError> {
         stopped(stop_rx),
     )
     .await;
+    // However the web service ended (a signal, or a port it could not bind), stop the rest.
+    let _ = stop_tx.send(true);
     let _ = refresher.await;
     let _ = collector.await;
     if let Some(gateway) = gateway {
