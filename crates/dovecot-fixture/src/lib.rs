@@ -154,10 +154,16 @@ impl Dovecot {
             attempt += 1;
             fixture.layout.imap_port = free_port().await?;
             fixture.layout.imaps_port = free_port().await?;
+            // The kernel may hand the same released port out twice in a row.
+            while fixture.layout.imaps_port == fixture.layout.imap_port {
+                fixture.layout.imaps_port = free_port().await?;
+            }
             match fixture.launch().await {
                 Ok(()) => return Ok(fixture),
                 Err(err)
-                    if attempt < 5 && fixture.log_tail(20).contains("Address already in use") =>
+                    if attempt < 5
+                        && (fixture.log_tail(20).contains("Address already in use")
+                            || fixture.log_tail(20).contains("duplicate listener")) =>
                 {
                     drop(err);
                     fs::write(fixture.layout.log_path(), b"")
