@@ -130,17 +130,6 @@ m.logout()
     )
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    use std::fmt::Write;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 async fn expected(s: &Setup) -> String {
     use std::fmt::Write;
     let mut lines = String::new();
@@ -150,7 +139,7 @@ async fn expected(s: &Setup) -> String {
             .fetch_message(USER, "INBOX", info.uid)
             .await
             .unwrap();
-        let _ = writeln!(lines, "{} {}", info.uid, sha256_hex(&raw));
+        let _ = writeln!(lines, "{} {}", info.uid, oauthimap_mime::sha256_hex(&raw));
     }
     lines
 }

@@ -602,7 +602,7 @@ imap_close($m);
             .fetch_message(USER, "INBOX", info.uid)
             .await
             .unwrap();
-        let _ = writeln!(want, "{} {}", info.uid, sha256_hex(&raw));
+        let _ = writeln!(want, "{} {}", info.uid, oauthimap_mime::sha256_hex(&raw));
     }
     let _ = writeln!(want, "HOST {want_host}");
     assert_eq!(String::from_utf8(out.stdout).unwrap(), want);
@@ -657,15 +657,4 @@ fn mysql_parts(url: &str) -> (String, String, (String, u16), String) {
         (host.to_owned(), port.parse().unwrap()),
         db.to_owned(),
     )
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    use std::fmt::Write;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .fold(String::new(), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }

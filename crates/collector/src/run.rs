@@ -530,6 +530,11 @@ impl Collector {
         if s.delivered + s.refused + s.failed == 0 && s.stopped.is_none() {
             return;
         }
+        // A sink that stays down is retried for days: one event when the wait begins (and the
+        // outage's own alert and all-clear), not one per retry.
+        if s.delivered + s.refused == 0 && s.waiting.as_ref().is_some_and(|w| w.attempts > 1) {
+            return;
+        }
         let (level, kind) = if s.stopped.is_some() {
             (Level::Warn, "receiver.waiting")
         } else {

@@ -2,8 +2,6 @@
 //! read by every shell, so `receiver list` in another process, REST, the web UI and `/metrics`
 //! agree. A row's `since` stays while its state does; a new state starts a new `since`.
 
-use std::collections::HashMap;
-
 use oauthimap_types::{ReceiverId, ReceiverState, now_millis};
 use serde::Serialize;
 
@@ -139,19 +137,6 @@ impl Store {
             .map(|(_, s)| s))
     }
 
-    /// The reported state of every receiver that has one.
-    pub async fn receiver_statuses(&self) -> Result<HashMap<ReceiverId, ReceiverStatus>> {
-        let rows: Vec<Row> = on_db!(self.db(), |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM receiver_status"
-            )))
-            .fetch_all(pool)
-            .await
-            .map_err(StoreError::db("read the receivers' states"))?
-        });
-        rows.into_iter().map(TryFrom::try_from).collect()
-    }
-
     /// Forgets a receiver's reported state (it stopped running here).
     pub async fn clear_receiver_status(&self, receiver: ReceiverId, instance: &str) -> Result<()> {
         on_db!(self.db(), |pool| {
@@ -163,19 +148,5 @@ impl Store {
                 .map_err(StoreError::db("record the receiver's state"))?;
         });
         Ok(())
-    }
-
-    /// The first failure of the oldest message held back by a failing sink, if any (the start
-    /// of the receiver's sink outage).
-    pub async fn sink_failing_since(&self, receiver: ReceiverId) -> Result<Option<i64>> {
-        Ok(on_db!(self.db(), |pool| {
-            sqlx::query_scalar(
-                "SELECT MIN(failing_since) FROM ledger WHERE receiver_id = $1 AND status = 'failed'",
-            )
-            .bind(receiver.0)
-            .fetch_one(pool)
-            .await
-            .map_err(StoreError::db("read the ledger"))?
-        }))
     }
 }

@@ -6,6 +6,7 @@ mod app;
 mod collect;
 mod diagnose;
 mod gateway;
+mod import;
 mod keys;
 mod receiver;
 mod serve;
@@ -79,7 +80,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         Command::Admin(c) => admin::run(&app, &out, c).await,
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
         Command::Gateway(c) => gateway::run(&app, &out, c).await,
-        Command::Import(c) => gateway::import(&app, &out, c).await,
+        Command::Import(c) => import::run(&app, &out, c).await,
         Command::Completions { .. } | Command::Man { .. } => Ok(()),
         Command::Collect {
             once: _,

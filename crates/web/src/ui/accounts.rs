@@ -281,16 +281,8 @@ pub async fn add_gateway_password(
     Path(id): Path<i64>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let name = fields
-        .iter()
-        .find(|(k, _)| k == "name")
-        .map(|(_, v)| v.trim().to_owned())
-        .unwrap_or_default();
-    let protocols: Vec<String> = fields
-        .into_iter()
-        .filter(|(k, _)| k == "protocol")
-        .map(|(_, v)| v)
-        .collect();
+    let name = super::form_value(&fields, "name");
+    let protocols = super::form_values(&fields, "protocol");
     let back = format!("/accounts/{id}");
     match app
         .add_gateway_password(
@@ -325,11 +317,7 @@ pub async fn remove_gateway_password(
     Path(id): Path<i64>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let name = fields
-        .iter()
-        .find(|(k, _)| k == "name")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let name = super::form_value(&fields, "name");
     let back = format!("/accounts/{id}");
     match app
         .remove_gateway_password(&AccountSelector::new(id.to_string(), None), &name)

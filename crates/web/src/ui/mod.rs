@@ -179,6 +179,24 @@ pub fn render_with(
 }
 
 /// A redirect after a successful form, with a message for the next page.
+/// The first value of `key` in a form that repeats keys (checkboxes), trimmed; empty if absent.
+pub fn form_value(fields: &[(String, String)], key: &str) -> String {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Every value of `key` in such a form, in order.
+pub fn form_values(fields: &[(String, String)], key: &str) -> Vec<String> {
+    fields
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+        .collect()
+}
+
 pub fn done(app: &App, to: &str, message: &str) -> Response {
     let mut r = Redirect::to(to).into_response();
     r.headers_mut()

@@ -87,16 +87,8 @@ pub async fn create(
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let name = fields
-        .iter()
-        .find(|(k, _)| k == "name")
-        .map(|(_, v)| v.trim().to_owned())
-        .unwrap_or_default();
-    let scopes: Vec<String> = fields
-        .into_iter()
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v)
-        .collect();
+    let name = super::form_value(&fields, "name");
+    let scopes = super::form_values(&fields, "scope");
     match app.create_api_token(&name, &scopes).await {
         Ok((token, value)) => {
             let created = Some((token.name, value.expose_secret().to_owned()));
