@@ -3,6 +3,9 @@
 use oauthimap_app::{App, AppError};
 
 pub async fn run(app: App) -> Result<(), AppError> {
+    // The handlers are in place before anything starts, so a SIGTERM that arrives while the
+    // gateway or the web port is still being set up is a graceful stop, not the default death.
+    let signals = Signals::install()?;
     let settings = app.settings();
     let listen = settings.listen;
     if !listen.ip().is_loopback() && !settings.has_external_base_url() {
@@ -39,7 +42,7 @@ pub async fn run(app: App) -> Result<(), AppError> {
     tokio::spawn({
         let stop_tx = stop_tx.clone();
         async move {
-            shutdown_signal().await;
+            signals.wait().await;
             let _ = stop_tx.send(true);
         }
     });
@@ -103,21 +106,30 @@ async fn start_gateway(
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+/// SIGTERM and SIGINT, registered with the kernel when installed (not when first awaited).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self, AppError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let io = |e| AppError::Io {
+            action: "install the signal handlers".into(),
+            source: e,
+        };
+        Ok(Self {
+            term: signal(SignalKind::terminate()).map_err(io)?,
+            int: signal(SignalKind::interrupt()).map_err(io)?,
+        })
     }
-    tracing::info!("shutting down: finishing requests in flight");
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    }
 }
