@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oauthimap_gateway::{Backend, LoginRequest, Refusal, Upstream};
+use oauthimap_gateway::upstream::{UpstreamError, UpstreamTarget};
+use oauthimap_gateway::{Backend, LoginRequest, Protocol, Refusal, Upstream};
 use oauthimap_imap::{SessionConfig, connect_and_login};
 use oauthimap_store::{GatewayPassword, Level, NewEvent};
 use oauthimap_types::{AccountId, AccountState, FailureKind, Provider, Security, now_millis};
@@ -44,6 +45,50 @@ pub struct UpstreamServer {
 struct Upstreams {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     imap: Option<UpstreamServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pop3: Option<UpstreamServer>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    smtp: Option<UpstreamServer>,
+}
+
+impl Upstreams {
+    fn get(&self, protocol: Protocol) -> Option<&UpstreamServer> {
+        match protocol {
+            Protocol::Imap => self.imap.as_ref(),
+            Protocol::Pop3 => self.pop3.as_ref(),
+            Protocol::Smtp => self.smtp.as_ref(),
+        }
+    }
+
+    fn set(&mut self, protocol: Protocol, server: Option<UpstreamServer>) {
+        match protocol {
+            Protocol::Imap => self.imap = server,
+            Protocol::Pop3 => self.pop3 = server,
+            Protocol::Smtp => self.smtp = server,
+        }
+    }
+
+    /// `None` when no protocol is overridden (the column goes back to NULL).
+    fn to_json(&self) -> Option<String> {
+        (self.imap.is_some() || self.pop3.is_some() || self.smtp.is_some())
+            .then(|| serde_json::to_string(self).unwrap_or_else(|_| "{}".into()))
+    }
+}
+
+/// The provider's own server for a protocol: host, port and security.
+fn provider_server(
+    provider: Provider,
+    protocol: Protocol,
+) -> Option<(&'static str, u16, Security)> {
+    Some(match (provider, protocol) {
+        (Provider::Microsoft, Protocol::Imap) => ("outlook.office365.com", 993, Security::Tls),
+        (Provider::Microsoft, Protocol::Pop3) => ("outlook.office365.com", 995, Security::Tls),
+        (Provider::Microsoft, Protocol::Smtp) => ("smtp.office365.com", 587, Security::StartTls),
+        (Provider::Google, Protocol::Imap) => ("imap.gmail.com", 993, Security::Tls),
+        (Provider::Google, Protocol::Pop3) => ("pop.gmail.com", 995, Security::Tls),
+        (Provider::Google, Protocol::Smtp) => ("smtp.gmail.com", 587, Security::StartTls),
+        (Provider::Generic, _) => return None,
+    })
 }
 
 /// Where an upstream override applies.
@@ -252,11 +297,13 @@ impl App {
         Ok(found)
     }
 
-    /// Sets (or with `None` clears) the IMAP server the gateway uses for an application or an
-    /// account instead of the provider's own.
-    pub async fn set_imap_upstream(
+    /// Sets (or with `None` clears) the server the gateway uses for one protocol of an
+    /// application's or an account's mailboxes instead of the provider's own; the other
+    /// protocols' settings stay.
+    pub async fn set_upstream(
         &self,
         scope: &UpstreamScope,
+        protocol: Protocol,
         server: Option<UpstreamServer>,
     ) -> Result<()> {
         if let Some(s) = &server {
@@ -272,51 +319,59 @@ impl App {
                 ));
             }
         }
-        let json = server.map(|imap| {
-            serde_json::to_string(&Upstreams { imap: Some(imap) }).unwrap_or_else(|_| "{}".into())
-        });
+        let parse = |json: Option<String>| -> Upstreams {
+            json.and_then(|j| serde_json::from_str(&j).ok())
+                .unwrap_or_default()
+        };
         match scope {
             UpstreamScope::Application(name) => {
                 let app = self.find_application(name).await?;
+                let mut upstreams = parse(self.store().application_upstreams(app.id).await?);
+                upstreams.set(protocol, server);
                 self.store()
-                    .set_application_upstreams(app.id, json.as_deref())
+                    .set_application_upstreams(app.id, upstreams.to_json().as_deref())
                     .await?;
             }
             UpstreamScope::Account(selector) => {
                 let account = self.find_account(selector).await?;
+                let (own, _) = self.store().upstreams(account.id).await?;
+                let mut upstreams = parse(own);
+                upstreams.set(protocol, server);
                 self.store()
-                    .set_account_upstreams(account.id, json.as_deref())
+                    .set_account_upstreams(account.id, upstreams.to_json().as_deref())
                     .await?;
             }
         }
         Ok(())
     }
 
-    /// The IMAP server for an account: its own override, its application's, or the provider's.
-    pub async fn imap_upstream(&self, account: AccountId) -> Result<UpstreamServer> {
+    /// The server for one protocol of an account: its own override, its application's, or the
+    /// provider's.
+    pub async fn upstream(&self, account: AccountId, protocol: Protocol) -> Result<UpstreamServer> {
         let (own, application) = self.store().upstreams(account).await?;
         for json in [own, application].into_iter().flatten() {
-            if let Ok(Upstreams { imap: Some(s) }) = serde_json::from_str(&json) {
-                return Ok(s);
+            if let Ok(upstreams) = serde_json::from_str::<Upstreams>(&json)
+                && let Some(s) = upstreams.get(protocol)
+            {
+                return Ok(s.clone());
             }
         }
         let a = self.store().account(account).await?;
         let app = self.store().application(a.application_id).await?;
-        let host = match app.fields.provider {
-            Provider::Microsoft => "outlook.office365.com",
-            Provider::Google => "imap.gmail.com",
-            Provider::Generic => {
-                return Err(AppError::Conflict(format!(
-                    "the application {} uses a generic provider, so the gateway does not know its IMAP server; \
-                     set it with `oauthimap gateway upstream set --app {:?} --host HOST --port 993`",
-                    app.fields.name, app.fields.name
-                )));
-            }
+        let Some((host, port, security)) = provider_server(app.fields.provider, protocol) else {
+            return Err(AppError::Conflict(format!(
+                "the application {} uses a generic provider, so the gateway does not know its {} server; \
+                 set it with `oauthimap gateway upstream set --protocol {} --app {:?} --host HOST --port PORT`",
+                app.fields.name,
+                protocol.as_str().to_uppercase(),
+                protocol.as_str(),
+                app.fields.name
+            )));
         };
         Ok(UpstreamServer {
             host: host.into(),
-            port: 993,
-            security: Security::Tls,
+            port,
+            security,
             ca_file: None,
         })
     }
@@ -432,14 +487,60 @@ impl App {
                 state.mailbox
             )));
         };
-        let upstream = self
-            .open_upstream(&record, &state, (protocol, remote))
-            .await?;
-        match upstream {
-            Upstream::Imap { session, .. } => Ok(Upstream::Imap {
-                session,
-                slot: Some(slot),
-            }),
+        let upstream = self.open_upstream(&record, &state, &request).await?;
+        Ok(upstream.with_slot(slot))
+    }
+
+    /// Connects and logs in upstream; on failure the error, whether waiting may help, and
+    /// whether the server refused the token.
+    async fn connect_upstream(
+        &self,
+        server: &UpstreamServer,
+        state: &oauthimap_store::Account,
+        request: &LoginRequest,
+    ) -> std::result::Result<Upstream, (String, FailureKind, bool)> {
+        let tokens = self.tokens().source(state.id);
+        match request.protocol {
+            Protocol::Imap => {
+                let mut config =
+                    SessionConfig::new(&server.host, server.port, server.security, &state.mailbox);
+                config.extra_ca_pem = server.ca_file.clone().map(Into::into);
+                connect_and_login(&config, &tokens)
+                    .await
+                    .map(|session| Upstream::Imap {
+                        session,
+                        slot: None,
+                    })
+                    .map_err(|e| (e.to_string(), e.kind(), false))
+            }
+            Protocol::Pop3 | Protocol::Smtp => {
+                let target = UpstreamTarget {
+                    host: server.host.clone(),
+                    port: server.port,
+                    security: server.security,
+                    extra_ca: server.ca_file.clone().map(Into::into),
+                    user: state.mailbox.clone(),
+                    helo: request
+                        .helo
+                        .clone()
+                        .unwrap_or_else(|| "oauthimap-gateway".into()),
+                    timeout: Duration::from_secs(30),
+                };
+                let logged_in = if request.protocol == Protocol::Pop3 {
+                    oauthimap_gateway::upstream::pop3_login(&target, &tokens).await
+                } else {
+                    oauthimap_gateway::upstream::smtp_login(&target, &tokens).await
+                };
+                logged_in
+                    .map(|session| Upstream::Line {
+                        session,
+                        slot: None,
+                    })
+                    .map_err(|e| {
+                        let refused = matches!(e, UpstreamError::Refused { .. });
+                        (e.to_string(), e.kind(), refused)
+                    })
+            }
         }
     }
 
@@ -448,18 +549,18 @@ impl App {
         &self,
         record: &GatewayPassword,
         state: &oauthimap_store::Account,
-        (protocol, remote): (&str, std::net::SocketAddr),
+        request: &LoginRequest,
     ) -> std::result::Result<Upstream, Refusal> {
         let account = state.id;
+        let (protocol, remote) = (request.protocol, request.remote);
         let server = self
-            .imap_upstream(account)
+            .upstream(account, protocol)
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
-        let mut config =
-            SessionConfig::new(&server.host, server.port, server.security, &state.mailbox);
-        config.extra_ca_pem = server.ca_file.clone().map(Into::into);
-        match connect_and_login(&config, &self.tokens().source(account)).await {
-            Ok(session) => {
+        let opened = self.connect_upstream(&server, state, request).await;
+        let protocol = protocol.as_str();
+        match opened {
+            Ok(upstream) => {
                 if let Err(e) = self
                     .store()
                     .note_gateway_password_use(record.id, &remote.ip().to_string())
@@ -477,29 +578,37 @@ impl App {
                     ),
                 )
                 .await;
-                Ok(Upstream::Imap {
-                    session,
-                    slot: None,
-                })
+                Ok(upstream)
             }
-            Err(e) => {
-                self.gateway_event(
-                    account,
-                    Level::Warn,
-                    "gateway.refused",
-                    format!("{protocol} login of {} from {remote}: the upstream server refused or failed: {e}", state.mailbox),
-                )
-                .await;
-                let needs_reauth = e.kind() == FailureKind::Permanent
+            Err((error, kind, refused)) => {
+                let needs_reauth = kind == FailureKind::Permanent
                     && self
                         .store()
                         .account(account)
                         .await
                         .is_ok_and(|a| a.state == AccountState::NeedsReauth);
+                let hint = if refused && protocol == "smtp" {
+                    smtp_refusal_hint(state)
+                } else {
+                    String::new()
+                };
+                self.gateway_event(
+                    account,
+                    if refused { Level::Error } else { Level::Warn },
+                    "gateway.refused",
+                    format!("{protocol} login of {} from {remote}: the upstream server refused or failed: {error}{hint}", state.mailbox),
+                )
+                .await;
                 if needs_reauth {
                     Err(Refusal::NeedsReauth(format!(
                         "The mailbox {} must be signed in again at the provider by an oauthimap administrator",
                         state.mailbox
+                    )))
+                } else if refused {
+                    Err(Refusal::Refused(format!(
+                        "The mail server refused the OAuth login of {} for {}; an oauthimap administrator must check the account (see its events)",
+                        state.mailbox,
+                        protocol.to_uppercase()
                     )))
                 } else {
                     Err(Refusal::Unavailable(
@@ -508,6 +617,27 @@ impl App {
                 }
             }
         }
+    }
+}
+
+/// What to check when a provider refuses SMTP with a token that IMAP takes.
+fn smtp_refusal_hint(account: &oauthimap_store::Account) -> String {
+    if account.scopes.to_ascii_lowercase().contains("smtp.send")
+        || account.scopes.contains("https://mail.google.com/")
+    {
+        "; the token carries the SMTP scope, so check that SMTP AUTH is enabled for the mailbox \
+         (Microsoft 365: Set-CASMailbox -SmtpClientAuthenticationDisabled $false)"
+            .to_owned()
+    } else {
+        format!(
+            "; the token lacks the SMTP scope (granted: {}): add https://outlook.office.com/SMTP.Send to the \
+             application's scopes (`oauthimap app show` says how), then sign the mailbox in again",
+            if account.scopes.is_empty() {
+                "none recorded"
+            } else {
+                &account.scopes
+            }
+        )
     }
 }
 
@@ -529,7 +659,15 @@ impl App {
     /// The gateway's listeners as configured (`[gateway]`), or `None` when none is.
     pub fn gateway_config(&self) -> Result<Option<oauthimap_gateway::GatewayConfig>> {
         let g = &self.settings().gateway;
-        if g.imap_listen.is_none() && g.imaps_listen.is_none() {
+        let listeners = [
+            ("gateway.imap_listen", g.imap_listen, false),
+            ("gateway.imaps_listen", g.imaps_listen, true),
+            ("gateway.pop3_listen", g.pop3_listen, false),
+            ("gateway.pop3s_listen", g.pop3s_listen, true),
+            ("gateway.submission_listen", g.submission_listen, false),
+            ("gateway.submissions_listen", g.submissions_listen, true),
+        ];
+        if listeners.iter().all(|(_, addr, _)| addr.is_none()) {
             return Ok(None);
         }
         let tls = match (&g.tls_cert, &g.tls_key) {
@@ -545,11 +683,29 @@ impl App {
                 ));
             }
         };
-        if g.imaps_listen.is_some() && tls.is_none() {
+        if tls.is_none()
+            && let Some((name, _, _)) = listeners
+                .iter()
+                .find(|(_, addr, implicit_tls)| addr.is_some() && *implicit_tls)
+        {
             return Err(AppError::invalid(
-                "gateway.imaps_listen",
-                "IMAPS needs a certificate: set gateway.tls_cert and gateway.tls_key (PEM files)",
+                name,
+                format!(
+                    "{name} is an implicit-TLS listener and needs a certificate: set gateway.tls_cert and gateway.tls_key (PEM files)"
+                ),
             ));
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (name, addr, _) in &listeners {
+            if let Some(addr) = addr
+                && addr.port() != 0
+                && let Some(other) = seen.insert(*addr, *name)
+            {
+                return Err(AppError::invalid(
+                    name,
+                    format!("{name} and {other} are both {addr}; give each listener its own port"),
+                ));
+            }
         }
         let trusted_networks = g
             .trusted_networks
@@ -560,6 +716,10 @@ impl App {
         Ok(Some(oauthimap_gateway::GatewayConfig {
             imap: g.imap_listen,
             imaps: g.imaps_listen,
+            pop3: g.pop3_listen,
+            pop3s: g.pop3s_listen,
+            submission: g.submission_listen,
+            submissions: g.submissions_listen,
             tls,
             trusted_networks,
             max_sessions: g.max_sessions,
@@ -594,7 +754,7 @@ pub struct GatewayEndpoint {
 }
 
 impl App {
-    /// The gateway's IMAP listeners as clients reach them (empty when the gateway is off). An
+    /// The gateway's listeners as clients reach them (empty when the gateway is off). An
     /// unspecified listen address is shown as the host of `external_base_url`.
     pub fn gateway_endpoints(&self) -> Vec<GatewayEndpoint> {
         let g = &self.settings().gateway;
@@ -611,23 +771,41 @@ impl App {
                 addr.ip().to_string()
             }
         };
+        let loopback = |addr: std::net::SocketAddr, text: &'static str| {
+            if addr.ip().is_loopback() { text } else { "" }
+        };
+        let listeners = [
+            (g.imaps_listen, "IMAP, SSL (implicit TLS)", ""),
+            (
+                g.imap_listen,
+                "IMAP, TLS (STARTTLS)",
+                "IMAP, no SSL (loopback: GLPI on this host)",
+            ),
+            (g.pop3s_listen, "POP3, SSL (implicit TLS)", ""),
+            (
+                g.pop3_listen,
+                "POP3, TLS (STLS)",
+                "POP3, no SSL (loopback: a client on this host)",
+            ),
+            (
+                g.submissions_listen,
+                "SMTP submission, SSL (implicit TLS)",
+                "",
+            ),
+            (
+                g.submission_listen,
+                "SMTP submission, STARTTLS",
+                "SMTP submission, no TLS (loopback: a client on this host)",
+            ),
+        ];
         let mut endpoints = Vec::new();
-        if let Some(addr) = g.imaps_listen {
+        for (addr, security, on_loopback) in listeners {
+            let Some(addr) = addr else { continue };
+            let local = loopback(addr, on_loopback);
             endpoints.push(GatewayEndpoint {
                 host: host(addr),
                 port: addr.port(),
-                security: "IMAP, SSL (implicit TLS)",
-            });
-        }
-        if let Some(addr) = g.imap_listen {
-            endpoints.push(GatewayEndpoint {
-                host: host(addr),
-                port: addr.port(),
-                security: if addr.ip().is_loopback() {
-                    "IMAP, no SSL (loopback: GLPI on this host)"
-                } else {
-                    "IMAP, TLS (STARTTLS)"
-                },
+                security: if local.is_empty() { security } else { local },
             });
         }
         endpoints

@@ -46,7 +46,7 @@ pub use keys::{KeyRotation, KeyStatus};
 pub use oauthimap_collector::{Collector, CollectorSettings, PassSummary, ProgressEvent, SinkWait};
 pub use oauthimap_config as config;
 pub use oauthimap_crypto as crypto;
-pub use oauthimap_gateway::{GatewayConfig, TlsFiles};
+pub use oauthimap_gateway::{GatewayConfig, Protocol, TlsFiles};
 pub use oauthimap_oauth as oauth;
 pub use oauthimap_store as store;
 pub use oauthimap_tokens as tokens;

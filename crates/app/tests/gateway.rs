@@ -51,8 +51,9 @@ async fn setup_with(env: &[(&str, String)]) -> Setup {
     let (status, page) = h.sign_in("Contoso", None).await;
     assert_eq!(status, 200, "{page}");
     h.app
-        .set_imap_upstream(
+        .set_upstream(
             &UpstreamScope::Application("Contoso".into()),
+            oauthimap_app::Protocol::Imap,
             Some(UpstreamServer {
                 host: "localhost".into(),
                 port: dovecot.imaps_port(),

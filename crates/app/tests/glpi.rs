@@ -547,8 +547,9 @@ async fn glpi_collects_through_the_gateway_after_the_rewrite() {
     let line = lines.iter().find(|l| l.kind == "collector").unwrap();
     assert_eq!(line.outcome, "rewritten", "{lines:?}");
     h.app
-        .set_imap_upstream(
+        .set_upstream(
             &oauthimap_app::UpstreamScope::Application("Helpdesk GLPI".into()),
+            oauthimap_app::Protocol::Imap,
             Some(oauthimap_app::UpstreamServer {
                 host: "localhost".into(),
                 port: dovecot.imaps_port(),

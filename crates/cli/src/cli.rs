@@ -511,8 +511,9 @@ pub enum GatewayCommand {
     /// Gateway passwords: one per client, never the mailbox's own password.
     #[command(subcommand)]
     Password(GatewayPasswordCommand),
-    /// The IMAP server the gateway opens for an application or an account (default: the
-    /// provider's, outlook.office365.com or imap.gmail.com, port 993).
+    /// The server the gateway opens for an application or an account, per protocol (default:
+    /// the provider's: outlook.office365.com:993/995 and smtp.office365.com:587, or
+    /// imap.gmail.com:993, pop.gmail.com:995 and smtp.gmail.com:587).
     #[command(subcommand)]
     Upstream(UpstreamCommand),
 }
@@ -558,8 +559,11 @@ pub enum GatewayPasswordCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum UpstreamCommand {
-    /// Use this IMAP server for an application's or an account's mailboxes.
+    /// Use this server for one protocol of an application's or an account's mailboxes.
     Set {
+        /// imap (default port 993), pop3 (995) or smtp (587).
+        #[arg(long, default_value = "imap", value_parser = ["imap", "pop3", "smtp"])]
+        protocol: String,
         /// For every account of this application.
         #[arg(long, required_unless_present = "account", conflicts_with = "account")]
         app: Option<String>,
@@ -568,17 +572,22 @@ pub enum UpstreamCommand {
         account: Option<String>,
         #[arg(long)]
         host: String,
-        #[arg(long, default_value_t = 993)]
-        port: u16,
-        /// tls (implicit, port 993), starttls (port 143) or plain (loopback only).
-        #[arg(long, default_value = "tls")]
-        security: Security,
+        /// Default: 993 for imap, 995 for pop3, 587 for smtp.
+        #[arg(long)]
+        port: Option<u16>,
+        /// tls (implicit TLS), starttls or plain (loopback only). Default: starttls for smtp,
+        /// tls otherwise.
+        #[arg(long)]
+        security: Option<Security>,
         /// An extra CA certificate (PEM) to trust for this server.
         #[arg(long)]
         ca_file: Option<PathBuf>,
     },
     /// Go back to the provider's own server.
     Clear {
+        /// imap, pop3 or smtp.
+        #[arg(long, default_value = "imap", value_parser = ["imap", "pop3", "smtp"])]
+        protocol: String,
         #[arg(long, required_unless_present = "account", conflicts_with = "account")]
         app: Option<String>,
         #[arg(long)]

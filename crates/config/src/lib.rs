@@ -57,6 +57,10 @@ pub const SETTINGS: &[&str] = &[
     "sinks__maildir_roots",
     "gateway__imap_listen",
     "gateway__imaps_listen",
+    "gateway__pop3_listen",
+    "gateway__pop3s_listen",
+    "gateway__submission_listen",
+    "gateway__submissions_listen",
     "gateway__tls_cert",
     "gateway__tls_key",
     "gateway__trusted_networks",
@@ -141,6 +145,14 @@ pub struct GatewaySettings {
     pub imap_listen: Option<SocketAddr>,
     /// IMAP over implicit TLS, e.g. `0.0.0.0:993` (needs `tls_cert` and `tls_key`).
     pub imaps_listen: Option<SocketAddr>,
+    /// POP3 with STLS, e.g. `127.0.0.1:110`.
+    pub pop3_listen: Option<SocketAddr>,
+    /// POP3 over implicit TLS, e.g. `0.0.0.0:995` (needs `tls_cert` and `tls_key`).
+    pub pop3s_listen: Option<SocketAddr>,
+    /// SMTP submission with STARTTLS, e.g. `127.0.0.1:587`.
+    pub submission_listen: Option<SocketAddr>,
+    /// SMTP submission over implicit TLS, e.g. `0.0.0.0:465` (needs `tls_cert` and `tls_key`).
+    pub submissions_listen: Option<SocketAddr>,
     /// The certificate chain (PEM), re-read when it changes.
     pub tls_cert: Option<PathBuf>,
     /// Its private key (PEM).
@@ -158,6 +170,10 @@ impl Default for GatewaySettings {
         Self {
             imap_listen: None,
             imaps_listen: None,
+            pop3_listen: None,
+            pop3s_listen: None,
+            submission_listen: None,
+            submissions_listen: None,
             tls_cert: None,
             tls_key: None,
             trusted_networks: Vec::new(),

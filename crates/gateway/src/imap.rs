@@ -9,58 +9,26 @@
 //! silent before login is disconnected after `login_timeout`, and three failed logins end the
 //! connection. Passwords never reach a log.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use oauthimap_imap::MailSession as _;
-use secrecy::SecretString;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
+use crate::conn::{Client, End, MAX_FAILURES, Sasl, credentials, one_line};
 use crate::{Backend, Listener, LoginRequest, Protocol, Refusal, Shared, Upstream};
 
-/// The longest command line accepted.
-const MAX_LINE: usize = 64 * 1024;
 /// The largest literal accepted before login (a user name or password).
 const MAX_LITERAL: usize = 8 * 1024;
-/// Failed logins before the connection is closed.
-const MAX_FAILURES: u32 = 3;
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a logged-in client may stay silent: the RFC 3501 autologout timer is at least 30
+/// minutes, and a client in IDLE renews it by re-issuing IDLE every 29 minutes (RFC 2177).
+const IDLE: Duration = Duration::from_mins(30);
 
 /// An upstream session and the connection slot it holds.
 type Opened = (
     oauthimap_imap::Session,
     Option<tokio::sync::OwnedSemaphorePermit>,
 );
-
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// Why a client connection ends before the relay.
-#[derive(Debug)]
-enum End {
-    Closed,
-    Io(std::io::Error),
-    Timeout,
-    /// Answered with `BAD`, then closed (a flood or an injection attempt).
-    Refused(&'static str),
-}
-
-impl From<std::io::Error> for End {
-    fn from(e: std::io::Error) -> Self {
-        End::Io(e)
-    }
-}
-
-struct Client {
-    stream: Box<dyn Stream>,
-    /// Read and not consumed yet.
-    buf: Vec<u8>,
-    tls: bool,
-    timeout: Duration,
-}
 
 /// One command before login: its tag, name (upper case) and arguments.
 struct Command {
@@ -70,69 +38,6 @@ struct Command {
 }
 
 impl Client {
-    async fn write(&mut self, text: &str) -> Result<(), End> {
-        self.stream.write_all(text.as_bytes()).await?;
-        self.stream.flush().await?;
-        Ok(())
-    }
-
-    /// The TLS handshake, on the connection as it is (implicit TLS, or after `STARTTLS`).
-    async fn upgrade(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> Result<(), End> {
-        let stream = std::mem::replace(
-            &mut self.stream,
-            Box::new(tokio::io::join(tokio::io::empty(), tokio::io::sink())),
-        );
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(tls)) => {
-                self.stream = Box::new(tls);
-                self.tls = true;
-                Ok(())
-            }
-            Ok(Err(e)) => Err(End::Io(e)),
-            Err(_) => Err(End::Timeout),
-        }
-    }
-
-    async fn fill(&mut self) -> Result<(), End> {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
-            .await
-            .map_err(|_| End::Timeout)??;
-        if n == 0 {
-            return Err(End::Closed);
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    /// The next line without its line end.
-    async fn line(&mut self) -> Result<Vec<u8>, End> {
-        let mut searched = 0;
-        loop {
-            if let Some(pos) = self.buf[searched..].iter().position(|b| *b == b'\n') {
-                let end = searched + pos;
-                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                return Ok(line);
-            }
-            searched = self.buf.len();
-            if self.buf.len() > MAX_LINE {
-                return Err(End::Refused("line too long"));
-            }
-            self.fill().await?;
-        }
-    }
-
-    async fn exactly(&mut self, n: usize) -> Result<Vec<u8>, End> {
-        while self.buf.len() < n {
-            self.fill().await?;
-        }
-        Ok(self.buf.drain(..n).collect())
-    }
-
     /// Reads one command, literals included (a synchronizing literal is invited with `+`).
     async fn command(&mut self) -> Result<Result<Command, (String, &'static str)>, End> {
         let mut parts: Vec<(bool, Vec<u8>)> = Vec::new();
@@ -261,34 +166,38 @@ fn tokenize(text: &[u8], words: &mut Vec<Vec<u8>>) -> Result<(), ()> {
     Ok(())
 }
 
-/// Serves one client connection until it logs out, fails, or is handed to the relay.
+/// Serves one IMAP client connection until it logs out, fails, or is handed to the relay.
 pub(crate) async fn session<B: Backend>(
-    tcp: tokio::net::TcpStream,
-    remote: SocketAddr,
+    mut client: Client,
     listener: &Listener,
     shared: &Shared,
     backend: &B,
     admitted: bool,
 ) {
-    let mut client = Client {
-        stream: Box::new(tcp),
-        buf: Vec::new(),
-        tls: false,
-        timeout: shared.config.login_timeout,
-    };
-    if listener.implicit_tls {
-        let Some(acceptor) = shared.tls.as_ref().map(crate::tls::Acceptor::get) else {
-            return;
-        };
-        if let Err(e) = client.upgrade(&acceptor).await {
-            tracing::debug!(%remote, error = ?e, "gateway TLS handshake failed");
-            return;
+    let remote = client.remote;
+    match serve_client(&mut client, listener, shared, backend, admitted).await {
+        Ok(Some((session, slot))) => {
+            // Held until the relay ends: the session counts against the mailbox's connection limit.
+            let _slot = slot;
+            let Ok((upstream, pending)) = session.into_relay() else {
+                return;
+            };
+            let (idled, mut stream) = crate::conn::relay(
+                client.stream,
+                client.buf,
+                upstream,
+                pending,
+                Protocol::Imap,
+                IDLE,
+            )
+            .await;
+            if idled {
+                use tokio::io::AsyncWriteExt as _;
+                let _ = stream
+                    .write_all(b"* BYE Autologout; idle for too long\r\n")
+                    .await;
+            }
         }
-    }
-    metrics::gauge!("oauthimap_gateway_sessions", "protocol" => "imap").increment(1.0);
-    let ended = serve_client(&mut client, remote, listener, shared, backend, admitted).await;
-    match ended {
-        Ok(Some(upstream)) => relay(client, upstream, remote).await,
         Ok(None) | Err(End::Closed | End::Timeout) => {}
         Err(End::Io(e)) => tracing::debug!(%remote, error = %e, "gateway client connection failed"),
         Err(End::Refused(why)) => {
@@ -296,23 +205,6 @@ pub(crate) async fn session<B: Backend>(
             let _ = client.write(&format!("* BYE {why}\r\n")).await;
         }
     }
-    metrics::gauge!("oauthimap_gateway_sessions", "protocol" => "imap").decrement(1.0);
-}
-
-/// Whether passwords may be sent on this connection now.
-fn login_allowed(
-    client: &Client,
-    listener: &Listener,
-    shared: &Shared,
-    remote: SocketAddr,
-) -> bool {
-    client.tls
-        || listener.addr.ip().is_loopback()
-        || shared
-            .config
-            .trusted_networks
-            .iter()
-            .any(|n| n.contains(remote.ip()))
 }
 
 fn capabilities(client: &Client, shared: &Shared, allowed: bool) -> String {
@@ -331,7 +223,6 @@ fn capabilities(client: &Client, shared: &Shared, allowed: bool) -> String {
 /// The pre-login dialogue; `Some` when the client logged in and the upstream session is open.
 async fn serve_client<B: Backend>(
     client: &mut Client,
-    remote: SocketAddr,
     listener: &Listener,
     shared: &Shared,
     backend: &B,
@@ -345,7 +236,7 @@ async fn serve_client<B: Backend>(
             .await?;
         return Ok(None);
     }
-    let allowed = login_allowed(client, listener, shared, remote);
+    let allowed = client.login_allowed(listener, shared);
     client
         .write(&format!(
             "* OK [CAPABILITY {}] oauthimap gateway ready\r\n",
@@ -362,7 +253,7 @@ async fn serve_client<B: Backend>(
             }
         };
         let tag = command.tag.clone();
-        let allowed = login_allowed(client, listener, shared, remote);
+        let allowed = client.login_allowed(listener, shared);
         let login = match command.name.as_str() {
             "LOGIN" | "AUTHENTICATE" if !allowed => {
                 client
@@ -402,7 +293,8 @@ async fn serve_client<B: Backend>(
             protocol: Protocol::Imap,
             user,
             password,
-            remote,
+            remote: client.remote,
+            helo: None,
         };
         if let Some(session) = answer_login(client, &tag, backend.login(request).await).await? {
             return Ok(Some(session));
@@ -499,12 +391,21 @@ async fn answer_login(
             metrics::counter!("oauthimap_gateway_logins_total", "protocol" => "imap", "result" => "ok").increment(1);
             Ok(Some((session, slot)))
         }
+        Ok(Upstream::Line { .. }) => {
+            client
+                .write(&format!(
+                    "{tag} NO [UNAVAILABLE] The gateway opened the wrong kind of session\r\n"
+                ))
+                .await?;
+            Ok(None)
+        }
         Err(refusal) => {
             let (code, result) = match &refusal {
                 Refusal::BadCredentials => ("AUTHENTICATIONFAILED", "bad_credentials"),
                 Refusal::NeedsReauth(_) => ("AUTHORIZATIONFAILED", "needs_reauth"),
                 Refusal::Unavailable(_) | Refusal::Throttled => ("UNAVAILABLE", "unavailable"),
                 Refusal::Limit(_) => ("LIMIT", "limit"),
+                Refusal::Refused(_) => ("AUTHORIZATIONFAILED", "upstream_refused"),
             };
             metrics::counter!("oauthimap_gateway_logins_total", "protocol" => "imap", "result" => result).increment(1);
             let text = match &refusal {
@@ -517,34 +418,6 @@ async fn answer_login(
             Ok(None)
         }
     }
-}
-
-/// Text safe for one protocol line.
-fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(400)
-        .collect()
-}
-
-fn credentials(user: &[u8], password: &[u8]) -> Result<(String, SecretString), &'static str> {
-    let user = std::str::from_utf8(user).map_err(|_| "The user name is not UTF-8")?;
-    let password = std::str::from_utf8(password).map_err(|_| "The password is not UTF-8")?;
-    if user.is_empty() {
-        return Err("The user name is empty");
-    }
-    Ok((
-        user.trim().to_owned(),
-        SecretString::from(password.to_owned()),
-    ))
-}
-
-enum Sasl {
-    Credentials(String, SecretString),
-    /// A protocol error: `BAD`.
-    Bad(&'static str),
-    /// A refusal: `NO`.
-    No(&'static str),
 }
 
 /// One SASL response: the initial one or, after a `+` challenge, the next line (`*` cancels).
@@ -581,22 +454,13 @@ async fn authenticate(client: &mut Client, command: &Command) -> Result<Sasl, En
                 Ok(d) => d,
                 Err(s) => return Ok(s),
             };
-            let mut fields = data.split(|b| *b == 0);
-            let (Some(authz), Some(user), Some(password), None) =
-                (fields.next(), fields.next(), fields.next(), fields.next())
-            else {
-                return Ok(Sasl::Bad(
-                    "A PLAIN response is authzid NUL authcid NUL password",
-                ));
-            };
-            if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
-                return Ok(Sasl::No(
-                    "[AUTHORIZATIONFAILED] Acting as another user is not supported",
-                ));
-            }
-            Ok(match credentials(user, password) {
-                Ok((u, p)) => Sasl::Credentials(u, p),
-                Err(why) => Sasl::Bad(why),
+            Ok(match crate::conn::plain(&data) {
+                Sasl::No(why) => Sasl::No(if why.starts_with("Acting") {
+                    "[AUTHORIZATIONFAILED] Acting as another user is not supported"
+                } else {
+                    why
+                }),
+                other => other,
             })
         }
         b"LOGIN" => {
@@ -633,34 +497,7 @@ async fn starttls(client: &mut Client, shared: &Shared, tag: &str) -> Result<(),
     client
         .write(&format!("{tag} OK Begin TLS negotiation now\r\n"))
         .await?;
-    if !client.buf.is_empty() {
-        // Bytes sent after STARTTLS before the handshake could be injected plaintext.
-        return Err(End::Refused("data after STARTTLS before the TLS handshake"));
-    }
-    client.upgrade(&acceptor).await
-}
-
-/// Relays both directions until either side closes.
-async fn relay(client: Client, (upstream, slot): Opened, remote: SocketAddr) {
-    // Held until the relay ends: the session counts against the mailbox's connection limit.
-    let _slot = slot;
-    let Ok((mut upstream, pending)) = upstream.into_relay() else {
-        return;
-    };
-    let mut stream = client.stream;
-    if !pending.is_empty() && stream.write_all(&pending).await.is_err() {
-        return;
-    }
-    if !client.buf.is_empty() && upstream.write_all(&client.buf).await.is_err() {
-        return;
-    }
-    match tokio::io::copy_bidirectional(&mut stream, &mut upstream).await {
-        Ok((to_server, to_client)) => {
-            metrics::counter!("oauthimap_gateway_bytes_total", "protocol" => "imap", "direction" => "to_server").increment(to_server);
-            metrics::counter!("oauthimap_gateway_bytes_total", "protocol" => "imap", "direction" => "to_client").increment(to_client);
-        }
-        Err(e) => tracing::debug!(%remote, error = %e, "gateway relay ended"),
-    }
+    client.start_tls(&acceptor).await
 }
 
 #[cfg(test)]

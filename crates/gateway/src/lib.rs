@@ -2,14 +2,19 @@
 //! log in with a per-client gateway password, and oauthimap opens the mailbox at the provider
 //! with OAuth2 for them, then relays the session's bytes untouched.
 //!
-//! This crate speaks the client side of the protocols up to the login (greeting, capabilities,
-//! STARTTLS, `LOGIN`, `AUTHENTICATE PLAIN|LOGIN`) and relays afterwards; who may log in and how
+//! This crate speaks the client side of IMAP, POP3 and SMTP submission up to the login
+//! (greeting, capabilities, STARTTLS, the password logins) and relays afterwards; it also opens
+//! the POP3 and SMTP upstream sessions with XOAUTH2 ([`upstream`]); who may log in and how
 //! the upstream session is opened is the [`Backend`]'s business (the app core: passwords,
 //! accounts, tokens, limits). Listeners default to loopback; on any other address a password is
 //! only accepted over TLS, unless the client's address is in a trusted network.
 
+mod conn;
 mod imap;
+mod pop3;
+mod smtp;
 mod tls;
+pub mod upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,12 +30,16 @@ pub use tls::TlsFiles;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Imap,
+    Pop3,
+    Smtp,
 }
 
 impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+            Protocol::Smtp => "smtp",
         }
     }
 }
@@ -43,16 +52,44 @@ pub struct LoginRequest {
     pub user: String,
     pub password: SecretString,
     pub remote: SocketAddr,
+    /// SMTP: the client's `EHLO` name, to pass on upstream when it is a plain domain.
+    pub helo: Option<String>,
 }
 
 /// An opened upstream session, ready to be relayed, with the connection slot it holds at the
 /// provider for as long as it lasts.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per login, moved once into the relay"
+)]
 pub enum Upstream {
     Imap {
         session: oauthimap_imap::Session,
         slot: Option<tokio::sync::OwnedSemaphorePermit>,
     },
+    /// POP3 or SMTP, logged in upstream.
+    Line {
+        session: upstream::LineSession,
+        slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    },
+}
+
+impl Upstream {
+    /// The same session holding `slot`.
+    #[must_use]
+    pub fn with_slot(self, slot: tokio::sync::OwnedSemaphorePermit) -> Self {
+        match self {
+            Upstream::Imap { session, .. } => Upstream::Imap {
+                session,
+                slot: Some(slot),
+            },
+            Upstream::Line { session, .. } => Upstream::Line {
+                session,
+                slot: Some(slot),
+            },
+        }
+    }
 }
 
 /// Why a login was refused; each maps to the protocol's own answer.
@@ -70,6 +107,10 @@ pub enum Refusal {
     /// A cap on sessions (per account or in total) is reached.
     #[error("{0}")]
     Limit(String),
+    /// The upstream server refused the account's token, a fresh one too (a missing scope, a
+    /// protocol turned off for the mailbox): an admin's job.
+    #[error("{0}")]
+    Refused(String),
     /// Too many failed logins from this address or for this name; try again later.
     #[error("too many failed logins; try again later")]
     Throttled,
@@ -90,6 +131,14 @@ pub struct GatewayConfig {
     pub imap: Option<SocketAddr>,
     /// IMAP over implicit TLS (usually port 993).
     pub imaps: Option<SocketAddr>,
+    /// POP3 with STLS (usually port 110).
+    pub pop3: Option<SocketAddr>,
+    /// POP3 over implicit TLS (usually port 995).
+    pub pop3s: Option<SocketAddr>,
+    /// SMTP submission with STARTTLS (usually port 587).
+    pub submission: Option<SocketAddr>,
+    /// SMTP submission over implicit TLS (usually port 465).
+    pub submissions: Option<SocketAddr>,
     /// Certificate and key (PEM), re-read when the files change.
     pub tls: Option<TlsFiles>,
     /// Client addresses that may log in without TLS on a non-loopback listener.
@@ -118,8 +167,15 @@ pub async fn serve<B: Backend>(
 ) -> Result<(), GatewayError> {
     let tls = config.tls.clone().map(tls::Acceptor::new).transpose()?;
     let mut listeners = Vec::new();
-    for (addr, implicit_tls, name) in [(config.imap, false, "imap"), (config.imaps, true, "imaps")]
-    {
+    let wanted = [
+        (config.imap, false, "imap", Protocol::Imap),
+        (config.imaps, true, "imaps", Protocol::Imap),
+        (config.pop3, false, "pop3", Protocol::Pop3),
+        (config.pop3s, true, "pop3s", Protocol::Pop3),
+        (config.submission, false, "submission", Protocol::Smtp),
+        (config.submissions, true, "submissions", Protocol::Smtp),
+    ];
+    for (addr, implicit_tls, name, protocol) in wanted {
         let Some(addr) = addr else { continue };
         if implicit_tls && tls.is_none() {
             return Err(GatewayError::Config(format!(
@@ -135,7 +191,7 @@ pub async fn serve<B: Backend>(
         listeners.push((
             name.to_owned(),
             Listener {
-                protocol: Protocol::Imap,
+                protocol,
                 addr: local,
                 implicit_tls,
             },
@@ -201,12 +257,24 @@ async fn accept_loop<B: Backend>(
         let (listener, shared, backend) = (listener.clone(), shared.clone(), backend.clone());
         connections.spawn(async move {
             let permit = shared.sessions.clone().try_acquire_owned().ok();
+            let Some(client) = conn::Client::accept(tcp, remote, &listener, &shared).await else {
+                return;
+            };
+            let protocol = listener.protocol.as_str();
+            metrics::gauge!("oauthimap_gateway_sessions", "protocol" => protocol).increment(1.0);
+            let admitted = permit.is_some();
             match listener.protocol {
                 Protocol::Imap => {
-                    imap::session(tcp, remote, &listener, &shared, &*backend, permit.is_some())
-                        .await;
+                    imap::session(client, &listener, &shared, &*backend, admitted).await;
+                }
+                Protocol::Pop3 => {
+                    pop3::session(client, &listener, &shared, &*backend, admitted).await;
+                }
+                Protocol::Smtp => {
+                    smtp::session(client, &listener, &shared, &*backend, admitted).await;
                 }
             }
+            metrics::gauge!("oauthimap_gateway_sessions", "protocol" => protocol).decrement(1.0);
             drop(permit);
         });
         while connections.try_join_next().is_some() {}

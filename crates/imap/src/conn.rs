@@ -87,6 +87,63 @@ impl tokio::io::AsyncWrite for RawStream {
     }
 }
 
+impl RawStream {
+    /// Connects TCP for a line protocol that shares this crate's TLS rules (the gateway's POP3
+    /// and SMTP upstreams): only to loopback addresses when `loopback_only`.
+    pub async fn connect(
+        target: &Target,
+        loopback_only: bool,
+        timeout: Duration,
+    ) -> Result<Self, ImapError> {
+        let conn = Conn::open(
+            target.clone(),
+            loopback_only,
+            timeout,
+            timeout,
+            FrameLimits::default(),
+            None,
+        )
+        .await?;
+        let (stream, _) = conn.into_raw().ok_or_else(|| ImapError::Connect {
+            target: target.clone(),
+            reason: "the connection closed at once".into(),
+        })?;
+        Ok(stream)
+    }
+
+    /// Whether the stream is encrypted.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.0, Transport::Tls(_))
+    }
+
+    /// The TLS handshake on a plain stream (implicit TLS at once, or after the protocol's
+    /// STARTTLS answer), verified as every session here is: the OS trust store plus `extra_ca`.
+    pub async fn start_tls(
+        self,
+        target: &Target,
+        extra_ca: Option<&std::path::Path>,
+        timeout: Duration,
+    ) -> Result<Self, ImapError> {
+        let Transport::Plain(tcp) = self.0 else {
+            return Err(ImapError::Tls {
+                target: target.clone(),
+                reason: "the connection is already encrypted".into(),
+            });
+        };
+        let (connector, seen) = crate::tls::connector(target, extra_ca)?;
+        let name = crate::tls::server_name(target)?;
+        match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
+            Ok(Ok(tls)) => Ok(Self(Transport::Tls(Box::new(tls)))),
+            Ok(Err(e)) => Err(handshake_error(target, &seen, e)),
+            Err(_) => Err(ImapError::Timeout {
+                target: target.clone(),
+                action: "complete the TLS handshake".into(),
+                after: timeout,
+            }),
+        }
+    }
+}
+
 /// Negotiated TLS parameters, for diagnostics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsInfo {

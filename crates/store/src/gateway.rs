@@ -174,6 +174,21 @@ impl Store {
         })
     }
 
+    /// The upstream overrides (JSON) of an application.
+    pub async fn application_upstreams(&self, app: AppId) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> = on_db!(self.db(), |pool| {
+            sqlx::query_as("SELECT upstreams FROM applications WHERE id = $1")
+                .bind(app.0)
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::db("read the upstream servers"))?
+        });
+        row.map(|(json,)| json).ok_or_else(|| StoreError::NotFound {
+            what: "application",
+            key: app.0.to_string(),
+        })
+    }
+
     pub async fn set_account_upstreams(
         &self,
         account: AccountId,

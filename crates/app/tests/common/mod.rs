@@ -141,10 +141,15 @@ impl Harness {
     }
 }
 
-/// The gateway's IMAP and IMAPS listeners on loopback ports, serving `app`.
+/// The gateway's listeners (IMAP, POP3 and SMTP submission, each with STARTTLS and with
+/// implicit TLS) on loopback ports, serving `app`.
 pub struct RunningGateway {
     pub imap: std::net::SocketAddr,
     pub imaps: std::net::SocketAddr,
+    pub pop3: std::net::SocketAddr,
+    pub pop3s: std::net::SocketAddr,
+    pub submission: std::net::SocketAddr,
+    pub submissions: std::net::SocketAddr,
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -158,6 +163,10 @@ pub async fn start_gateway(
     let config = oauthimap_app::GatewayConfig {
         imap: Some("127.0.0.1:0".parse().unwrap()),
         imaps: Some("127.0.0.1:0".parse().unwrap()),
+        pop3: Some("127.0.0.1:0".parse().unwrap()),
+        pop3s: Some("127.0.0.1:0".parse().unwrap()),
+        submission: Some("127.0.0.1:0".parse().unwrap()),
+        submissions: Some("127.0.0.1:0".parse().unwrap()),
         tls: Some(oauthimap_app::TlsFiles { cert, key }),
         trusted_networks: Vec::new(),
         max_sessions: 100,
@@ -182,6 +191,10 @@ pub async fn start_gateway(
     RunningGateway {
         imap: addr("imap"),
         imaps: addr("imaps"),
+        pop3: addr("pop3"),
+        pop3s: addr("pop3s"),
+        submission: addr("submission"),
+        submissions: addr("submissions"),
         stop,
         task,
     }

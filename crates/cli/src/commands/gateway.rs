@@ -1,6 +1,7 @@
 //! `oauthimap gateway ...`: gateway passwords and upstream servers.
 
-use oauthimap_app::{AccountSelector, App, AppError, UpstreamScope, UpstreamServer};
+use oauthimap_app::{AccountSelector, App, AppError, Protocol, UpstreamScope, UpstreamServer};
+use oauthimap_types::Security;
 use secrecy::ExposeSecret as _;
 
 use crate::cli::{GatewayCommand, GatewayPasswordCommand, UpstreamCommand};
@@ -105,30 +106,49 @@ async fn passwords(app: &App, out: &Out, cmd: GatewayPasswordCommand) -> Result<
     Ok(())
 }
 
+fn protocol(name: &str) -> Protocol {
+    match name {
+        "pop3" => Protocol::Pop3,
+        "smtp" => Protocol::Smtp,
+        _ => Protocol::Imap,
+    }
+}
+
 async fn upstream(app: &App, cmd: UpstreamCommand) -> Result<(), AppError> {
-    let (scope, server) = match cmd {
+    let (scope, protocol, server) = match cmd {
         UpstreamCommand::Set {
+            protocol: name,
             app: application,
             account,
             host,
             port,
             security,
             ca_file,
-        } => (
-            scope(application, account),
-            Some(UpstreamServer {
-                host,
-                port,
-                security,
-                ca_file: ca_file.map(|p| p.display().to_string()),
-            }),
-        ),
+        } => {
+            let protocol = protocol(&name);
+            let (default_port, default_security) = match protocol {
+                Protocol::Imap => (993, Security::Tls),
+                Protocol::Pop3 => (995, Security::Tls),
+                Protocol::Smtp => (587, Security::StartTls),
+            };
+            (
+                scope(application, account),
+                protocol,
+                Some(UpstreamServer {
+                    host,
+                    port: port.unwrap_or(default_port),
+                    security: security.unwrap_or(default_security),
+                    ca_file: ca_file.map(|p| p.display().to_string()),
+                }),
+            )
+        }
         UpstreamCommand::Clear {
+            protocol: name,
             app: application,
             account,
-        } => (scope(application, account), None),
+        } => (scope(application, account), protocol(&name), None),
     };
-    app.set_imap_upstream(&scope, server).await?;
+    app.set_upstream(&scope, protocol, server).await?;
     eprintln!("saved");
     Ok(())
 }
