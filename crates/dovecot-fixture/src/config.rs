@@ -18,6 +18,18 @@ pub(crate) struct Layout {
     pub master_password: String,
     /// Appended verbatim to `dovecot.conf` (later settings override earlier ones).
     pub extra_config: String,
+    /// POP3 and SMTP submission, when asked for.
+    pub mail_services: Option<ServicePorts>,
+}
+
+/// The ports of the POP3 and submission listeners, and of the SMTP sink submission relays to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServicePorts {
+    pub pop3: u16,
+    pub pop3s: u16,
+    pub submission: u16,
+    pub submissions: u16,
+    pub relay: u16,
 }
 
 impl Layout {
@@ -55,6 +67,10 @@ impl Layout {
     }
     pub fn key_pem_path(&self) -> PathBuf {
         self.tls_dir().join("server.key")
+    }
+    /// Where the SMTP sink writes each relayed message (`N.eml`, envelope in `N.env`).
+    pub fn relayed_dir(&self) -> PathBuf {
+        self.root.join("relayed")
     }
     /// Parent of every user's home (`<mail_root>/<user>`), owned by the mail uid.
     pub fn mail_root(&self) -> PathBuf {
@@ -154,6 +170,9 @@ service anvil {{
         imap = l.imap_port,
         imaps = l.imaps_port,
     );
+    if let Some(ports) = l.mail_services {
+        s.push_str(&mail_services(ports));
+    }
     if !l.extra_config.is_empty() {
         s.push_str("\n# Extra settings from DovecotOptions::extra_config\n");
         s.push_str(&l.extra_config);
@@ -161,6 +180,77 @@ service anvil {{
     }
     s
 }
+
+/// POP3 and submission (RFC 6409) with the same passdbs; submission relays to the SMTP sink.
+fn mail_services(ports: ServicePorts) -> String {
+    format!(
+        "
+# POP3 and SMTP submission (DovecotOptions::mail_services).
+protocols = imap pop3 submission
+pop3_uidl_format = %08Xu%08Xv
+hostname = localhost
+submission_relay_host = 127.0.0.1
+submission_relay_port = {relay}
+submission_relay_trusted = no
+submission_relay_ssl = no
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    address = 127.0.0.1
+    port = {pop3s}
+    ssl = yes
+  }}
+}}
+service submission-login {{
+  inet_listener submission {{
+    address = 127.0.0.1
+    port = {submission}
+  }}
+  inet_listener submissions {{
+    address = 127.0.0.1
+    port = {submissions}
+    ssl = yes
+  }}
+}}
+",
+        relay = ports.relay,
+        pop3 = ports.pop3,
+        pop3s = ports.pop3s,
+        submission = ports.submission,
+        submissions = ports.submissions,
+    )
+}
+
+/// The SMTP sink behind submission: Debian's aiosmtpd, writing each message's bytes exactly as
+/// received (after dot-unstuffing) to `N.eml` and its envelope to `N.env`.
+pub(crate) const SMTP_SINK: &str = r#"
+import itertools, os, sys, threading
+from aiosmtpd.controller import Controller
+
+class Sink:
+    def __init__(self, folder):
+        self.folder = folder
+        self.numbers = itertools.count(1)
+
+    async def handle_DATA(self, server, session, envelope):
+        n = next(self.numbers)
+        with open(os.path.join(self.folder, f"{n}.env"), "w") as f:
+            f.write(envelope.mail_from + "\n" + "\n".join(envelope.rcpt_tos) + "\n")
+        tmp = os.path.join(self.folder, f".{n}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(envelope.original_content)
+        os.rename(tmp, os.path.join(self.folder, f"{n}.eml"))
+        return "250 2.0.0 Stored"
+
+controller = Controller(Sink(sys.argv[2]), hostname="127.0.0.1", port=int(sys.argv[1]),
+                        decode_data=False, enable_SMTPUTF8=True)
+controller.start()
+print("ready", flush=True)
+threading.Event().wait()
+"#;
 
 /// The oauth2 passdb args: RFC 7662 introspection by POST, no tokeninfo step (Dovecot 2.3.19 goes
 /// straight to introspection when `tokeninfo_url` is unset).
@@ -199,6 +289,7 @@ mod tests {
             master_user: "master".into(),
             master_password: "pw".into(),
             extra_config: String::new(),
+            mail_services: None,
         }
     }
 

@@ -52,6 +52,15 @@ pub enum FixtureError {
         log_tail: String,
     },
 
+    /// The SMTP sink behind submission did not start.
+    #[error(
+        "cannot start the SMTP sink (python3 with aiosmtpd; scripts/test installs python3-aiosmtpd): {reason}"
+    )]
+    Sink {
+        /// Its stderr.
+        reason: String,
+    },
+
     /// The IMAP server answered something the fixture's small client did not expect.
     #[error("cannot {what}: the server answered {answer:?}")]
     Imap {

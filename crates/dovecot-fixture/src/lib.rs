@@ -6,7 +6,9 @@
 //! IMAP on two free 127.0.0.1 ports: implicit TLS (a certificate signed by a CA generated at start,
 //! see [`Dovecot::ca_pem_path`]) and plain with STARTTLS. OAuth 2.0 logins (XOAUTH2, OAUTHBEARER) are
 //! checked by Dovecot's oauth2 passdb against the caller's RFC 7662 introspection endpoint; a
-//! master user (PLAIN/LOGIN as `user*master`) seeds and inspects any mailbox.
+//! master user (PLAIN/LOGIN as `user*master`) seeds and inspects any mailbox. With
+//! [`DovecotOptions::mail_services`] it also serves POP3 and SMTP submission, relaying submitted
+//! mail to an SMTP sink (Debian's aiosmtpd) whose messages [`Dovecot::relayed`] returns.
 //!
 //! The fixture needs root (Dovecot drops privileges to its login/auth users and to the mail uid,
 //! `nobody` by default). It never skips silently: a missing Dovecot is an error that says how to
@@ -63,6 +65,10 @@ pub struct DovecotOptions {
     /// Settings appended to the generated `dovecot.conf` (e.g. `login_greeting = ...` or an
     /// `imap_idle_notify_interval` for a fault test); empty by default.
     pub extra_config: String,
+    /// Also serve POP3 (plain with STLS, and implicit TLS) and SMTP submission (STARTTLS and
+    /// implicit TLS), with submission relaying to an SMTP sink (Debian's aiosmtpd) that keeps
+    /// every message it receives; see [`Dovecot::relayed`]. Off by default.
+    pub mail_services: bool,
 }
 
 impl DovecotOptions {
@@ -77,6 +83,7 @@ impl DovecotOptions {
             master_password: "master-secret".into(),
             start_timeout: Duration::from_secs(20),
             extra_config: String::new(),
+            mail_services: false,
         }
     }
 }
@@ -89,6 +96,9 @@ pub struct Dovecot {
     start_timeout: Duration,
     mail: MailTree,
     child: Option<Child>,
+    /// The SMTP sink behind submission, when mail services run.
+    sink: Option<Child>,
+    wants_services: bool,
     // Declared last so it is removed after the process is gone (fields drop after `Drop::drop`).
     dir: tempfile::TempDir,
 }
@@ -131,6 +141,7 @@ impl Dovecot {
             master_user: opts.master_user,
             master_password: opts.master_password,
             extra_config: opts.extra_config,
+            mail_services: None,
         };
         write_static_files(&layout)?;
         let mail = MailTree {
@@ -144,6 +155,8 @@ impl Dovecot {
             start_timeout: opts.start_timeout,
             mail,
             child: None,
+            sink: None,
+            wants_services: opts.mail_services,
             dir,
         };
 
@@ -152,11 +165,18 @@ impl Dovecot {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            fixture.layout.imap_port = free_port().await?;
-            fixture.layout.imaps_port = free_port().await?;
-            // The kernel may hand the same released port out twice in a row.
-            while fixture.layout.imaps_port == fixture.layout.imap_port {
-                fixture.layout.imaps_port = free_port().await?;
+            // The kernel may hand the same released port out twice in a row: all distinct.
+            let ports = free_ports(if fixture.wants_services { 7 } else { 2 }).await?;
+            fixture.layout.imap_port = ports[0];
+            fixture.layout.imaps_port = ports[1];
+            if fixture.wants_services {
+                fixture.layout.mail_services = Some(config::ServicePorts {
+                    pop3: ports[2],
+                    pop3s: ports[3],
+                    submission: ports[4],
+                    submissions: ports[5],
+                    relay: ports[6],
+                });
             }
             match fixture.launch().await {
                 Ok(()) => return Ok(fixture),
@@ -188,6 +208,63 @@ impl Dovecot {
     /// The implicit-TLS port.
     pub fn imaps_port(&self) -> u16 {
         self.layout.imaps_port
+    }
+
+    fn services(&self) -> config::ServicePorts {
+        self.layout
+            .mail_services
+            .expect("start the fixture with DovecotOptions::mail_services = true")
+    }
+
+    /// POP3 with STLS (needs [`DovecotOptions::mail_services`]).
+    pub fn pop3_port(&self) -> u16 {
+        self.services().pop3
+    }
+
+    /// POP3 over implicit TLS (needs [`DovecotOptions::mail_services`]).
+    pub fn pop3s_port(&self) -> u16 {
+        self.services().pop3s
+    }
+
+    /// SMTP submission with STARTTLS (needs [`DovecotOptions::mail_services`]).
+    pub fn submission_port(&self) -> u16 {
+        self.services().submission
+    }
+
+    /// SMTP submission over implicit TLS (needs [`DovecotOptions::mail_services`]).
+    pub fn submissions_port(&self) -> u16 {
+        self.services().submissions
+    }
+
+    /// Every message submission relayed to the SMTP sink so far, in order.
+    pub fn relayed(&self) -> Vec<Relayed> {
+        let dir = self.layout.relayed_dir();
+        let mut out = Vec::new();
+        for n in 1.. {
+            let Ok(raw) = fs::read(dir.join(format!("{n}.eml"))) else {
+                break;
+            };
+            let envelope = fs::read_to_string(dir.join(format!("{n}.env"))).unwrap_or_default();
+            let mut lines = envelope.lines().map(str::to_owned);
+            out.push(Relayed {
+                mail_from: lines.next().unwrap_or_default(),
+                rcpt_to: lines.filter(|l| !l.is_empty()).collect(),
+                raw,
+            });
+        }
+        out
+    }
+
+    /// Waits until at least `n` messages were relayed (or `timeout` passes) and returns them.
+    pub async fn wait_relayed(&self, n: usize, timeout: Duration) -> Vec<Relayed> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let relayed = self.relayed();
+            if relayed.len() >= n || Instant::now() > deadline {
+                return relayed;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// PEM file of the test CA that signed the server certificate (for `localhost` and `127.0.0.1`).
@@ -380,6 +457,11 @@ impl Dovecot {
 
     /// Spawns `dovecot -F -c <conf>` with the current ports and waits for the `* OK` greeting.
     async fn launch(&mut self) -> Result<(), FixtureError> {
+        if let Some(ports) = self.layout.mail_services
+            && self.sink.is_none()
+        {
+            self.sink = Some(start_sink(&self.layout, ports.relay).await?);
+        }
         let config_path = self.layout.config_path();
         write_file(
             &config_path,
@@ -506,7 +588,68 @@ impl Dovecot {
 impl Drop for Dovecot {
     fn drop(&mut self) {
         let _ = self.shutdown_blocking();
+        if let Some(mut sink) = self.sink.take() {
+            let _ = kill_and_reap(&mut sink);
+        }
     }
+}
+
+/// A message the SMTP sink received from Dovecot's submission service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Relayed {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// The message bytes as received (dot-unstuffed).
+    pub raw: Vec<u8>,
+}
+
+/// Starts the SMTP sink (Debian's python3-aiosmtpd) and waits until it says it is ready.
+async fn start_sink(layout: &Layout, port: u16) -> Result<Child, FixtureError> {
+    let dir = layout.relayed_dir();
+    let _ = fs::create_dir(&dir);
+    let script = layout.root.join("smtp-sink.py");
+    write_file(&script, config::SMTP_SINK.as_bytes(), 0o644)?;
+    // Debian's interpreter, which sees Debian's python3-aiosmtpd (a pyenv or venv python on PATH
+    // would not).
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let mut child = Command::new(python)
+        .arg(&script)
+        .arg(port.to_string())
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(
+            fs::File::create(layout.root.join("smtp-sink.stderr"))
+                .map_err(FixtureError::io("create the SMTP sink's stderr file"))?,
+        )
+        .spawn()
+        .map_err(FixtureError::io(
+            "run python3 (the SMTP sink; install python3-aiosmtpd)",
+        ))?;
+    let stdout = child.stdout.take();
+    let ready = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        stdout.is_some_and(|out| {
+            std::io::BufReader::new(out).read_line(&mut line).is_ok() && line.starts_with("ready")
+        })
+    });
+    let ok = matches!(
+        tokio::time::timeout(Duration::from_secs(20), ready).await,
+        Ok(Ok(true))
+    );
+    if !ok {
+        let _ = kill_and_reap(&mut child);
+        let stderr = fs::read_to_string(layout.root.join("smtp-sink.stderr")).unwrap_or_default();
+        return Err(FixtureError::Sink {
+            reason: stderr.trim().to_owned(),
+        });
+    }
+    Ok(child)
 }
 
 fn kill_and_reap(child: &mut Child) -> Result<(), FixtureError> {
@@ -531,6 +674,18 @@ async fn greets(port: u16) -> bool {
     )
     .await;
     matches!(read, Ok(Ok(n)) if n > 0) && line.starts_with("* OK")
+}
+
+/// `n` distinct free ports.
+async fn free_ports(n: usize) -> Result<Vec<u16>, FixtureError> {
+    let mut ports: Vec<u16> = Vec::with_capacity(n);
+    while ports.len() < n {
+        let port = free_port().await?;
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    Ok(ports)
 }
 
 async fn free_port() -> Result<u16, FixtureError> {

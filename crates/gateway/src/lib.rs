@@ -299,3 +299,169 @@ pub enum GatewayError {
         reason: String,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    //! The pre-login dialogues over an in-memory connection: what a client on another host sees
+    //! on a non-loopback listener without TLS (no password is taken), and what a trusted network
+    //! may do.
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// Refuses every login, counting them.
+    struct Refuser(std::sync::atomic::AtomicUsize);
+
+    impl Backend for Refuser {
+        async fn login(&self, _: LoginRequest) -> Result<Upstream, Refusal> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(Refusal::BadCredentials)
+        }
+    }
+
+    /// Runs one session on a listener at `listener` for a client at 198.51.100.7, sending
+    /// `input` and then closing; returns what the gateway wrote and how many logins reached the
+    /// backend.
+    async fn dialogue(
+        protocol: Protocol,
+        listener: &str,
+        trusted: &[&str],
+        input: &[u8],
+    ) -> (String, usize) {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        let shared = Shared {
+            config: GatewayConfig {
+                trusted_networks: trusted.iter().map(|n| n.parse().unwrap()).collect(),
+                max_sessions: 10,
+                login_timeout: Duration::from_secs(5),
+                ..GatewayConfig::default()
+            },
+            tls: None,
+            sessions: Arc::new(tokio::sync::Semaphore::new(10)),
+        };
+        let listener = Listener {
+            protocol,
+            addr: listener.parse().unwrap(),
+            implicit_tls: false,
+        };
+        let client = conn::Client {
+            stream: Box::new(ours),
+            buf: Vec::new(),
+            tls: false,
+            timeout: Duration::from_secs(5),
+            remote: "198.51.100.7:40000".parse().unwrap(),
+        };
+        let backend = Refuser(std::sync::atomic::AtomicUsize::new(0));
+        let (mut read, mut write) = tokio::io::split(theirs);
+        let input = input.to_vec();
+        let writer = tokio::spawn(async move {
+            write.write_all(&input).await.unwrap();
+            // Keep the connection open until the gateway answered everything.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(write);
+        });
+        let served = async {
+            match protocol {
+                Protocol::Imap => imap::session(client, &listener, &shared, &backend, true).await,
+                Protocol::Pop3 => pop3::session(client, &listener, &shared, &backend, true).await,
+                Protocol::Smtp => smtp::session(client, &listener, &shared, &backend, true).await,
+            }
+        };
+        let mut out = Vec::new();
+        let ((), _) = tokio::join!(served, read.read_to_end(&mut out));
+        writer.await.unwrap();
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            backend.0.load(std::sync::atomic::Ordering::SeqCst),
+        )
+    }
+
+    #[tokio::test]
+    async fn no_password_is_taken_without_tls_on_a_listener_other_hosts_reach() {
+        let (out, logins) = dialogue(
+            Protocol::Imap,
+            "192.0.2.1:143",
+            &[],
+            b"a1 CAPABILITY\r\na2 LOGIN help@contoso.com secret\r\na3 AUTHENTICATE PLAIN AGhlbHAAeA==\r\na4 LOGOUT\r\n",
+        )
+        .await;
+        assert!(
+            out.contains("LOGINDISABLED") && !out.contains("AUTH=PLAIN"),
+            "{out}"
+        );
+        assert!(out.contains("a2 NO [PRIVACYREQUIRED]"), "{out}");
+        assert!(out.contains("a3 NO [PRIVACYREQUIRED]"), "{out}");
+        assert_eq!(logins, 0, "no password reached the backend");
+
+        let (out, logins) = dialogue(
+            Protocol::Pop3,
+            "192.0.2.1:110",
+            &[],
+            b"CAPA\r\nUSER help@contoso.com\r\nPASS secret\r\nAUTH PLAIN AGhlbHAAeA==\r\nQUIT\r\n",
+        )
+        .await;
+        let capa = out.split(".\r\n").next().unwrap();
+        assert!(!capa.contains("USER") && !capa.contains("SASL"), "{out}");
+        assert_eq!(
+            out.matches("-ERR [AUTH] Passwords are only accepted over TLS")
+                .count(),
+            3,
+            "{out}"
+        );
+        assert_eq!(logins, 0);
+
+        let (out, logins) = dialogue(
+            Protocol::Smtp,
+            "192.0.2.1:587",
+            &[],
+            b"EHLO x\r\nAUTH PLAIN AGhlbHAAeA==\r\nAUTH LOGIN\r\nQUIT\r\n",
+        )
+        .await;
+        assert!(
+            !out.contains("AUTH PLAIN LOGIN"),
+            "EHLO offers no AUTH: {out}"
+        );
+        assert_eq!(
+            out.matches("530 5.7.0 Must issue a STARTTLS command first")
+                .count(),
+            2,
+            "{out}"
+        );
+        assert_eq!(logins, 0);
+    }
+
+    #[tokio::test]
+    async fn a_trusted_network_may_log_in_without_tls() {
+        for (protocol, input) in [
+            (
+                Protocol::Imap,
+                &b"a1 LOGIN help@contoso.com secret\r\na2 LOGOUT\r\n"[..],
+            ),
+            (
+                Protocol::Pop3,
+                b"USER help@contoso.com\r\nPASS secret\r\nQUIT\r\n",
+            ),
+            (
+                Protocol::Smtp,
+                b"EHLO x\r\nAUTH PLAIN AGhlbHBAY29udG9zby5jb20Ac2VjcmV0\r\nQUIT\r\n",
+            ),
+        ] {
+            let (out, logins) =
+                dialogue(protocol, "192.0.2.1:1000", &["198.51.100.0/24"], input).await;
+            assert_eq!(logins, 1, "{protocol:?}: {out}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_loopback_listener_takes_passwords_without_tls() {
+        let (out, logins) = dialogue(
+            Protocol::Smtp,
+            "127.0.0.1:587",
+            &[],
+            b"EHLO x\r\nAUTH PLAIN AGhlbHBAY29udG9zby5jb20Ac2VjcmV0\r\nQUIT\r\n",
+        )
+        .await;
+        assert!(out.contains("250 AUTH PLAIN LOGIN"), "{out}");
+        assert!(out.contains("535 5.7.8"), "{out}");
+        assert_eq!(logins, 1);
+    }
+}
