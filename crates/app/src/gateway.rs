@@ -811,3 +811,115 @@ impl App {
         endpoints
     }
 }
+
+/// One configured gateway listener and whether it answers now.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListenerStatus {
+    /// `imap`, `imaps`, `pop3`, `pop3s`, `submission` or `submissions`.
+    pub name: &'static str,
+    pub addr: std::net::SocketAddr,
+    /// `accepting`, with the greeting for the plain listeners, or why not.
+    pub state: String,
+}
+
+/// What `oauthimap gateway status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct GatewayStatus {
+    pub listeners: Vec<ListenerStatus>,
+    /// Open sessions per protocol, as the running service reports them on `/metrics`; `None`
+    /// when the service cannot be reached from here.
+    pub sessions: Option<Vec<(String, u64)>>,
+    pub passwords: Vec<GatewayPassword>,
+}
+
+impl App {
+    /// The configured listeners (each probed), the running service's open sessions and every
+    /// gateway password with its last use.
+    pub async fn gateway_status(&self) -> Result<GatewayStatus> {
+        let g = &self.settings().gateway;
+        let configured = [
+            ("imap", g.imap_listen, false),
+            ("imaps", g.imaps_listen, true),
+            ("pop3", g.pop3_listen, false),
+            ("pop3s", g.pop3s_listen, true),
+            ("submission", g.submission_listen, false),
+            ("submissions", g.submissions_listen, true),
+        ];
+        let mut listeners = Vec::new();
+        for (name, addr, implicit_tls) in configured {
+            let Some(addr) = addr else { continue };
+            listeners.push(ListenerStatus {
+                name,
+                addr,
+                state: probe(reachable(addr), implicit_tls).await,
+            });
+        }
+        let sessions = self.service_sessions().await;
+        Ok(GatewayStatus {
+            listeners,
+            sessions,
+            passwords: self.gateway_passwords(None).await?,
+        })
+    }
+
+    /// `oauthimap_gateway_sessions` from the running service's `/metrics`.
+    async fn service_sessions(&self) -> Option<Vec<(String, u64)>> {
+        let url = format!("http://{}/metrics", reachable(self.settings().listen));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .ok()?;
+        let text = client.get(url).send().await.ok()?.text().await.ok()?;
+        let mut sessions = Vec::new();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("oauthimap_gateway_sessions{protocol=\"") else {
+                continue;
+            };
+            let Some((protocol, value)) = rest.split_once("\"}") else {
+                continue;
+            };
+            // Rendered as a float (`3` or `3.0`); a session count is whole.
+            let count = value
+                .trim()
+                .split('.')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            sessions.push((protocol.to_owned(), count));
+        }
+        Some(sessions)
+    }
+}
+
+/// Where to reach a listener from this host: an unspecified address through loopback.
+fn reachable(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, addr.port())
+}
+
+/// Connects and, on a plain listener, reads the greeting.
+async fn probe(addr: std::net::SocketAddr, implicit_tls: bool) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let connect = tokio::net::TcpStream::connect(addr);
+    let mut tcp = match tokio::time::timeout(Duration::from_secs(3), connect).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return format!("not listening ({e}): is `oauthimap serve` running?"),
+        Err(_) => return "no answer within 3 s".into(),
+    };
+    if implicit_tls {
+        return "accepting (TLS)".into();
+    }
+    let mut buf = [0u8; 512];
+    match tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 => {
+            let greeting = String::from_utf8_lossy(&buf[..n]);
+            let first = greeting.lines().next().unwrap_or_default();
+            format!("accepting: {}", first.chars().take(80).collect::<String>())
+        }
+        _ => "accepting, but no greeting".into(),
+    }
+}

@@ -39,7 +39,8 @@ pub use collect::CollectOutcome;
 pub use diagnose::{DiagnoseOptions, DiagnosticReport, Outcome, Step};
 pub use error::{AppError, Result};
 pub use gateway::{
-    GATEWAY_PROTOCOLS, GatewayBackend, GatewayEndpoint, UpstreamScope, UpstreamServer,
+    GATEWAY_PROTOCOLS, GatewayBackend, GatewayEndpoint, GatewayStatus, ListenerStatus,
+    UpstreamScope, UpstreamServer,
 };
 pub use import::{CollectorTarget, GlpiImport, ImportLine};
 pub use keys::{KeyRotation, KeyStatus};

@@ -508,6 +508,9 @@ pub enum ImportCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum GatewayCommand {
+    /// The listeners (each probed), the running service's open sessions per protocol, and
+    /// every gateway password's last use.
+    Status,
     /// Gateway passwords: one per client, never the mailbox's own password.
     #[command(subcommand)]
     Password(GatewayPasswordCommand),

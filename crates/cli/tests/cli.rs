@@ -676,10 +676,29 @@ fn completions_load_in_bash_and_man_pages_are_written() {
 async fn serve_runs_the_gateway_and_refuses_a_broken_gateway_configuration() {
     use std::io::{BufRead as _, Read as _, Write as _};
     let dir = tempfile::tempdir().unwrap();
+    // Fixed free ports, so that `gateway status` (another process) finds the listeners.
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (web, imap, smtp) = (free(), free(), free());
+    let env = [
+        ("OAUTHIMAP_LISTEN", format!("127.0.0.1:{web}")),
+        (
+            "OAUTHIMAP_GATEWAY__IMAP_LISTEN",
+            format!("127.0.0.1:{imap}"),
+        ),
+        (
+            "OAUTHIMAP_GATEWAY__SUBMISSION_LISTEN",
+            format!("127.0.0.1:{smtp}"),
+        ),
+    ];
     let mut child = oauthimap(dir.path())
         .arg("serve")
-        .env("OAUTHIMAP_LISTEN", "127.0.0.1:0")
-        .env("OAUTHIMAP_GATEWAY__IMAP_LISTEN", "127.0.0.1:0")
+        .envs(env.clone())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -706,6 +725,32 @@ async fn serve_runs_the_gateway_and_refuses_a_broken_gateway_configuration() {
     );
     tcp.write_all(b"a1 LOGOUT\r\n").unwrap();
     drop(tcp);
+    // `gateway status` probes each listener and reads the open sessions from the service.
+    let mut status = None;
+    for _ in 0..50 {
+        let out = run(
+            oauthimap(dir.path())
+                .args(["gateway", "status"])
+                .envs(env.clone()),
+            None,
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let t = text(&out);
+        if t.contains("sessions: ") && !t.contains("sessions: unknown") {
+            status = Some(t);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = status.expect("gateway status reached the service");
+    assert!(
+        status.contains(&format!("127.0.0.1:{imap}")) && status.contains("accepting: * OK"),
+        "{status}"
+    );
+    assert!(
+        status.contains("submission") && status.contains("accepting: 220 "),
+        "{status}"
+    );
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

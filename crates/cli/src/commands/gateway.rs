@@ -9,9 +9,45 @@ use crate::output::{Out, time};
 
 pub async fn run(app: &App, out: &Out, cmd: GatewayCommand) -> Result<(), AppError> {
     match cmd {
+        GatewayCommand::Status => status(app, out).await,
         GatewayCommand::Password(c) => passwords(app, out, c).await,
         GatewayCommand::Upstream(c) => upstream(app, c).await,
     }
+}
+
+async fn status(app: &App, out: &Out) -> Result<(), AppError> {
+    use std::fmt::Write as _;
+    let status = app.gateway_status().await?;
+    out.record(&status, || {
+        let mut text = String::new();
+        if status.listeners.is_empty() {
+            text.push_str("The gateway is off: set [gateway] imap_listen, pop3_listen or submission_listen (see docs/gateway.md).\n");
+        }
+        for l in &status.listeners {
+            let _ = writeln!(text, "{:<12} {:<22} {}", l.name, l.addr, l.state);
+        }
+        match &status.sessions {
+            Some(s) if s.is_empty() => text.push_str("sessions: none open\n"),
+            Some(s) => {
+                let parts: Vec<String> = s.iter().map(|(p, n)| format!("{p} {n}")).collect();
+                let _ = writeln!(text, "sessions: {}", parts.join(", "));
+            }
+            None => text.push_str("sessions: unknown (the service's /metrics cannot be reached from here)\n"),
+        }
+        for p in &status.passwords {
+            let _ = writeln!(
+                text,
+                "password {:?} of {} ({}): last used {}{}",
+                p.name,
+                p.mailbox,
+                p.protocols,
+                time(p.last_used_at),
+                p.last_remote.as_ref().map(|r| format!(" from {r}")).unwrap_or_default()
+            );
+        }
+        text
+    });
+    Ok(())
 }
 
 /// A date (`2027-06-30`, midnight UTC) or an RFC 3339 time, as epoch milliseconds.
