@@ -56,6 +56,9 @@ pub struct ApplicationView {
     pub profile: Profile,
     /// For Microsoft: the Exchange Online PowerShell commands that allow app-only access.
     pub app_only_setup: Vec<String>,
+    /// For Microsoft: what the gateway's POP3 and SMTP need that the scopes lack, and how to
+    /// add it (empty when nothing is missing).
+    pub gateway_scope_hints: Vec<String>,
 }
 
 fn check_name(name: &str) -> Result<String> {
@@ -389,10 +392,29 @@ impl App {
         } else {
             Vec::new()
         };
+        let mut gateway_scope_hints = Vec::new();
+        if application.fields.provider == Provider::Microsoft {
+            let has = |scope: &str| profile.scopes.iter().any(|s| s.eq_ignore_ascii_case(scope));
+            for (scope, what) in [
+                ("https://outlook.office.com/SMTP.Send", "SMTP submission"),
+                ("https://outlook.office.com/POP.AccessAsUser.All", "POP3"),
+            ] {
+                if !has(scope) {
+                    gateway_scope_hints.push(format!(
+                        "The gateway's {what} needs the scope {scope}: add it to the application's API permissions \
+                         in Entra (Office 365 Exchange Online, delegated), then `oauthimap app update {:?} --scopes \"{} {scope}\"` \
+                         and sign the mailboxes in again.",
+                        application.fields.name,
+                        profile.scopes.join(" ")
+                    ));
+                }
+            }
+        }
         Ok(ApplicationView {
             redirect_url: self.redirect_url().to_string(),
             profile,
             app_only_setup,
+            gateway_scope_hints,
             application,
         })
     }

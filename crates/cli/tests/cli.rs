@@ -244,6 +244,46 @@ fn application_commands_and_exit_codes() {
     assert_eq!(v["comment"], "rotated");
     assert_eq!(v["redirect_url"], "http://localhost:8080/oauth/callback");
     assert_eq!(v["profile"]["imap_host"], "outlook.office365.com");
+    // The default Microsoft scopes cover IMAP only: show says what the gateway's SMTP and POP3
+    // need, and how to add it.
+    let hints = v["gateway_scope_hints"].as_array().unwrap();
+    assert!(
+        hints.iter().any(|h| h
+            .as_str()
+            .unwrap()
+            .contains("https://outlook.office.com/SMTP.Send")),
+        "{hints:?}"
+    );
+    let text_show = run(oauthimap(d).args(["app", "show", "Contoso"]), None);
+    assert!(
+        text(&text_show).contains("app update \"Contoso\" --scopes"),
+        "{}",
+        text(&text_show)
+    );
+    let scopes = v["profile"]["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let updated = run(
+        oauthimap(d).args(["app", "update", "Contoso", "--scopes"]).arg(format!(
+            "{scopes} https://outlook.office.com/SMTP.Send https://outlook.office.com/POP.AccessAsUser.All"
+        )),
+        None,
+    );
+    assert!(updated.status.success(), "{}", text(&updated));
+    let again = run(
+        oauthimap(d).args(["--json", "app", "show", "Contoso"]),
+        None,
+    );
+    let v2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        v2["gateway_scope_hints"].as_array().unwrap().len(),
+        0,
+        "{v2}"
+    );
     for o in [&out, &show, &list] {
         assert!(!text(o).contains(SECRET) && !text(o).contains("rotated-secret-value"));
     }

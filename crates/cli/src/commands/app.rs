@@ -117,6 +117,9 @@ fn show(out: &Out, v: &ApplicationView) {
         if let Some(consent) = &v.profile.admin_consent_url {
             let _ = writeln!(text, "\nAdmin consent (tenant-wide): {consent}?client_id={}", f.client_id);
         }
+        for hint in &v.gateway_scope_hints {
+            let _ = writeln!(text, "\n{hint}");
+        }
         if !v.app_only_setup.is_empty() {
             text.push_str("\nApp-only access (client credentials) also needs, in Exchange Online PowerShell:\n");
             for line in &v.app_only_setup {
