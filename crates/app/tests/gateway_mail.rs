@@ -132,6 +132,31 @@ impl Setup {
     }
 }
 
+/// Asserts that no log line of this test holds the gateway password, the account's access token
+/// or a SASL string built from either.
+async fn assert_logs_hold_no_secret(s: &Setup, logs: &common::Capture) {
+    use base64::Engine as _;
+    let account = s.h.app.list_accounts(None).await.unwrap().remove(0);
+    let mut secrets = vec![
+        s.password.clone(),
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{USER}\0{}", s.password)),
+        base64::engine::general_purpose::STANDARD.encode(&s.password),
+    ];
+    if let Ok(token) = s.h.app.tokens().access_token(account.id, false).await {
+        let token = token.secret.expose_secret().to_owned();
+        secrets.push(oauthimap_imap::xoauth2_initial_response(USER, &token));
+        secrets.push(token);
+    }
+    let text = logs.text();
+    assert!(
+        text.contains("oauthimap"),
+        "the capture saw the service's logs"
+    );
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "a log line holds a secret");
+    }
+}
+
 /// Reads lines until one contains `last` (or 10 s pass, or the connection closes).
 async fn exchange(addr: SocketAddr, greeting: &str, input: &[u8], last: &str) -> String {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -320,6 +345,7 @@ fn outgoing(i: usize, client: &str) -> Vec<u8> {
 /// exactly the bytes each client sent, with the envelope it gave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_clients_submit_byte_identical_mail_through_the_gateway() {
+    let logs = common::capture_all_logs();
     let s = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let mut sent: Vec<(String, Vec<u8>)> = Vec::new();
@@ -482,6 +508,7 @@ print("sent")
             .any(|e| e.kind == "gateway.login" && e.message.starts_with("smtp login")),
         "{events:?}"
     );
+    assert_logs_hold_no_secret(&s, &logs).await;
     s.finish().await;
 }
 
@@ -490,6 +517,7 @@ print("sent")
 /// an event; nothing logs a password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pop3_and_smtp_refuse_bad_input_with_protocol_answers() {
+    let logs = common::capture_all_logs();
     let s = setup().await;
     let pop3 = s.gateway.pop3;
     let smtp = s.gateway.submission;
@@ -653,6 +681,7 @@ async fn pop3_and_smtp_refuse_bad_input_with_protocol_answers() {
         events.iter().all(|e| !e.message.contains(&s.password)),
         "an event shows the password"
     );
+    assert_logs_hold_no_secret(&s, &logs).await;
     s.finish().await;
 }
 
@@ -756,6 +785,37 @@ async fn an_smtp_server_that_refuses_the_token_is_named_with_the_scope_to_add() 
     )
     .await;
     assert!(got.contains("235 2.7.0"), "{got}");
+    // An upstream that closes mid-login: the client gets 454 (try later), not a hang.
+    let closer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let closer_port = closer.local_addr().unwrap().port();
+    let closing = tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = closer.accept().await {
+            let _ = tcp.write_all(b"220 closer ESMTP\r\n").await;
+            drop(tcp);
+        }
+    });
+    s.h.app
+        .set_upstream(
+            &UpstreamScope::Account(AccountSelector::new(USER, None)),
+            Protocol::Smtp,
+            Some(UpstreamServer {
+                host: "127.0.0.1".into(),
+                port: closer_port,
+                security: Security::Plain,
+                ca_file: None,
+            }),
+        )
+        .await
+        .unwrap();
+    let got = exchange(
+        s.gateway.submission,
+        "220 ",
+        format!("EHLO x\r\nAUTH PLAIN {plain}\r\n").as_bytes(),
+        "454",
+    )
+    .await;
+    assert!(got.contains("454 4.7.0"), "{got}");
+    closing.abort();
     server.abort();
     s.finish().await;
 }

@@ -1,37 +1,15 @@
 //! No token, secret, code or state appears in any log line of a whole OAuth flow, at any level.
 //! A test binary of its own, so the log capture sees only this flow.
 
-use std::sync::{Arc, Mutex};
-
 use oauthimap_app::store::Backend;
 use secrecy::ExposeSecret;
 
 mod common;
 use common::{SECRET, USER, harness};
 
-/// Collects every log line, at every level.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn no_secret_appears_in_any_log_line() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = common::capture_all_logs();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
