@@ -561,23 +561,25 @@ impl App {
         let protocol = protocol.as_str();
         match opened {
             Ok(upstream) => {
-                if let Err(e) = self
-                    .store()
-                    .note_gateway_password_use(record.id, &remote.ip().to_string())
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot note the gateway login");
-                }
-                self.gateway_event(
-                    account,
-                    Level::Info,
-                    "gateway.login",
-                    format!(
-                        "{protocol} login of {} with {:?} from {remote}",
-                        state.mailbox, record.name
-                    ),
-                )
-                .await;
+                // Bookkeeping after the answer: the client does not wait for two writes.
+                let app = self.clone();
+                let (id, name, mailbox) = (record.id, record.name.clone(), state.mailbox.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = app
+                        .store()
+                        .note_gateway_password_use(id, &remote.ip().to_string())
+                        .await
+                    {
+                        tracing::warn!(error = %e, "cannot note the gateway login");
+                    }
+                    app.gateway_event(
+                        account,
+                        Level::Info,
+                        "gateway.login",
+                        format!("{protocol} login of {mailbox} with {name:?} from {remote}"),
+                    )
+                    .await;
+                });
                 Ok(upstream)
             }
             Err((error, kind, refused)) => {

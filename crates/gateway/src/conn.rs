@@ -219,69 +219,86 @@ pub(crate) fn plain(data: &[u8]) -> Sasl {
     }
 }
 
+/// Bytes read at once while a session is quiet; a read that fills it switches to
+/// [`BURST_BUFFER`] until a short read shows the burst is over. A thousand idle sessions then
+/// hold two small buffers each, not two large ones.
+const QUIET_BUFFER: usize = 1024;
+const BURST_BUFFER: usize = 32 * 1024;
+
+/// Copies `from` to `to` until `from` ends or either fails; calls `heard` after each read.
+/// Returns the bytes copied.
+async fn pump<R, W>(mut from: R, mut to: W, heard: impl Fn()) -> u64
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut quiet = [0u8; QUIET_BUFFER];
+    let mut burst: Option<Vec<u8>> = None;
+    let mut total = 0u64;
+    loop {
+        let read = match burst.as_mut() {
+            Some(buf) => from.read(buf).await,
+            None => from.read(&mut quiet).await,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        heard();
+        let chunk = match burst.as_ref() {
+            Some(buf) => &buf[..n],
+            None => &quiet[..n],
+        };
+        if to.write_all(chunk).await.is_err() {
+            break;
+        }
+        total += n as u64;
+        if burst.is_none() && n == QUIET_BUFFER {
+            burst = Some(vec![0u8; BURST_BUFFER]);
+        } else if burst.is_some() && n < QUIET_BUFFER {
+            burst = None;
+        }
+    }
+    let _ = to.shutdown().await;
+    total
+}
+
 /// Relays both directions untouched until either side closes, or until the client has sent
 /// nothing for `idle`. Returns true when the idle time ended it (the caller then tells the
 /// client, as its protocol says).
 pub(crate) async fn relay<U: Stream>(
-    client: Box<dyn Stream>,
+    mut client: Box<dyn Stream>,
     pending_to_server: Vec<u8>,
-    upstream: U,
+    mut upstream: U,
     pending_to_client: Vec<u8>,
     protocol: Protocol,
     idle: Duration,
 ) -> (bool, Box<dyn Stream>) {
-    let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut server_read, mut server_write) = tokio::io::split(upstream);
+    let name = protocol.as_str();
+    // What either side sent along with its last pre-relay line goes first; the buffers are
+    // freed before the relay settles in.
+    if (!pending_to_client.is_empty() && client.write_all(&pending_to_client).await.is_err())
+        || (!pending_to_server.is_empty()
+            && upstream.write_all(&pending_to_server).await.is_err())
+    {
+        return (false, client);
+    }
+    drop((pending_to_client, pending_to_server));
+    let (client_read, client_write) = tokio::io::split(client);
+    let (server_read, server_write) = tokio::io::split(upstream);
     let started = tokio::time::Instant::now();
     // Milliseconds since `started` of the client's last bytes.
     let last_heard = Arc::new(AtomicU64::new(0));
-    let name = protocol.as_str();
-    let to_server = async {
-        let mut total = pending_to_server.len() as u64;
-        if !pending_to_server.is_empty()
-            && server_write.write_all(&pending_to_server).await.is_err()
-        {
-            return total;
-        }
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match client_read.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            last_heard.store(
-                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
-            if server_write.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-            total += n as u64;
-        }
-        let _ = server_write.shutdown().await;
-        total
+    let heard = || {
+        last_heard.store(
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     };
-    let to_client = async {
-        let mut total = pending_to_client.len() as u64;
-        if !pending_to_client.is_empty()
-            && client_write.write_all(&pending_to_client).await.is_err()
-        {
-            return total;
-        }
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = match server_read.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if client_write.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-            total += n as u64;
-        }
-        let _ = client_write.shutdown().await;
-        total
-    };
+    let mut client_read = client_read;
+    let mut client_write = client_write;
+    let to_server = pump(&mut client_read, server_write, heard);
+    let to_client = pump(server_read, &mut client_write, || {});
     let watch = async {
         loop {
             let heard = Duration::from_millis(last_heard.load(Ordering::Relaxed));
