@@ -25,6 +25,9 @@ pub struct DiagnoseOptions {
     pub folder: Option<String>,
     pub ca_file: Option<String>,
     pub timeout: Option<Duration>,
+    /// Also log in to the account's SMTP server as the gateway would (done anyway when the
+    /// gateway's SMTP submission is configured).
+    pub smtp: bool,
 }
 
 /// How a step ended.
@@ -448,6 +451,66 @@ impl Run {
     }
 }
 
+impl Run {
+    /// The SMTP login the gateway's submission side would make: the provider's server (or the
+    /// override), STARTTLS, XOAUTH2. A refusal names the scope or setting that is missing.
+    async fn smtp(&mut self, app: &App, account: &Account, timeout: Duration) {
+        let started = Instant::now();
+        let server = match app
+            .upstream(account.id, oauthimap_gateway::Protocol::Smtp)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                self.steps.push(
+                    "smtp",
+                    Outcome::Failed,
+                    e.to_string(),
+                    Some(
+                        "set the SMTP server with `oauthimap gateway upstream set --protocol smtp`"
+                            .into(),
+                    ),
+                    started,
+                );
+                return;
+            }
+        };
+        let target = oauthimap_gateway::upstream::UpstreamTarget {
+            host: server.host.clone(),
+            port: server.port,
+            security: server.security,
+            extra_ca: server.ca_file.clone().map(Into::into),
+            user: account.mailbox.clone(),
+            helo: "oauthimap-diagnose".into(),
+            timeout,
+        };
+        let source = app.tokens().source(account.id);
+        match oauthimap_gateway::upstream::smtp_login(&target, &source).await {
+            Ok(session) => {
+                let mut stream = session.stream;
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, b"QUIT\r\n").await;
+                let detail = format!(
+                    "logged in to {}:{} with XOAUTH2; the server offers {}",
+                    server.host,
+                    server.port,
+                    session.extensions.join(", ")
+                );
+                self.steps.push("smtp", Outcome::Ok, detail, None, started);
+            }
+            Err(e @ oauthimap_gateway::upstream::UpstreamError::Refused { .. }) => {
+                let hint = crate::gateway::smtp_refusal_hint(account);
+                let hint = hint.trim_start_matches("; ").to_owned();
+                self.steps
+                    .push("smtp", Outcome::Failed, e.to_string(), Some(hint), started);
+            }
+            Err(e) => {
+                self.steps
+                    .push("smtp", Outcome::Failed, e.to_string(), None, started);
+            }
+        }
+    }
+}
+
 impl App {
     fn diagnose_target(
         profile: &oauthimap_oauth::Profile,
@@ -542,6 +605,10 @@ impl App {
         }
         if run.network(&target).await {
             run.session(self, &account, &target).await;
+        }
+        let g = &self.settings().gateway;
+        if options.smtp || g.submission_listen.is_some() || g.submissions_listen.is_some() {
+            run.smtp(self, &account, target.timeout).await;
         }
         Ok(run.report(&account, &target))
     }

@@ -623,7 +623,7 @@ impl App {
 }
 
 /// What to check when a provider refuses SMTP with a token that IMAP takes.
-fn smtp_refusal_hint(account: &oauthimap_store::Account) -> String {
+pub(crate) fn smtp_refusal_hint(account: &oauthimap_store::Account) -> String {
     if account.scopes.to_ascii_lowercase().contains("smtp.send")
         || account.scopes.contains("https://mail.google.com/")
     {

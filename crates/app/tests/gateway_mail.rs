@@ -762,6 +762,38 @@ async fn an_smtp_server_that_refuses_the_token_is_named_with_the_scope_to_add() 
         "{}",
         refused.message
     );
+    // `diagnose --smtp` makes the same login and names what to fix.
+    let options = oauthimap_app::DiagnoseOptions {
+        host: Some("localhost".into()),
+        port: Some(s.dovecot.imaps_port()),
+        ca_file: Some(s.dovecot.ca_pem_path().display().to_string()),
+        smtp: true,
+        ..Default::default()
+    };
+    let report =
+        s.h.app
+            .diagnose(&AccountSelector::new(USER, None), &options)
+            .await
+            .unwrap();
+    let smtp_step = report
+        .steps
+        .iter()
+        .find(|st| st.name == "smtp")
+        .expect("an smtp step");
+    assert_eq!(
+        smtp_step.outcome,
+        oauthimap_app::Outcome::Failed,
+        "{smtp_step:?}"
+    );
+    assert!(smtp_step.detail.contains("535 5.7.3"), "{smtp_step:?}");
+    assert!(
+        smtp_step
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("SMTP.Send") || h.contains("SMTP AUTH")),
+        "{smtp_step:?}"
+    );
+    assert!(!report.ok);
     // The account's IMAP and POP3 are untouched by an SMTP refusal.
     let account = s.h.app.list_accounts(None).await.unwrap().remove(0);
     assert_ne!(
@@ -785,6 +817,17 @@ async fn an_smtp_server_that_refuses_the_token_is_named_with_the_scope_to_add() 
     )
     .await;
     assert!(got.contains("235 2.7.0"), "{got}");
+    let report =
+        s.h.app
+            .diagnose(&AccountSelector::new(USER, None), &options)
+            .await
+            .unwrap();
+    assert!(report.ok, "{:?}", report.steps);
+    let smtp_step = report.steps.iter().find(|st| st.name == "smtp").unwrap();
+    assert!(
+        smtp_step.detail.contains("logged in to localhost"),
+        "{smtp_step:?}"
+    );
     // An upstream that closes mid-login: the client gets 454 (try later), not a hang.
     let closer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closer_port = closer.local_addr().unwrap().port();

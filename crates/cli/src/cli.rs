@@ -100,6 +100,10 @@ pub enum Command {
         /// Also print the protocol transcript.
         #[arg(long)]
         transcript: bool,
+        /// Also log in to the account's SMTP server as the gateway's submission side would
+        /// (done anyway when [gateway] submission_listen is set); names a missing SMTP scope.
+        #[arg(long)]
+        smtp: bool,
     },
     /// Collect mail: one pass over every active receiver (or one), with a progress bar on a
     /// terminal and a summary (available, delivered, already seen, refused, failed). `serve`

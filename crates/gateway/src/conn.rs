@@ -278,8 +278,7 @@ pub(crate) async fn relay<U: Stream>(
     // What either side sent along with its last pre-relay line goes first; the buffers are
     // freed before the relay settles in.
     if (!pending_to_client.is_empty() && client.write_all(&pending_to_client).await.is_err())
-        || (!pending_to_server.is_empty()
-            && upstream.write_all(&pending_to_server).await.is_err())
+        || (!pending_to_server.is_empty() && upstream.write_all(&pending_to_server).await.is_err())
     {
         return (false, client);
     }

@@ -105,6 +105,9 @@ pub struct DiagnoseBody {
     folder: Option<String>,
     ca_file: Option<String>,
     timeout_secs: Option<u64>,
+    /// Also check the SMTP login the gateway would make.
+    #[serde(default)]
+    smtp: bool,
 }
 
 /// `POST /api/v1/accounts/{id}/diagnose`: the login diagnostic report (needs the admin scope).
@@ -126,6 +129,7 @@ pub async fn diagnose(
         folder: b.folder,
         ca_file: b.ca_file,
         timeout: b.timeout_secs.map(std::time::Duration::from_secs),
+        smtp: b.smtp,
     };
     match app
         .diagnose(&AccountSelector::new(id.to_string(), None), &options)

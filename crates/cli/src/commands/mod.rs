@@ -99,6 +99,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             ca_file,
             timeout,
             transcript,
+            smtp,
         } => {
             let options = oauthimap_app::DiagnoseOptions {
                 host,
@@ -108,6 +109,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 folder,
                 ca_file,
                 timeout: Some(*timeout),
+                smtp,
             };
             diagnose::run(&app, &out, account, filter, &options, transcript).await
         }

@@ -208,6 +208,7 @@ pub async fn diagnose(
         folder: text(&form.folder),
         ca_file: text(&form.ca_file),
         timeout: None,
+        smtp: false,
     };
     match app
         .diagnose(&AccountSelector::new(id.to_string(), None), &options)
