@@ -557,7 +557,14 @@ impl App {
             .upstream(account, protocol)
             .await
             .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        let started = Instant::now();
         let opened = self.connect_upstream(&server, state, request).await;
+        metrics::histogram!(
+            "oauthimap_gateway_upstream_login_seconds",
+            "protocol" => protocol.as_str(),
+            "result" => if opened.is_ok() { "ok" } else { "failed" }
+        )
+        .record(started.elapsed().as_secs_f64());
         let protocol = protocol.as_str();
         match opened {
             Ok(upstream) => {
