@@ -505,6 +505,8 @@ impl App {
                 let mut config =
                     SessionConfig::new(&server.host, server.port, server.security, &state.mailbox);
                 config.extra_ca_pem = server.ca_file.clone().map(Into::into);
+                config.connect_timeout = request.upstream_timeout;
+                config.io_timeout = request.upstream_timeout;
                 connect_and_login(&config, &tokens)
                     .await
                     .map(|session| Upstream::Imap {
@@ -524,7 +526,7 @@ impl App {
                         .helo
                         .clone()
                         .unwrap_or_else(|| "oauthimap-gateway".into()),
-                    timeout: Duration::from_secs(30),
+                    timeout: request.upstream_timeout,
                 };
                 let logged_in = if request.protocol == Protocol::Pop3 {
                     oauthimap_gateway::upstream::pop3_login(&target, &tokens).await
@@ -733,6 +735,7 @@ impl App {
             trusted_networks,
             max_sessions: g.max_sessions,
             login_timeout: Duration::from_secs(g.login_timeout_secs),
+            upstream_timeout: Duration::from_secs(g.upstream_timeout_secs.max(1)),
         }))
     }
 

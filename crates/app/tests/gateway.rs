@@ -171,6 +171,11 @@ assert typ == "OK" and b"IDLE" in caps[0], caps"#,
             r#"m = imaplib.IMAP4("localhost", int(os.environ["PORT"]))
 m.starttls(ssl_context=ctx)
 assert "STARTTLS" not in m.capabilities, m.capabilities
+try:
+    m._simple_command("STARTTLS")
+    raise SystemExit("STARTTLS twice was accepted")
+except imaplib.IMAP4.error as e:
+    assert "already active" in str(e), e
 m.authenticate("PLAIN", lambda _: ("\0" + os.environ["USER"] + "\0" + os.environ["PASSWORD"]).encode())"#,
         ))
         .await;

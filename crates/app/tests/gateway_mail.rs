@@ -294,6 +294,29 @@ assert r.startswith(b"+OK"), r"#,
             "message {i} arrived whole: {text}"
         );
     }
+    // A session opened after a token refresh uses the new token: the old one no longer works
+    // at the server, and the login still does.
+    let account = s.h.app.list_accounts(None).await.unwrap().remove(0);
+    let old =
+        s.h.app
+            .tokens()
+            .access_token(account.id, false)
+            .await
+            .unwrap();
+    let new =
+        s.h.app
+            .tokens()
+            .access_token(account.id, true)
+            .await
+            .unwrap();
+    assert_ne!(old.secret.expose_secret(), new.secret.expose_secret());
+    assert!(s.h.idp.revoke_access_token(old.secret.expose_secret()));
+    let login = format!("USER {USER}\r\nPASS {}\r\nSTAT\r\nQUIT\r\n", s.password);
+    let got = exchange(s.gateway.pop3, "+OK", login.as_bytes(), "+OK Logging out").await;
+    assert!(
+        got.contains("+OK Logged in") && got.contains("+OK 4 "),
+        "{got}"
+    );
     // The messages were kept (fetchmail's `keep`), and the logins are events.
     assert_eq!(
         s.dovecot.list_messages(USER, "INBOX").await.unwrap().len(),
@@ -859,6 +882,58 @@ async fn an_smtp_server_that_refuses_the_token_is_named_with_the_scope_to_add() 
     .await;
     assert!(got.contains("454 4.7.0"), "{got}");
     closing.abort();
+    // An upstream that accepts and then says nothing (IMAP, POP3 and SMTP alike): after the
+    // gateway's upstream timeout (3 s here) the client hears "try again later", and the gateway
+    // keeps serving.
+    let hanger = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanger_port = hanger.local_addr().unwrap().port();
+    let hanging = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = hanger.accept().await {
+            held.push(tcp);
+        }
+    });
+    for protocol in [Protocol::Imap, Protocol::Pop3, Protocol::Smtp] {
+        s.h.app
+            .set_upstream(
+                &UpstreamScope::Account(AccountSelector::new(USER, None)),
+                protocol,
+                Some(UpstreamServer {
+                    host: "127.0.0.1".into(),
+                    port: hanger_port,
+                    security: Security::Plain,
+                    ca_file: None,
+                }),
+            )
+            .await
+            .unwrap();
+    }
+    // `exchange` waits 10 s for each line: the answer comes from the timeout, not a hang.
+    let got = exchange(
+        s.gateway.submission,
+        "220 ",
+        format!("EHLO x\r\nAUTH PLAIN {plain}\r\n").as_bytes(),
+        "454",
+    )
+    .await;
+    assert!(got.contains("454 4.7.0"), "{got}");
+    let login = format!("USER {USER}\r\nPASS {}\r\n", s.password);
+    let got = exchange(s.gateway.pop3, "+OK", login.as_bytes(), "-ERR").await;
+    assert!(got.contains("-ERR [SYS/TEMP]"), "{got}");
+    let login = format!("a1 LOGIN {USER} \"{}\"\r\n", s.password);
+    let got = exchange(s.gateway.imap, "* OK", login.as_bytes(), "a1 ").await;
+    assert!(got.contains("a1 NO [UNAVAILABLE]"), "{got}");
+    let events = s.h.app.store().events(None, None, 200).await.unwrap();
+    assert!(
+        ["imap login", "pop3 login", "smtp login"]
+            .iter()
+            .all(|p| events.iter().any(|e| e.kind == "gateway.refused"
+                && e.message.starts_with(p)
+                && e.message.contains("no answer within 3 s"))),
+        "each protocol's login failure says the upstream did not answer: {:?}",
+        events.iter().map(|e| &e.message).collect::<Vec<_>>()
+    );
+    hanging.abort();
     server.abort();
     s.finish().await;
 }

@@ -66,6 +66,7 @@ pub const SETTINGS: &[&str] = &[
     "gateway__trusted_networks",
     "gateway__max_sessions",
     "gateway__login_timeout_secs",
+    "gateway__upstream_timeout_secs",
 ];
 
 /// The log line format.
@@ -163,6 +164,9 @@ pub struct GatewaySettings {
     pub max_sessions: usize,
     /// Seconds a client may stay silent before logging in.
     pub login_timeout_secs: u64,
+    /// Seconds the upstream server may take to connect and to answer each login step; a client
+    /// then hears "try again later" (IMAP `NO [UNAVAILABLE]`, POP3 `-ERR [SYS/TEMP]`, SMTP 454).
+    pub upstream_timeout_secs: u64,
 }
 
 impl Default for GatewaySettings {
@@ -179,6 +183,7 @@ impl Default for GatewaySettings {
             trusted_networks: Vec::new(),
             max_sessions: 1000,
             login_timeout_secs: 120,
+            upstream_timeout_secs: 30,
         }
     }
 }

@@ -47,6 +47,7 @@ pub(crate) struct Client {
     pub(crate) buf: Vec<u8>,
     pub(crate) tls: bool,
     pub(crate) timeout: Duration,
+    pub(crate) upstream_timeout: Duration,
     pub(crate) remote: SocketAddr,
 }
 
@@ -64,6 +65,7 @@ impl Client {
             buf: Vec::new(),
             tls: false,
             timeout: shared.config.login_timeout,
+            upstream_timeout: shared.config.upstream_timeout,
             remote,
         };
         if listener.implicit_tls {

@@ -295,6 +295,7 @@ async fn serve_client<B: Backend>(
             password,
             remote: client.remote,
             helo: None,
+            upstream_timeout: client.upstream_timeout,
         };
         if let Some(session) = answer_login(client, &tag, backend.login(request).await).await? {
             return Ok(Some(session));

@@ -54,6 +54,8 @@ pub struct LoginRequest {
     pub remote: SocketAddr,
     /// SMTP: the client's `EHLO` name, to pass on upstream when it is a plain domain.
     pub helo: Option<String>,
+    /// How long the upstream server may take to connect and to answer each step of the login.
+    pub upstream_timeout: Duration,
 }
 
 /// An opened upstream session, ready to be relayed, with the connection slot it holds at the
@@ -147,6 +149,9 @@ pub struct GatewayConfig {
     pub max_sessions: usize,
     /// How long a client may stay silent before logging in.
     pub login_timeout: Duration,
+    /// How long the upstream server may take to connect and to answer each login step before
+    /// the client is told to try again later.
+    pub upstream_timeout: Duration,
 }
 
 /// What one listener serves.
@@ -333,6 +338,7 @@ mod tests {
                 trusted_networks: trusted.iter().map(|n| n.parse().unwrap()).collect(),
                 max_sessions: 10,
                 login_timeout: Duration::from_secs(5),
+                upstream_timeout: Duration::from_secs(5),
                 ..GatewayConfig::default()
             },
             tls: None,
@@ -348,6 +354,7 @@ mod tests {
             buf: Vec::new(),
             tls: false,
             timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(5),
             remote: "198.51.100.7:40000".parse().unwrap(),
         };
         let backend = Refuser(std::sync::atomic::AtomicUsize::new(0));
@@ -463,5 +470,42 @@ mod tests {
         assert!(out.contains("250 AUTH PLAIN LOGIN"), "{out}");
         assert!(out.contains("535 5.7.8"), "{out}");
         assert_eq!(logins, 1);
+    }
+
+    #[tokio::test]
+    async fn a_relayed_session_ends_when_the_client_stays_silent() {
+        use tokio::io::AsyncBufReadExt as _;
+        let idle = Duration::from_millis(300);
+        // A client that talks every 100 ms for 900 ms is not cut off; then it falls silent.
+        let (client, mut client_far) = tokio::io::duplex(4096);
+        let (server, server_far) = tokio::io::duplex(4096);
+        let relay = tokio::spawn(conn::relay(
+            Box::new(client),
+            b"a1 NOOP\r\n".to_vec(),
+            server,
+            b"* OK hello\r\n".to_vec(),
+            Protocol::Imap,
+            idle,
+        ));
+        let mut server_lines = tokio::io::BufReader::new(server_far);
+        let mut line = String::new();
+        server_lines.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "a1 NOOP\r\n", "what came with the login goes first");
+        for i in 0..9 {
+            client_far
+                .write_all(format!("a{i} NOOP\r\n").as_bytes())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!relay.is_finished(), "a talking client is not cut off");
+        let (idled, _) = tokio::time::timeout(Duration::from_secs(5), relay)
+            .await
+            .expect("the relay ends")
+            .unwrap();
+        assert!(idled, "the idle time ended it");
+        let mut greeting = [0u8; 12];
+        client_far.read_exact(&mut greeting).await.unwrap();
+        assert_eq!(&greeting, b"* OK hello\r\n");
     }
 }

@@ -178,6 +178,7 @@ async fn serve_client<B: Backend>(
             password,
             remote: client.remote,
             helo: None,
+            upstream_timeout: client.upstream_timeout,
         };
         if let Some(upstream) = answer_login(client, backend.login(request).await).await? {
             return Ok(Some(upstream));

@@ -204,6 +204,7 @@ async fn serve_client<B: Backend>(
                     password,
                     remote: client.remote,
                     helo: plausible_helo(&name),
+                    upstream_timeout: client.upstream_timeout,
                 };
                 if let Some(upstream) = answer_login(client, backend.login(request).await).await? {
                     return Ok(Some(upstream));

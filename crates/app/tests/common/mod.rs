@@ -171,6 +171,7 @@ pub async fn start_gateway(
         trusted_networks: Vec::new(),
         max_sessions: 100,
         login_timeout: std::time::Duration::from_secs(30),
+        upstream_timeout: std::time::Duration::from_secs(3),
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
