@@ -44,6 +44,10 @@ pub struct ApplicationInput {
     #[allow(clippy::option_option)] // keep / clear / set, like every other optional field here
     pub secret_expires_at: Option<Option<EpochMillis>>,
     pub comment: Option<String>,
+    /// Go ahead with a change that revokes the application's accounts (provider, cloud,
+    /// client ID, tenant or endpoints). Without it such a change is refused with
+    /// [`AppError::NeedsConfirmation`], which names what it would revoke and stop.
+    pub confirm: bool,
 }
 
 /// An application with everything an admin needs to finish the provider-side setup.
@@ -303,6 +307,9 @@ impl App {
             cascade.revoke_accounts = Some(why.clone());
             cascade.deactivate_receivers = Some(why);
         }
+        if cascade.revoke_accounts.is_some() && !input.confirm {
+            return Err(self.revocation_impact(old.id, &grant_changes).await?);
+        }
         if o.active && !new.active {
             cascade.deactivate_receivers = Some(PAUSED_APP_INACTIVE.into());
         }
@@ -347,6 +354,48 @@ impl App {
         self.event(level, "application.updated", &app, message)
             .await?;
         Ok((self.view(app)?, report))
+    }
+
+    /// What a change of `changed` would revoke and stop, as the refusal that asks to confirm it.
+    async fn revocation_impact(
+        &self,
+        id: oauthimap_types::AppId,
+        changed: &[&str],
+    ) -> Result<AppError> {
+        let accounts: Vec<String> = self
+            .store()
+            .accounts(Some(id))
+            .await?
+            .into_iter()
+            .map(|a| a.mailbox)
+            .collect();
+        let receivers: Vec<String> = self
+            .store()
+            .receivers()
+            .await?
+            .into_iter()
+            .filter(|r| r.fields.application_id == id && r.fields.active)
+            .map(|r| r.fields.name)
+            .collect();
+        let mut what = format!(
+            "changing the {} revokes {} account(s) ({}), which must then be authorized again",
+            changed.join(", "),
+            accounts.len(),
+            accounts.join(", ")
+        );
+        if !receivers.is_empty() {
+            let _ = write!(
+                what,
+                ", and stops {} receiver(s) ({})",
+                receivers.len(),
+                receivers.join(", ")
+            );
+        }
+        Ok(AppError::NeedsConfirmation {
+            what,
+            accounts,
+            receivers,
+        })
     }
 
     /// Removes an application. With receivers still attached it refuses unless `cascade` is set,

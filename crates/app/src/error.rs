@@ -20,6 +20,16 @@ pub enum AppError {
     },
     #[error("{0}")]
     Conflict(String),
+    /// A change with consequences the caller has not confirmed yet (revoking authorizations,
+    /// stopping receivers). Nothing was saved; `what` says what would happen.
+    #[error(
+        "{what}; nothing was saved: confirm to go ahead (--confirm on the command line, \"confirm\": true over REST)"
+    )]
+    NeedsConfirmation {
+        what: String,
+        accounts: Vec<String>,
+        receivers: Vec<String>,
+    },
     /// Credentials or a link that do not grant access.
     #[error("{0}")]
     Denied(String),
@@ -60,6 +70,7 @@ impl AppError {
             AppError::Invalid { .. }
                 | AppError::NotFound { .. }
                 | AppError::Conflict(_)
+                | AppError::NeedsConfirmation { .. }
                 | AppError::Denied(_)
                 | AppError::RateLimited { .. }
                 | AppError::Config(_)

@@ -351,6 +351,56 @@ async fn crud_scopes_errors_pagination_and_no_secrets() {
         );
     }
 
+    // A change that revokes the accounts is held for confirmation (409, naming the account and
+    // the receiver, nothing changed), then made with "confirm": true.
+    let contoso = h.app.find_application("Contoso").await.unwrap().id.0;
+    let r = h
+        .http
+        .patch(url(&format!("/api/v1/applications/{contoso}")))
+        .bearer_auth(&admin)
+        .json(&json!({ "tenant": "fabrikam.onmicrosoft.com" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let held: Value = r.json().await.unwrap();
+    assert_eq!(held["error"]["code"], "confirmation_required", "{held}");
+    assert_eq!(
+        held["error"]["accounts"],
+        json!(["help@contoso.com"]),
+        "{held}"
+    );
+    assert_eq!(held["error"]["receivers"], json!(["hook"]), "{held}");
+    assert!(
+        held["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"confirm\": true"),
+        "{held}"
+    );
+    let still = h
+        .app
+        .store()
+        .account(oauthimap_app::types::AccountId(account_id))
+        .await
+        .unwrap();
+    assert_eq!(still.state, oauthimap_app::types::AccountState::Active);
+    let r = h
+        .http
+        .patch(url(&format!("/api/v1/applications/{contoso}")))
+        .bearer_auth(&admin)
+        .json(&json!({ "tenant": "fabrikam.onmicrosoft.com", "confirm": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let done: Value = r.json().await.unwrap();
+    assert_eq!(done["cascade"]["accounts_revoked"], 1, "{done}");
+    assert_eq!(
+        done["application"]["tenant"], "fabrikam.onmicrosoft.com",
+        "{done}"
+    );
+
     // Delete.
     let r = h
         .http

@@ -195,6 +195,46 @@ async fn changing_grant_settings_invalidates_accounts(backend: Backend) {
     {
         let name = format!("app{i}");
         let (account, receiver) = with_receiver(&app, &name).await;
+        // Unconfirmed, the change is refused, names what it would revoke and stop, and changes
+        // nothing.
+        let err = app.update_application(&name, &change).await.unwrap_err();
+        let AppError::NeedsConfirmation {
+            accounts,
+            receivers,
+            ..
+        } = &err
+        else {
+            panic!("change {i} was not held for confirmation: {err}");
+        };
+        assert_eq!(accounts, &vec![account.mailbox.clone()], "change {i}");
+        assert_eq!(receivers, &vec![receiver.fields.name.clone()], "change {i}");
+        assert!(err.is_user_error());
+        let text = err.to_string();
+        assert!(
+            text.contains("revokes 1 account(s)")
+                && text.contains(&account.mailbox)
+                && text.contains(&receiver.fields.name)
+                && text.contains("--confirm"),
+            "{text}"
+        );
+        assert_eq!(
+            app.store().account(account.id).await.unwrap().state,
+            AccountState::Active,
+            "change {i}: nothing revoked before the confirmation"
+        );
+        assert!(
+            app.find_receiver(&receiver.fields.name)
+                .await
+                .unwrap()
+                .fields
+                .active
+        );
+        let view = app.application_view(&name).await.unwrap();
+        assert_eq!(view.application.fields.client_id, "client-1", "change {i}");
+        let change = ApplicationInput {
+            confirm: true,
+            ..change
+        };
         let (_, report) = app.update_application(&name, &change).await.unwrap();
         assert_eq!(
             (report.accounts_revoked, report.receivers_deactivated),

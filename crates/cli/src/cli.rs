@@ -169,12 +169,16 @@ pub enum AppCommand {
         app: String,
     },
     /// Change an application. Changing provider, cloud, client ID, tenant or endpoints revokes
-    /// its accounts; changing only the secret keeps them.
+    /// its accounts (and asks for --confirm first); changing only the secret keeps them.
     Update {
         /// Name or id.
         app: String,
         #[command(flatten)]
         args: AppArgs,
+        /// Go ahead with a change that revokes the application's accounts and stops their
+        /// receivers (without it, such a change is refused and names them).
+        #[arg(long)]
+        confirm: bool,
     },
     /// Remove an application.
     Remove {

@@ -307,4 +307,35 @@ async fn authorize_token_and_the_http_broker() {
         .args(["-TERM", &serve.id().to_string()])
         .status();
     assert!(serve.wait().unwrap().success());
+
+    // A new tenant would revoke the account: without --confirm the command names it, exits 2
+    // and changes nothing; with --confirm it goes ahead and says what it revoked.
+    let change = [
+        "app",
+        "update",
+        "Contoso",
+        "--tenant",
+        "fabrikam.onmicrosoft.com",
+    ];
+    let (code, _, err) = output(oauthimap(d, port).args(change), "");
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("revokes 1 account(s) (help@contoso.com)") && err.contains("--confirm"),
+        "{err}"
+    );
+    let (_, still, _) = output(
+        oauthimap(d, port).args(["--json", "account", "show", "help@contoso.com"]),
+        "",
+    );
+    let still: serde_json::Value = serde_json::from_str(&still).unwrap();
+    assert_eq!(still["state"], "active", "nothing revoked unconfirmed");
+    let (code, _, err) = output(oauthimap(d, port).args(change).arg("--confirm"), "");
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("1 account(s) revoked"), "{err}");
+    let (_, now, _) = output(
+        oauthimap(d, port).args(["--json", "account", "show", "help@contoso.com"]),
+        "",
+    );
+    let now: serde_json::Value = serde_json::from_str(&now).unwrap();
+    assert_eq!(now["state"], "revoked");
 }

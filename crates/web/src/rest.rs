@@ -19,6 +19,20 @@ use crate::api::{authorize, error};
 
 /// Maps a core error to its status and stable code.
 pub(crate) fn app_error(e: &AppError) -> Response {
+    if let AppError::NeedsConfirmation {
+        accounts,
+        receivers,
+        ..
+    } = e
+    {
+        let body = json!({ "error": {
+            "code": "confirmation_required",
+            "message": e.to_string(),
+            "accounts": accounts,
+            "receivers": receivers,
+        } });
+        return (StatusCode::CONFLICT, Json(body)).into_response();
+    }
     let (status, code) = match e {
         AppError::Invalid { .. } | AppError::Config(_) => {
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
@@ -69,6 +83,10 @@ pub struct ApplicationBody {
     userinfo_url: Option<String>,
     scopes: Option<String>,
     comment: Option<String>,
+    /// Go ahead with a change that revokes the application's accounts (409
+    /// `confirmation_required` without it, naming them).
+    #[serde(default)]
+    confirm: bool,
 }
 
 impl From<ApplicationBody> for ApplicationInput {
@@ -90,6 +108,7 @@ impl From<ApplicationBody> for ApplicationInput {
             scopes: b.scopes,
             secret_expires_at: None,
             comment: b.comment,
+            confirm: b.confirm,
         }
     }
 }

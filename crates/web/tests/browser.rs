@@ -4,7 +4,8 @@
 //! application (pointed at the fake provider), read and copy its redirect URL, authorize a mailbox
 //! through the provider redirect, see the account active, run Diagnose, add a receiver choosing the
 //! account from the list, and see the collected messages appear, including one whose subject,
-//! sender name and HTML body are hostile markup that must show as text and never run.
+//! sender name and HTML body are hostile markup that must show as text and never run; then change
+//! the tenant, which asks before it revokes the account and stops the receiver.
 //!
 //! Every page is saved as `NN-step.png` under `$OAUTHIMAP_E2E_ARTIFACTS/browser` (default
 //! `target/e2e-artifacts/browser`), with `failure.png`, `failure.html` and the browser console
@@ -419,6 +420,67 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
         delivered.trim() == SUBJECTS.len().to_string(),
         "the overview shows {delivered:?} messages delivered by the receiver, expected {}",
         SUBJECTS.len()
+    );
+    ui.assert_no_alert().await?;
+
+    // 9. Changing the tenant would revoke the account and stop the receiver: the page asks
+    // first, naming both, and saves nothing until "Revoke and save".
+    ui.goto(&format!("/applications/{app_id}")).await?;
+    ui.fill("#application-form", "tenant", "fabrikam.onmicrosoft.com")
+        .await?;
+    ui.click("#application-form button#save").await?;
+    let question = ui
+        .wait_for_css(
+            "the confirmation a revoking change asks for",
+            "#confirm-revoke",
+        )
+        .await?
+        .text()
+        .await?;
+    ui.shot("confirm-revoke").await?;
+    ensure!(
+        question.contains("revokes 1 account(s)")
+            && question.contains(MAILBOX)
+            && question.contains("helpdesk"),
+        "the confirmation does not name the account and the receiver: {question:?}"
+    );
+    let kept = ui
+        .field("#application-form", "tenant")
+        .await?
+        .value()
+        .await?;
+    ensure!(
+        kept.as_deref() == Some("fabrikam.onmicrosoft.com"),
+        "the form lost the typed tenant: {kept:?}"
+    );
+    let accounts = ui.s.app.list_accounts(None).await?;
+    ensure!(
+        accounts
+            .iter()
+            .all(|a| a.state == oauthimap_app::types::AccountState::Active),
+        "an account was revoked before the confirmation: {accounts:?}"
+    );
+    ui.click("#application-form button#confirm-save").await?;
+    let flash = ui
+        .wait_for_css("the message after the confirmed change", ".flash.success")
+        .await?
+        .text()
+        .await?;
+    ui.shot("revoked").await?;
+    ensure!(
+        flash.contains("1 account(s) revoked"),
+        "after confirming, the page says {flash:?}"
+    );
+    let account = ui.s.app.list_accounts(None).await?.remove(0);
+    ensure!(
+        account.state == oauthimap_app::types::AccountState::Revoked,
+        "the confirmed change left the account {:?}",
+        account.state
+    );
+    let receiver = ui.s.app.find_receiver("helpdesk").await?;
+    ensure!(
+        !receiver.fields.active,
+        "the confirmed change left the receiver switched on"
     );
     ui.assert_no_alert().await?;
     Ok(())

@@ -51,8 +51,12 @@ pub async fn run(app: &App, out: &Out, cmd: AppCommand) -> Result<(), AppError> 
         AppCommand::Update {
             app: selector,
             args,
+            confirm,
         } => {
-            let input = input(&args, false)?;
+            let input = ApplicationInput {
+                confirm,
+                ..input(&args, false)?
+            };
             let (view, report) = app.update_application(&selector, &input).await?;
             if report.accounts_revoked > 0 {
                 eprintln!(
@@ -154,6 +158,7 @@ fn input(args: &AppArgs, adding: bool) -> Result<ApplicationInput, AppError> {
         scopes: args.scopes.clone(),
         secret_expires_at,
         comment: args.comment.clone(),
+        confirm: false,
     })
 }
 

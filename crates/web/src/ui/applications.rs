@@ -79,6 +79,9 @@ pub struct AppForm {
     comment: String,
     #[serde(default)]
     active: Option<String>,
+    /// Set by the "Revoke and save" button of the confirmation a revoking change asks for.
+    #[serde(default)]
+    confirm: Option<String>,
 }
 
 impl AppForm {
@@ -100,6 +103,7 @@ impl AppForm {
                 .unwrap_or_default(),
             comment: f.comment.clone(),
             active: f.active.then(|| "on".into()),
+            confirm: None,
         }
     }
 
@@ -142,6 +146,7 @@ impl AppForm {
             scopes: Some(self.scopes.clone()),
             secret_expires_at,
             comment: Some(self.comment.clone()),
+            confirm: self.confirm.is_some(),
             ..ApplicationInput::default()
         })
     }
@@ -166,6 +171,8 @@ struct FormPage {
     has_secret: bool,
     redirect_url: String,
     error: Option<String>,
+    /// What a revoking change would do, to confirm before it is saved.
+    confirm: Option<String>,
 }
 
 impl FormPage {
@@ -189,6 +196,7 @@ impl FormPage {
             form,
             redirect_url,
             error,
+            confirm: None,
         }
     }
 
@@ -240,9 +248,29 @@ fn form_page(
         || app.redirect_url().to_string(),
         |v| v.redirect_url.clone(),
     );
+    let typed_secret = !form.client_secret.is_empty();
     form.client_secret.clear();
+    form.confirm = None;
     let ctx = Ctx::new(app, admin, headers, "applications", title);
     let page = ctx.page.clone();
+    if let Some(AppError::NeedsConfirmation { what, .. }) = error {
+        // Not a mistake: a question. The form keeps every value, and the button that answers
+        // it sends them again with the confirmation.
+        let mut t = FormPage::build(page, view, form, redirect, None);
+        let mut chars = what.chars();
+        let mut text: String = chars
+            .next()
+            .into_iter()
+            .flat_map(char::to_uppercase)
+            .collect();
+        text.push_str(chars.as_str());
+        text.push('.');
+        if typed_secret {
+            text.push_str(" Type the new client secret again before you confirm.");
+        }
+        t.confirm = Some(text);
+        return ctx.render(&t);
+    }
     let t = FormPage::build(page, view, form, redirect, error.map(ToString::to_string));
     if error.is_some() {
         ctx.render_refused(&t)
