@@ -195,14 +195,29 @@ impl App {
             .await
     }
 
+    /// Lifts a lock after failed logins (the console's way back in when an attacker keeps the
+    /// only admin locked).
+    pub async fn unlock_admin(&self, username: &str) -> Result<()> {
+        if !self.store().unlock_admin(username.trim()).await? {
+            return Err(AppError::NotFound {
+                what: "admin user",
+                key: username.to_owned(),
+                hint: "; `oauthimap admin list` shows them".into(),
+            });
+        }
+        self.admin_event(format!("admin user {} unlocked", username.trim()))
+            .await
+    }
+
     pub async fn remove_admin(&self, username: &str) -> Result<()> {
         self.store().delete_admin(username).await?;
         self.admin_event(format!("admin user {username} deleted"))
             .await
     }
 
-    /// Checks a login and opens a session. Wrong names and wrong passwords get the same answer;
-    /// a user locked after repeated failures is told when to try again.
+    /// Checks a login and opens a session. Unknown names, wrong passwords and users locked after
+    /// repeated failures all get the same answer after the same password check, so the answer
+    /// tells nothing about which names exist or are locked (`admin unlock` lifts a lock).
     pub async fn login(&self, username: &str, password: &SecretString) -> Result<NewSession> {
         const REFUSED: &str = "wrong username or password";
         let found = self.store().admin_credentials(username.trim()).await?;
@@ -211,10 +226,10 @@ impl App {
             return Err(AppError::Denied(REFUSED.into()));
         };
         let now = now_millis();
-        if let Some(until) = found.user.locked_until.filter(|u| *u > now) {
-            return Err(AppError::RateLimited {
-                retry_after_secs: ((until - now) / 1000 + 1).unsigned_abs(),
-            });
+        if found.user.locked_until.is_some_and(|u| u > now) {
+            // The same work as any other attempt, and the same answer, right password or not.
+            let _ = verify_password(password, found.password_hash).await;
+            return Err(AppError::Denied(REFUSED.into()));
         }
         if !verify_password(password, found.password_hash).await {
             let failures = found.user.failed_logins + 1;
@@ -238,8 +253,8 @@ impl App {
                         account_id: None,
                         receiver_id: None,
                         message: format!(
-                            "admin user {} locked after {failures} failed logins",
-                            found.user.username
+                            "admin user {name} locked after {failures} failed logins in a row; it lifts by itself, or at once with `oauthimap admin unlock {name}`",
+                            name = found.user.username
                         ),
                     })
                     .await?;

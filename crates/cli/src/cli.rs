@@ -456,8 +456,11 @@ pub enum AdminCommand {
         #[arg(long)]
         password_stdin: bool,
     },
-    /// List admin users.
+    /// List admin users (with failed logins and any lock).
     List,
+    /// Lift the lock after repeated failed logins, at once (the web login page never says a
+    /// user is locked, so that it tells an attacker nothing).
+    Unlock { username: String },
     /// Delete an admin user (ends their sessions).
     Remove { username: String },
 }

@@ -126,6 +126,23 @@ async fn admin_create_list_passwd_remove() {
     assert!(text(&out).contains("sessions are ended"), "{}", text(&out));
     assert!(!can_log_in(d, "alice", PASSWORD).await);
     assert!(can_log_in(d, "alice", "a second long passphrase").await);
+
+    // Ten failures in a row lock alice (the right password too gets "wrong"); `admin list`
+    // shows the lock and `admin unlock` lifts it at once.
+    for _ in 0..10 {
+        assert!(!can_log_in(d, "alice", "a wrong long passphrase").await);
+    }
+    assert!(!can_log_in(d, "alice", "a second long passphrase").await);
+    let json = run(oauthimap(d).args(["--json", "admin", "list"]), None);
+    let users: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(users[0]["locked_until"].is_i64(), "{users}");
+    let out = admin(d, &["unlock", "nobody"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+    let out = admin(d, &["unlock", "alice"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("alice unlocked"), "{}", text(&out));
+    assert!(can_log_in(d, "alice", "a second long passphrase").await);
     let out = admin(
         d,
         &["passwd", "nobody", "--password-stdin"],

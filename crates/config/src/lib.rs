@@ -44,6 +44,7 @@ pub const SETTINGS: &[&str] = &[
     "web__session_idle_secs",
     "web__session_max_secs",
     "web__login_failures_before_lock",
+    "web__login_failures_per_address",
     "web__setup_link_secs",
     "collector__max_concurrent_passes",
     "collector__max_connections_per_account",
@@ -309,8 +310,12 @@ pub struct WebSettings {
     pub session_idle_secs: u64,
     /// A session ends this long after login, however busy.
     pub session_max_secs: u64,
-    /// After this many failed logins in a row, an admin user is locked for a while (doubling).
+    /// After this many failed logins in a row, from any addresses, an admin user is locked for
+    /// a while (doubling); `oauthimap admin unlock` lifts it.
     pub login_failures_before_lock: u64,
+    /// Failed logins one client address may make in 15 minutes, whatever the user names. Kept
+    /// below `login_failures_before_lock`, one address alone cannot lock an admin out.
+    pub login_failures_per_address: u64,
     /// How long the one-time setup link printed on first start stays valid.
     pub setup_link_secs: u64,
 }
@@ -320,7 +325,8 @@ impl Default for WebSettings {
         Self {
             session_idle_secs: 8 * 3600,
             session_max_secs: 7 * 86_400,
-            login_failures_before_lock: 5,
+            login_failures_before_lock: 10,
+            login_failures_per_address: 5,
             setup_link_secs: 24 * 3600,
         }
     }
@@ -542,9 +548,12 @@ impl Settings {
                     .into(),
             ));
         }
-        if w.login_failures_before_lock == 0 || w.setup_link_secs == 0 {
+        if w.login_failures_before_lock == 0
+            || w.login_failures_per_address == 0
+            || w.setup_link_secs == 0
+        {
             return Err(ConfigError::Invalid(
-                "web.login_failures_before_lock and web.setup_link_secs must be above 0".into(),
+                "web.login_failures_before_lock, web.login_failures_per_address and web.setup_link_secs must be above 0".into(),
             ));
         }
         let t = &self.tokens;

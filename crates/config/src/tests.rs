@@ -177,7 +177,8 @@ fn web_section_defaults_overrides_and_checks() {
     let s = Settings::load_from(None, env(&[])).unwrap();
     assert_eq!(s.web.session_idle_secs, 8 * 3600);
     assert_eq!(s.web.session_max_secs, 7 * 86_400);
-    assert_eq!(s.web.login_failures_before_lock, 5);
+    assert_eq!(s.web.login_failures_before_lock, 10);
+    assert_eq!(s.web.login_failures_per_address, 5);
     let s = Settings::load_from(
         None,
         env(&[

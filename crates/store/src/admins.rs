@@ -195,6 +195,21 @@ impl Store {
         Ok(())
     }
 
+    /// Clears a user's failed logins and lock; false when no such user exists.
+    pub async fn unlock_admin(&self, username: &str) -> Result<bool> {
+        let n = on_db!(self.db(), |pool| {
+            sqlx::query(
+                "UPDATE admin_users SET failed_logins = 0, locked_until = NULL WHERE username = $1",
+            )
+            .bind(username)
+            .execute(pool)
+            .await
+            .map_err(StoreError::db("unlock the admin user"))?
+            .rows_affected()
+        });
+        Ok(n > 0)
+    }
+
     /// Counts a failed login; `locked_until` (epoch ms) refuses further attempts until then.
     pub async fn record_login_failure(
         &self,

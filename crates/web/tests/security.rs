@@ -1239,87 +1239,99 @@ async fn logout_password_change_and_removal_end_sessions() {
 // --- 6. Login rate limiting ------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeated_failures_lock_the_user() {
+async fn a_locked_user_gets_the_same_answer_as_a_wrong_password_or_an_unknown_name() {
     let s = start(Backend::Sqlite, &[]).await;
-    let b = s.browser();
-    for attempt in 1..=5 {
-        let r = b
-            .login_with(ADMIN, &format!("wrong password {attempt}"), "/")
+    // Ten failures in a row, from other addresses than the browser's (the core has no
+    // address): the user is locked in the database.
+    for attempt in 1..=10 {
+        let r = s
+            .app
+            .login(
+                ADMIN,
+                &SecretString::from(format!("wrong password {attempt}")),
+            )
             .await;
-        assert_eq!(r.status, 401, "attempt {attempt}");
+        assert!(
+            matches!(r, Err(oauthimap_app::AppError::Denied(_))),
+            "{r:?}"
+        );
     }
-    // Locked: even the right password is refused, with when to try again.
-    let r = b.login_with(ADMIN, PASSWORD, "/").await;
-    assert_eq!(r.status, 429, "{}", r.body);
-    let retry: u64 = r
-        .header("retry-after")
-        .expect("Retry-After")
-        .parse()
-        .unwrap();
-    assert!((1..=31).contains(&retry), "{retry}");
-    assert!(r.body.contains("locked"), "{}", r.body);
-    assert!(r.set_cookie("oauthimap_session").is_none());
-    assert!(b.cookie("oauthimap_session").is_none());
     let user = s.app.list_admins().await.unwrap().remove(0);
     assert!(user.locked_until.is_some());
-    assert_eq!(user.failed_logins, 5);
-    // The lock is in the database: another client address or instance is locked out as well.
-    assert!(matches!(
-        s.app
-            .login(ADMIN, &SecretString::from(PASSWORD.to_owned()))
-            .await,
-        Err(oauthimap_app::AppError::RateLimited { .. })
-    ));
+    assert_eq!(user.failed_logins, 10);
+    let events = s.app.store().events(None, None, 20).await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == "admin.locked" && e.message.contains("oauthimap admin unlock")),
+        "the lock event says how to lift it"
+    );
+    // The right password of the locked user, a wrong one, and a name that does not exist get
+    // the same status and the same words; none says "locked" or when to come back.
+    let answers = [
+        s.browser().login_with(ADMIN, PASSWORD, "/").await,
+        s.browser().login_with(ADMIN, "not the password", "/").await,
+        s.browser().login_with("nobody-here", PASSWORD, "/").await,
+    ];
+    for r in &answers {
+        assert_eq!(r.status, 401, "{}", r.body);
+        assert!(r.body.contains("Wrong username or password"), "{}", r.body);
+        assert!(!r.body.to_lowercase().contains("lock"), "{}", r.body);
+        assert!(r.header("retry-after").is_none());
+        assert!(r.set_cookie("oauthimap_session").is_none());
+    }
+    let flash = |body: &str| {
+        body.split("role=\"alert\"")
+            .nth(1)
+            .and_then(|rest| rest.split("</div>").next())
+            .map(str::to_owned)
+    };
+    assert!(flash(&answers[0].body).is_some(), "{}", answers[0].body);
+    assert_eq!(flash(&answers[0].body), flash(&answers[1].body));
+    assert_eq!(flash(&answers[0].body), flash(&answers[2].body));
+    // The console lifts the lock at once.
+    let err = s.app.unlock_admin("nobody-here").await.unwrap_err();
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    s.app.unlock_admin(ADMIN).await.unwrap();
+    let user = s.app.list_admins().await.unwrap().remove(0);
+    assert!(user.locked_until.is_none() && user.failed_logins == 0);
+    s.browser().login().await;
     s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_failures_from_one_address_are_limited() {
+async fn one_address_is_stopped_before_it_can_lock_the_admin() {
     let s = start(Backend::Sqlite, &[]).await;
     let b = s.browser();
-    let csrf = b.get("/login").await.csrf();
-    // Twenty names, none of which exists (so no user gets locked), tried in parallel.
-    let attempts = (0..20).map(|i| {
-        let b = b.clone();
-        let csrf = csrf.clone();
-        async move {
-            b.post(
-                "/login",
-                &[
-                    ("csrf", csrf.as_str()),
-                    ("username", &format!("guess{i}")),
-                    ("password", "wrong password!"),
-                ],
-            )
-            .await
-            .status
-        }
-    });
-    let statuses = futures_join_all(attempts).await;
-    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
-    // The 21st attempt, even a right one for a real user, waits.
+    // Five failures from one address (the default web.login_failures_per_address), for the
+    // admin and for names that do not exist alike.
+    for attempt in 1..=5 {
+        let user = if attempt % 2 == 0 { "guess" } else { ADMIN };
+        let r = b
+            .login_with(user, &format!("wrong password {attempt}"), "/")
+            .await;
+        assert_eq!(r.status, 401, "attempt {attempt}: {}", r.body);
+    }
+    // The sixth, even the right password, waits, and says it is about the address.
     let r = b.login_with(ADMIN, PASSWORD, "/").await;
     assert_eq!(r.status, 429, "{}", r.body);
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(retry > 60 && retry <= 15 * 60 + 1, "{retry}");
+    assert!(r.body.contains("from your address"), "{}", r.body);
     assert!(r.set_cookie("oauthimap_session").is_none());
+    // The user is not locked: the admin, from anywhere else, still gets in.
+    let user = s.app.list_admins().await.unwrap().remove(0);
     assert!(
-        s.app.list_admins().await.unwrap()[0].locked_until.is_none(),
+        user.locked_until.is_none(),
         "the address is limited, not the user"
     );
+    assert!(
+        s.app
+            .login(ADMIN, &SecretString::from(PASSWORD.to_owned()))
+            .await
+            .is_ok()
+    );
     s.stop().await;
-}
-
-/// Runs futures concurrently (the test crate has no `futures` dependency).
-async fn futures_join_all<F: std::future::Future<Output = u16> + Send + 'static>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<u16> {
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut out = Vec::new();
-    for h in handles {
-        out.push(h.await.unwrap());
-    }
-    out
 }
 
 // --- 7. The one-time setup link --------------------------------------------------------------

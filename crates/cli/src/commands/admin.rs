@@ -34,16 +34,30 @@ pub async fn run(app: &App, out: &Out, cmd: AdminCommand) -> Result<(), AppError
             let users = app.list_admins().await?;
             out.table(
                 &users,
-                &["USERNAME", "CREATED", "LAST LOGIN", "FAILED LOGINS"],
+                &[
+                    "USERNAME",
+                    "CREATED",
+                    "LAST LOGIN",
+                    "FAILED LOGINS",
+                    "LOCKED UNTIL",
+                ],
                 |u| {
                     vec![
                         u.username.clone(),
                         time(Some(u.created_at)),
                         time(u.last_login_at),
                         u.failed_logins.to_string(),
+                        time(
+                            u.locked_until
+                                .filter(|t| *t > oauthimap_app::types::now_millis()),
+                        ),
                     ]
                 },
             );
+        }
+        AdminCommand::Unlock { username } => {
+            app.unlock_admin(&username).await?;
+            eprintln!("admin user {username} unlocked: they can log in again");
         }
         AdminCommand::Remove { username } => {
             app.remove_admin(&username).await?;

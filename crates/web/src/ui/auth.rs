@@ -170,13 +170,6 @@ pub async fn login(
             );
             r
         }
-        Err(AppError::RateLimited { retry_after_secs }) => again(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "This user is locked after repeated failed logins; try again in {retry_after_secs} s."
-            ),
-            Some(retry_after_secs),
-        ),
         Err(AppError::Denied(why)) => {
             limiter.failed(ip);
             tracing::warn!(%ip, "failed admin login");

@@ -100,7 +100,9 @@ pub fn routes(app: &App) -> Router<App> {
         ))
         .layer(axum::middleware::from_fn(session::security_headers))
         .layer(axum::Extension(devices))
-        .layer(axum::Extension(Arc::new(LoginLimiter::default())))
+        .layer(axum::Extension(Arc::new(LoginLimiter::new(
+            app.settings().web.login_failures_per_address,
+        ))))
         .route("/static/{file}", get(static_file))
 }
 

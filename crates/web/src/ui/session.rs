@@ -251,17 +251,25 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
-/// Failed logins per client address: at most [`LoginLimiter::MAX_FAILURES`] in
-/// [`LoginLimiter::WINDOW`]. Admin users are also locked in the database after repeated failures
-/// (that holds across instances); this limits guessing across many user names.
-#[derive(Debug, Default)]
+/// Failed logins per client address: at most `web.login_failures_per_address` in
+/// [`LoginLimiter::WINDOW`], whatever the user names. It comes first: an address that guesses is
+/// stopped before it can lock a user in the database (which takes more failures and holds across
+/// instances), so one attacker cannot lock the admin out.
+#[derive(Debug)]
 pub struct LoginLimiter {
+    max_failures: u32,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
 impl LoginLimiter {
-    pub const MAX_FAILURES: u32 = 20;
     pub const WINDOW: Duration = Duration::from_mins(15);
+
+    pub fn new(max_failures: u64) -> Self {
+        Self {
+            max_failures: u32::try_from(max_failures).unwrap_or(u32::MAX).max(1),
+            failures: Mutex::default(),
+        }
+    }
 
     /// Seconds to wait before this address may try again, if it must.
     pub fn wait(&self, ip: IpAddr) -> Option<u64> {
@@ -271,7 +279,7 @@ impl LoginLimiter {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let (count, since) = map.get(&ip)?;
         let elapsed = since.elapsed();
-        (*count >= Self::MAX_FAILURES && elapsed < Self::WINDOW)
+        (*count >= self.max_failures && elapsed < Self::WINDOW)
             .then(|| Self::WINDOW.saturating_sub(elapsed).as_secs() + 1)
     }
 
