@@ -127,22 +127,6 @@ async fn admin_create_list_passwd_remove() {
     assert!(!can_log_in(d, "alice", PASSWORD).await);
     assert!(can_log_in(d, "alice", "a second long passphrase").await);
 
-    // Ten failures in a row lock alice (the right password too gets "wrong"); `admin list`
-    // shows the lock and `admin unlock` lifts it at once.
-    for _ in 0..10 {
-        assert!(!can_log_in(d, "alice", "a wrong long passphrase").await);
-    }
-    assert!(!can_log_in(d, "alice", "a second long passphrase").await);
-    let json = run(oauthimap(d).args(["--json", "admin", "list"]), None);
-    let users: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    assert!(users[0]["locked_until"].is_i64(), "{users}");
-    let out = admin(d, &["unlock", "nobody"], None);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(text(&out).contains("does not exist"), "{}", text(&out));
-    let out = admin(d, &["unlock", "alice"], None);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("alice unlocked"), "{}", text(&out));
-    assert!(can_log_in(d, "alice", "a second long passphrase").await);
     let out = admin(
         d,
         &["passwd", "nobody", "--password-stdin"],
@@ -296,4 +280,32 @@ async fn serve_prints_a_setup_link_while_no_admin_exists() {
     assert_eq!(status, 404);
     assert!(!body.contains("setup-form"));
     stop(service);
+}
+
+/// Ten failures in a row lock a user (the right password then gets "wrong" too); `admin list`
+/// shows the lock and `admin unlock` lifts it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_admin_is_unlocked_from_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = admin(
+        d,
+        &["create", "alice", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for _ in 0..10 {
+        assert!(!can_log_in(d, "alice", "a wrong long passphrase").await);
+    }
+    assert!(!can_log_in(d, "alice", PASSWORD).await);
+    let json = run(oauthimap(d).args(["--json", "admin", "list"]), None);
+    let users: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(users[0]["locked_until"].is_i64(), "{users}");
+    let out = admin(d, &["unlock", "nobody"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("does not exist"), "{}", text(&out));
+    let out = admin(d, &["unlock", "alice"], None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("alice unlocked"), "{}", text(&out));
+    assert!(can_log_in(d, "alice", PASSWORD).await);
 }

@@ -332,6 +332,27 @@ impl Default for WebSettings {
     }
 }
 
+impl WebSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let w = self;
+        if w.session_idle_secs == 0 || w.session_max_secs < w.session_idle_secs {
+            return Err(ConfigError::Invalid(
+                "web.session_idle_secs must be above 0 and web.session_max_secs at least as long"
+                    .into(),
+            ));
+        }
+        if w.login_failures_before_lock == 0
+            || w.login_failures_per_address == 0
+            || w.setup_link_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "web.login_failures_before_lock, web.login_failures_per_address and web.setup_link_secs must be above 0".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[tokens]`: when tokens are renewed. Durations are in seconds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -541,21 +562,7 @@ impl Settings {
                 ));
             }
         }
-        let w = &self.web;
-        if w.session_idle_secs == 0 || w.session_max_secs < w.session_idle_secs {
-            return Err(ConfigError::Invalid(
-                "web.session_idle_secs must be above 0 and web.session_max_secs at least as long"
-                    .into(),
-            ));
-        }
-        if w.login_failures_before_lock == 0
-            || w.login_failures_per_address == 0
-            || w.setup_link_secs == 0
-        {
-            return Err(ConfigError::Invalid(
-                "web.login_failures_before_lock, web.login_failures_per_address and web.setup_link_secs must be above 0".into(),
-            ));
-        }
+        self.web.validate()?;
         let t = &self.tokens;
         if t.refresh_margin_secs < 60 || t.refresh_margin_secs > 3000 {
             return Err(ConfigError::Invalid(

@@ -370,9 +370,9 @@ mod tests {
 
     #[test]
     fn limiter_blocks_an_address_after_too_many_failures() {
-        let l = LoginLimiter::default();
+        let l = LoginLimiter::new(5);
         let ip = IpAddr::from([192, 0, 2, 7]);
-        for _ in 0..LoginLimiter::MAX_FAILURES - 1 {
+        for _ in 0..4 {
             l.failed(ip);
         }
         assert_eq!(l.wait(ip), None);
