@@ -881,7 +881,11 @@ impl App {
             .timeout(Duration::from_secs(3))
             .build()
             .ok()?;
-        let text = client.get(url).send().await.ok()?.text().await.ok()?;
+        let mut request = client.get(url);
+        if let Ok(Some(token)) = self.metrics_token() {
+            request = request.bearer_auth(token.expose_secret());
+        }
+        let text = request.send().await.ok()?.text().await.ok()?;
         let mut sessions = Vec::new();
         for line in text.lines() {
             let Some(rest) = line.strip_prefix("oauthimap_gateway_sessions{protocol=\"") else {

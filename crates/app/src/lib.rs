@@ -194,6 +194,44 @@ impl App {
         &self.settings
     }
 
+    /// The token `/metrics` asks for, when `metrics.token_file` sets one. A file that cannot be
+    /// read, or holds too short a token, is a configuration mistake: `/metrics` never opens by
+    /// accident.
+    pub fn metrics_token(&self) -> Result<Option<secrecy::SecretString>> {
+        let Some(path) = &self.settings.metrics.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            AppError::invalid(
+                "metrics.token_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let token = text.trim();
+        if token.chars().count() < 16 {
+            return Err(AppError::invalid(
+                "metrics.token_file",
+                format!(
+                    "{} holds {} characters; put a random token of at least 16 in it, such as the output of `openssl rand -hex 32`",
+                    path.display(),
+                    token.chars().count()
+                ),
+            ));
+        }
+        Ok(Some(secrecy::SecretString::from(token.to_owned())))
+    }
+
+    /// Whether a scrape that presents `bearer` may read `/metrics`: always when no token is
+    /// set, else only with that token (compared as SHA-256 digests, so the time taken says
+    /// nothing about it).
+    pub fn metrics_allowed(&self, bearer: Option<&str>) -> Result<bool> {
+        let Some(token) = self.metrics_token()? else {
+            return Ok(true);
+        };
+        let digest = |s: &str| <sha2::Sha256 as sha2::Digest>::digest(s.as_bytes());
+        Ok(bearer.is_some_and(|b| digest(b) == digest(token.expose_secret())))
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -246,6 +284,7 @@ fn collector_settings(
         lease_ttl: settings.collector.lease_ttl,
         allowed_networks: outbound.allowed(),
         command_enabled: settings.sinks.command_enabled,
+        command_allowed: settings.sinks.command_allowed.clone(),
     }
 }
 

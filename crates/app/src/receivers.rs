@@ -295,6 +295,11 @@ impl App {
                  operator can enable them, with `[sinks] command_enabled = true` in the configuration file",
                 ))
             }
+            (SinkKind::Command, Some(target)) => {
+                oauthimap_sinks::Program::new(target, &self.settings().sinks.command_allowed)
+                    .map(drop)
+                    .map_err(|e| AppError::invalid("sink_target", e))
+            }
             (SinkKind::Maildir, Some(target)) => {
                 let target = resolved(Path::new(target));
                 let roots = self.settings().maildir_roots();

@@ -470,6 +470,81 @@ async fn metrics_in_prometheus_format() {
     h.t.cleanup().await;
 }
 
+/// With `metrics.token_file`, `/metrics` answers only a scraper that sends that token; the file
+/// is read at each scrape (rotation needs no restart), and one that cannot be read or holds too
+/// short a token is a clear error, never an open door.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_behind_a_bearer_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("metrics.token");
+    std::fs::write(&file, "first-scrape-token-0123456789\n").unwrap();
+    let h = harness(
+        Backend::Sqlite,
+        &[("OAUTHIMAP_METRICS__TOKEN_FILE", file.display().to_string())],
+    )
+    .await;
+    let url = h
+        .app
+        .settings()
+        .external_base_url()
+        .join("/metrics")
+        .unwrap();
+    let get = |token: Option<&'static str>| {
+        let mut r = h.http.get(url.clone());
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        async move { r.send().await.unwrap() }
+    };
+    let r = get(None).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    assert!(!r.text().await.unwrap().contains("oauthimap_"));
+    assert_eq!(
+        get(Some("wrong-token-0123456789")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = get(Some("first-scrape-token-0123456789")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().await.unwrap().contains("oauthimap_accounts"));
+    // Rotated: the old token is refused at once, the new one works.
+    std::fs::write(&file, "second-scrape-token-987654321").unwrap();
+    assert_eq!(
+        get(Some("first-scrape-token-0123456789")).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(Some("second-scrape-token-987654321")).await.status(),
+        StatusCode::OK
+    );
+    // Too short, or gone: the scrape fails closed and the reason names the setting.
+    std::fs::write(&file, "short").unwrap();
+    let err = h.app.metrics_token().unwrap_err();
+    assert!(
+        err.to_string().contains("metrics.token_file") && err.to_string().contains("at least 16"),
+        "{err}"
+    );
+    assert_eq!(
+        get(Some("short")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    std::fs::remove_file(&file).unwrap();
+    assert!(
+        h.app
+            .metrics_token()
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read")
+    );
+    assert_eq!(get(None).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    h.t.cleanup().await;
+}
+
 /// Gateway passwords over REST: created (shown once, not cached), listed without any secret,
 /// revoked; only an admin token may.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,21 +9,27 @@ use oauthimap_testkit::TestDb;
 use secrecy::{ExposeSecret, SecretString};
 
 async fn open(t: &TestDb) -> App {
-    let settings = Settings::load_from(
-        None,
-        [
-            (
-                "OAUTHIMAP_DATA_DIR".to_owned(),
-                t.dir.path().join("data").display().to_string(),
-            ),
-            ("OAUTHIMAP_DATABASE_URL".to_owned(), t.url.clone()),
-            (
-                "OAUTHIMAP_EXTERNAL_BASE_URL".to_owned(),
-                "https://oauthimap.example.com/base/".to_owned(),
-            ),
-        ],
-    )
-    .unwrap();
+    open_with(t, &[]).await
+}
+
+async fn open_with(t: &TestDb, extra: &[(&str, &str)]) -> App {
+    let mut env = vec![
+        (
+            "OAUTHIMAP_DATA_DIR".to_owned(),
+            t.dir.path().join("data").display().to_string(),
+        ),
+        ("OAUTHIMAP_DATABASE_URL".to_owned(), t.url.clone()),
+        (
+            "OAUTHIMAP_EXTERNAL_BASE_URL".to_owned(),
+            "https://oauthimap.example.com/base/".to_owned(),
+        ),
+    ];
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let settings = Settings::load_from(None, env).unwrap();
     App::open(settings).await.unwrap()
 }
 
@@ -580,5 +586,58 @@ async fn command_sinks_and_maildirs_stay_within_the_operators_bounds() {
     )
     .await
     .unwrap();
+    t.cleanup().await;
+}
+
+/// With `sinks.command_allowed`, a command sink names a listed executable by its full path, or
+/// it is refused when saved, with the setting named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_sinks_run_only_the_operators_executables() {
+    use oauthimap_app::types::SinkKind;
+    let t = TestDb::new(Backend::Sqlite).await;
+    let app = open_with(
+        &t,
+        &[
+            ("OAUTHIMAP_SINKS__COMMAND_ENABLED", "true"),
+            ("OAUTHIMAP_SINKS__COMMAND_ALLOWED", r#"["/usr/bin/cat"]"#),
+        ],
+    )
+    .await;
+    app.add_application(&ms_app("Contoso")).await.unwrap();
+    let add = |name: &'static str, target: &'static str| {
+        let app = app.clone();
+        async move {
+            app.add_receiver(&ReceiverInput {
+                name: Some(name.into()),
+                application: Some("Contoso".into()),
+                sink: Some(SinkKind::Command),
+                sink_target: Some(target.into()),
+                ..Default::default()
+            })
+            .await
+        }
+    };
+    for (target, says) in [
+        ("cat -u", "full path"),
+        ("/bin/sh -c 'cat > /tmp/x'", "command_allowed"),
+        ("/usr/bin/cat 'unclosed", "unclosed quote"),
+    ] {
+        let e = add("r", target).await.unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                AppError::Invalid {
+                    field: "sink_target",
+                    ..
+                }
+            ) && e.to_string().contains(says),
+            "{target}: {e}"
+        );
+    }
+    assert!(
+        app.list_receivers().await.unwrap().is_empty(),
+        "nothing saved"
+    );
+    add("ok", "/usr/bin/cat -u").await.unwrap();
     t.cleanup().await;
 }

@@ -50,6 +50,8 @@ pub struct CollectorSettings {
     pub allowed_networks: Vec<oauthimap_types::net::Network>,
     /// Whether command sinks may run (`sinks.command_enabled`).
     pub command_enabled: bool,
+    /// The executables they may run (`sinks.command_allowed`; empty: any, through `sh -c`).
+    pub command_allowed: Vec<std::path::PathBuf>,
 }
 
 impl Default for CollectorSettings {
@@ -63,6 +65,7 @@ impl Default for CollectorSettings {
             lease_ttl: Duration::from_mins(1),
             allowed_networks: Vec::new(),
             command_enabled: false,
+            command_allowed: Vec::new(),
         }
     }
 }
@@ -219,6 +222,7 @@ impl Collector {
             timeout: Duration::from_mins(1),
             pass_env: self.settings.pass_env.clone(),
             allowed_networks: self.settings.allowed_networks.clone(),
+            command_allowed: self.settings.command_allowed.clone(),
         }
         .build(self.store.clone(), self.http.clone())?)
     }

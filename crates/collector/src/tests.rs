@@ -241,6 +241,7 @@ async fn setup(sink: SinkKind, target: Option<String>) -> Setup {
         timeout: Duration::from_secs(30),
         pass_env: Vec::new(),
         allowed_networks: vec!["127.0.0.0/8".parse().unwrap()],
+        command_allowed: Vec::new(),
     }
     .build(store.clone(), {
         let _ = rustls::crypto::ring::default_provider().install_default();

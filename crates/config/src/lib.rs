@@ -54,7 +54,9 @@ pub const SETTINGS: &[&str] = &[
     "sink__retry_cap",
     "hooks__pass_env",
     "outbound__allowed_networks",
+    "metrics__token_file",
     "sinks__command_enabled",
+    "sinks__command_allowed",
     "sinks__maildir_roots",
     "gateway__imap_listen",
     "gateway__imaps_listen",
@@ -134,6 +136,9 @@ pub struct Settings {
     /// What an admin of oauthimap may make receivers do on this host.
     #[serde(default)]
     pub sinks: SinksSettings,
+    /// Who may read `/metrics`.
+    #[serde(default)]
+    pub metrics: MetricsSettings,
     #[serde(skip)]
     warnings: Vec<String>,
 }
@@ -196,6 +201,10 @@ impl Default for GatewaySettings {
 pub struct SinksSettings {
     /// Command sinks run a shell command as the service user: off unless enabled here.
     pub command_enabled: bool,
+    /// Executables command sinks may run (absolute paths). When set, a command sink's target is
+    /// split into words as a shell would (quotes, no expansion or variables), its first word
+    /// must be one of these, and it runs without a shell; unset, targets run through `sh -c`.
+    pub command_allowed: Vec<PathBuf>,
     /// Folders maildir targets must lie in (after `..` and symbolic links are resolved);
     /// default `{data_dir}/maildir`.
     pub maildir_roots: Vec<PathBuf>,
@@ -219,6 +228,15 @@ impl Settings {
 pub struct OutboundSettings {
     /// Networks inside that webhooks may reach anyway (`["10.20.0.0/16"]`).
     pub allowed_networks: Vec<String>,
+}
+
+/// `[metrics]`: `/metrics` is open to whoever reaches the web port unless a token is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// A file holding the bearer token scrapers must send (`Authorization: Bearer …`); read at
+    /// each scrape, so it can be rotated without a restart.
+    pub token_file: Option<PathBuf>,
 }
 
 /// `[hooks]`: child processes (`notify.command`, command sinks) run with a minimal environment:

@@ -5,9 +5,16 @@
 //! The verifier is wrapped only to remember the names of the certificate the server presented,
 //! so that a failed handshake can say which certificate was refused; verification itself is
 //! entirely the platform verifier's.
+//!
+//! One platform verifier (with the trust store it loads) and one TLS session cache serve every
+//! connection with the same extra CA file, as long as that file is unchanged: a thousand
+//! gateway sessions share one trust store instead of holding a copy each, and reconnects resume
+//! their TLS sessions.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject as _;
@@ -21,35 +28,88 @@ use crate::error::{ImapError, Target};
 /// The names of the last end-entity certificate a server presented.
 pub(crate) type SeenCert = Arc<Mutex<Option<CertNames>>>;
 
+/// What connections with the same trust share: the verifier and the TLS session cache. A
+/// session cache is never shared across different trust, since a resumed session is not
+/// verified again.
+#[derive(Clone)]
+struct Trust {
+    verifier: Arc<rustls_platform_verifier::Verifier>,
+    resumption: Arc<rustls::client::ClientSessionMemoryCache>,
+}
+
+/// The extra CA file as it is now (path, modification time, length), or none.
+type TrustKey = Option<(PathBuf, Option<SystemTime>, u64)>;
+
+static TRUST: LazyLock<Mutex<HashMap<TrustKey, Trust>>> = LazyLock::new(Mutex::default);
+
+/// Resumable TLS sessions kept per trust (each is a few hundred bytes).
+const SESSION_CACHE: usize = 256;
+
+fn trust(target: &Target, extra_ca: Option<&Path>) -> Result<Trust, ImapError> {
+    let key: TrustKey = match extra_ca {
+        Some(path) => {
+            let meta = std::fs::metadata(path).ok();
+            Some((
+                path.to_owned(),
+                meta.as_ref().and_then(|m| m.modified().ok()),
+                meta.map_or(0, |m| m.len()),
+            ))
+        }
+        None => None,
+    };
+    if let Some(found) = TRUST
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+    {
+        return Ok(found.clone());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = match extra_ca {
+        Some(path) => {
+            let roots = read_ca_file(target, path)?;
+            rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider)
+        }
+        None => rustls_platform_verifier::Verifier::new(provider),
+    }
+    .map_err(|e| ImapError::Tls {
+        target: target.clone(),
+        reason: format!("cannot load the trust store: {e}"),
+    })?;
+    let made = Trust {
+        verifier: Arc::new(verifier),
+        resumption: Arc::new(rustls::client::ClientSessionMemoryCache::new(SESSION_CACHE)),
+    };
+    let mut all = TRUST.lock().unwrap_or_else(PoisonError::into_inner);
+    // A changed file replaces what its old contents made.
+    if let Some((path, ..)) = &key {
+        all.retain(|k, _| k.as_ref().is_none_or(|(p, ..)| p != path));
+    }
+    Ok(all.entry(key).or_insert(made).clone())
+}
+
 /// A connector for one session, and where it notes the server's certificate.
 pub(crate) fn connector(
     target: &Target,
     extra_ca: Option<&Path>,
 ) -> Result<(TlsConnector, SeenCert), ImapError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls_error = |reason: String| ImapError::Tls {
-        target: target.clone(),
-        reason,
-    };
-    let platform = match extra_ca {
-        Some(path) => {
-            let roots = read_ca_file(target, path)?;
-            rustls_platform_verifier::Verifier::new_with_extra_roots(roots, provider.clone())
-        }
-        None => rustls_platform_verifier::Verifier::new(provider.clone()),
-    }
-    .map_err(|e| tls_error(format!("cannot load the trust store: {e}")))?;
+    let trust = trust(target, extra_ca)?;
     let seen = SeenCert::default();
     let verifier = RecordingVerifier {
-        inner: platform,
+        inner: trust.verifier,
         seen: seen.clone(),
     };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| tls_error(e.to_string()))?
+        .map_err(|e| ImapError::Tls {
+            target: target.clone(),
+            reason: e.to_string(),
+        })?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
+    config.resumption = rustls::client::Resumption::store(trust.resumption);
     Ok((TlsConnector::from(Arc::new(config)), seen))
 }
 
@@ -127,7 +187,7 @@ fn certificate_hint(target: &Target, error: &CertificateError) -> String {
 /// end-entity certificate.
 #[derive(Debug)]
 struct RecordingVerifier {
-    inner: rustls_platform_verifier::Verifier,
+    inner: Arc<rustls_platform_verifier::Verifier>,
     seen: SeenCert,
 }
 

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use command::CommandSink;
+pub use command::{CommandSink, Program};
 pub use maildir::MaildirSink;
 use secrecy::SecretString;
 use serde::Serialize;
@@ -191,6 +191,8 @@ pub struct SinkConfig {
     pub pass_env: Vec<String>,
     /// Networks inside that a webhook may reach (`outbound.allowed_networks`).
     pub allowed_networks: Vec<oauthimap_types::net::Network>,
+    /// The executables a command sink may run (`sinks.command_allowed`; empty: any, by `sh -c`).
+    pub command_allowed: Vec<PathBuf>,
 }
 
 impl SinkConfig {
@@ -219,7 +221,8 @@ impl SinkConfig {
                 &target()?,
                 self.timeout,
                 self.pass_env.clone(),
-            )),
+                &self.command_allowed,
+            )?),
         })
     }
 }

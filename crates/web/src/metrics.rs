@@ -60,7 +60,32 @@ pub async fn track(request: Request, next: Next) -> Response {
 
 /// Gauges are floats; counts here stay far below 2^52, where the conversion is exact.
 #[allow(clippy::cast_precision_loss)]
-pub async fn render(State(app): State<App>) -> Response {
+pub async fn render(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match app.metrics_allowed(bearer) {
+        Ok(true) => {}
+        Ok(false) => {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
+                "/metrics needs the bearer token of metrics.token_file\n",
+            )
+                .into_response();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check the metrics token");
+            return (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "the metrics token file cannot be read; see the service log\n",
+            )
+                .into_response();
+        }
+    }
     let Some(handle) = handle() else {
         return (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -6,6 +6,8 @@ pub async fn run(app: App) -> Result<(), AppError> {
     // The handlers are in place before anything starts, so a SIGTERM that arrives while the
     // gateway or the web port is still being set up is a graceful stop, not the default death.
     let signals = Signals::install()?;
+    // An unreadable metrics token file stops serve here (exit 2), never opens /metrics.
+    app.metrics_token()?;
     let settings = app.settings();
     let listen = settings.listen;
     if !listen.ip().is_loopback() && !settings.has_external_base_url() {
