@@ -331,7 +331,18 @@ impl App {
     ) -> Result<ReceiverFields> {
         let b = base.map(|r| &r.fields);
         let name = match (&input.name, b) {
-            (Some(n), _) => text("name", n)?,
+            (Some(n), _) => {
+                let n = text("name", n)?;
+                // A plain number selects by id everywhere, so a receiver named `42` could never
+                // be reached by its name: refused, as for applications.
+                if n.parse::<i64>().is_ok() {
+                    return Err(AppError::invalid(
+                        "name",
+                        "must not be a plain number (numbers select by id)",
+                    ));
+                }
+                n
+            }
             (None, Some(b)) => b.name.clone(),
             (None, None) => return Err(AppError::invalid("name", "is required")),
         };

@@ -382,6 +382,14 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
         ),
         (
             ReceiverInput {
+                name: Some(" 42 ".into()),
+                application: Some("A".into()),
+                ..Default::default()
+            },
+            "name: must not be a plain number",
+        ),
+        (
+            ReceiverInput {
                 name: Some("r".into()),
                 application: Some("A".into()),
                 security: Some(oauthimap_app::types::Security::Plain),

@@ -80,21 +80,23 @@ pub async fn page(State(app): State<App>, admin: Admin, headers: HeaderMap) -> R
         Ok(r) => r,
         Err(e) => return error_page(Some(&admin), &e),
     };
+    // A database that fails here shows as an error, never as zeros and empty lists that say
+    // all is well.
     let mut rows = Vec::with_capacity(receivers.len());
     for r in receivers {
-        let activity = app
-            .store()
-            .receiver_activity(r.id)
-            .await
-            .unwrap_or_default();
-        rows.push((r, activity));
+        match app.store().receiver_activity(r.id).await {
+            Ok(activity) => rows.push((r, activity)),
+            Err(e) => return error_page(Some(&admin), &e.into()),
+        }
     }
-    let events = app
-        .store()
-        .events(None, None, RECENT_EVENTS)
-        .await
-        .unwrap_or_default();
-    let messages = app.store().message_count().await.unwrap_or_default();
+    let events = match app.store().events(None, None, RECENT_EVENTS).await {
+        Ok(e) => e,
+        Err(e) => return error_page(Some(&admin), &e.into()),
+    };
+    let messages = match app.store().message_count().await {
+        Ok(n) => n,
+        Err(e) => return error_page(Some(&admin), &e.into()),
+    };
 
     let now = now_millis();
     let attention = attention(now, &applications, &accounts, &rows);
