@@ -392,7 +392,7 @@ impl Pass<'_> {
             .map(|r| r.write(self.receiver.id, context.uid_validity))
             .collect();
         done.post
-            .extend(self.store.record_ledger_batch(&writes).await?);
+            .extend(self.store.record_ledger_batch(&writes, self.fence).await?);
         Ok(())
     }
 
@@ -485,7 +485,10 @@ impl Pass<'_> {
         };
         let entry = self
             .store
-            .record_ledger(&record.write(self.receiver.id, context.uid_validity))
+            .record_ledger(
+                &record.write(self.receiver.id, context.uid_validity),
+                self.fence,
+            )
             .await?;
         let now = now_millis();
         let since = entry.failing_since.unwrap_or(now);

@@ -157,6 +157,9 @@ pub(crate) struct Pass<'a> {
     /// Folders known to exist on the server (created or checked once per session).
     pub folders: &'a std::sync::Mutex<std::collections::HashSet<String>>,
     pub policy: &'a SinkPolicy,
+    /// The receiver's lease, when it runs under one (`serve`): the ledger refuses writes and the
+    /// server is not touched once another instance took it over.
+    pub fence: Option<&'a oauthimap_store::Fence>,
 }
 
 /// A fetched batch on its way to the parse stage.
@@ -446,6 +449,16 @@ impl Pass<'_> {
                     AfterDelivery::Delete => delete.push(entry.uid),
                 }
             }
+        }
+        // Mail is moved or deleted on the server only while this instance still holds the
+        // receiver: after a takeover, the new holder acts on what it records itself.
+        if let Some(fence) = self.fence
+            && !self.store.fence_holds(fence).await?
+        {
+            return Err(oauthimap_store::StoreError::Fenced {
+                lease: fence.lease.clone(),
+            }
+            .into());
         }
         if !seen.is_empty() {
             session.add_flags(&seen, &["\\Seen"]).await?;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use oauthimap_imap::{IdleOutcome, MailSession as _, Session, SessionConfig, connect_and_login};
 use oauthimap_sinks::{Sink, SinkConfig};
-use oauthimap_store::{Level, NewEvent, Receiver, StatusReport, Store};
+use oauthimap_store::{Fence, Level, NewEvent, Receiver, StatusReport, Store};
 use oauthimap_tokens::{Notice, TokenService};
 use oauthimap_types::{
     AccountId, FailureKind, Provider, ReceiverId, ReceiverState, Trigger, backoff, now_millis,
@@ -294,23 +294,20 @@ impl Collector {
     }
 
     /// Renews a receiver's lease every quarter of its lifetime until aborted; says so on `lost`
-    /// when another instance holds it (this one stalled past the lease, and must stop acting).
-    fn keep_lease(&self, lease: &str) -> (tokio::task::JoinHandle<()>, watch::Receiver<bool>) {
+    /// when another instance holds it, or held it in between (this one stalled past the lease,
+    /// and must stop acting: its fence is stale, so the ledger would refuse it anyway).
+    fn keep_lease(&self, fence: &Fence) -> (tokio::task::JoinHandle<()>, watch::Receiver<bool>) {
         let (lost_tx, lost_rx) = watch::channel(false);
-        let (store, lease, instance, ttl) = (
-            self.store.clone(),
-            lease.to_owned(),
-            self.instance.clone(),
-            self.settings.lease_ttl,
-        );
+        let (store, fence, ttl) = (self.store.clone(), fence.clone(), self.settings.lease_ttl);
         let task = tokio::spawn(async move {
+            let lease = &fence.lease;
             let mut tick = tokio::time::interval(ttl / 4);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match store.try_lease(&lease, &instance, millis(ttl)).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                match store.take_lease(lease, &fence.holder, millis(ttl)).await {
+                    Ok(Some(now)) if now.epoch == fence.epoch => {}
+                    Ok(_) => {
                         tracing::warn!(%lease, "the receiver's lease was taken over by another instance; stopping here");
                         let _ = lost_tx.send(true);
                         return;
@@ -402,6 +399,7 @@ impl Collector {
             progress,
             folders: &folders,
             policy: &self.settings.sink,
+            fence: None,
         };
         let summary = pass.run(&mut session, mailbox.uid_validity).await;
         let _ = session.logout().await;
@@ -567,13 +565,13 @@ impl Collector {
         };
         let mut outage = Outage::load(&self.store, receiver).await;
         while !*stop.borrow() {
-            match self
+            let fence = match self
                 .store
-                .try_lease(&lease, &self.instance, self.lease_ttl_ms())
+                .take_lease(&lease, &self.instance, self.lease_ttl_ms())
                 .await
             {
-                Ok(true) => {}
-                Ok(false) => {
+                Ok(Some(fence)) => fence,
+                Ok(None) => {
                     // Another instance collects this folder.
                     self.report_held(receiver, &lease).await;
                     reporter.last = None;
@@ -583,15 +581,22 @@ impl Collector {
                     }
                     continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot take the receiver lease"),
-            }
+                Err(e) => {
+                    // Without the lease nothing may be collected: another instance may hold it.
+                    tracing::warn!(error = %e, "cannot take the receiver lease");
+                    if sleep_or_stop(&mut stop, Duration::from_secs(5)).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
             let r = match self.store.receiver(receiver).await {
                 Ok(r) if r.fields.active => r,
                 _ => break,
             };
-            let (keeper, mut lost) = self.keep_lease(&lease);
+            let (keeper, mut lost) = self.keep_lease(&fence);
             let ended = self
-                .session_loop(&r, &mut stop, &mut lost, &mut reporter, &mut outage)
+                .session_loop(&r, &fence, &mut stop, &mut lost, &mut reporter, &mut outage)
                 .await;
             keeper.abort();
             match ended {
@@ -615,6 +620,11 @@ impl Collector {
                     if self.sleep_or_wake(&mut stop, delay).await {
                         break;
                     }
+                }
+                Err(CollectError::Store(oauthimap_store::StoreError::Fenced { .. })) => {
+                    // Stalled past the lease while another instance took over: what this one
+                    // had fetched is left to it, unrecorded and untouched on the server.
+                    tracing::warn!(receiver = %r.fields.name, "the receiver's lease was taken over during a pass; nothing of it was recorded here");
                 }
                 Err(CollectError::Imap(e)) if e.needs_reauthentication() => {
                     // Exchange ends sessions whose token expired (`* BYE ... AccessTokenExpired`):
@@ -801,6 +811,7 @@ impl Collector {
     async fn session_loop(
         &self,
         r: &Receiver,
+        fence: &Fence,
         stop: &mut watch::Receiver<bool>,
         lost: &mut watch::Receiver<bool>,
         reporter: &mut Reporter<'_>,
@@ -841,6 +852,7 @@ impl Collector {
                 progress: &|_| {},
                 folders: &folders,
                 policy: &self.settings.sink,
+                fence: Some(fence),
             };
             let summary = pass.run(&mut session, mailbox.uid_validity).await?;
             drop(permit);

@@ -259,6 +259,15 @@ async fn setup(sink: SinkKind, target: Option<String>) -> Setup {
 
 impl Setup {
     async fn pass(&self, server: &Arc<Mutex<Server>>) -> PassSummary {
+        self.pass_under(server, None).await.unwrap()
+    }
+
+    /// A pass run under a receiver lease (`serve`), or without one (`collect --once`).
+    async fn pass_under(
+        &self,
+        server: &Arc<Mutex<Server>>,
+        fence: Option<&oauthimap_store::Fence>,
+    ) -> Result<PassSummary, crate::CollectError> {
         let folders = Mutex::new(HashSet::new());
         let pass = Pass {
             store: &self.store,
@@ -267,10 +276,11 @@ impl Setup {
             progress: &|_| {},
             folders: &folders,
             policy: &self.policy,
+            fence,
         };
         let mut session = FakeSession::new(server);
         let uid_validity = session.select("INBOX").await.unwrap().uid_validity;
-        pass.run(&mut session, uid_validity).await.unwrap()
+        pass.run(&mut session, uid_validity).await
     }
 
     async fn checkpoint(&self) -> Option<u32> {
@@ -664,4 +674,42 @@ async fn a_command_sink_gets_no_variable_of_the_service() {
         .filter(|(k, _)| k.to_str().is_some_and(|k| !allowed.contains(&k)))
         .count();
     assert!(parent > 0, "the test process has variables of its own");
+}
+
+
+/// Fencing: an instance that stalled past its receiver lease while another took over records
+/// nothing and touches nothing on the server, and the new holder collects every message once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_under_a_lost_lease_records_and_acts_on_nothing() {
+    let s = setup(SinkKind::Store, None).await;
+    let server = Server::with(5);
+    let lease = format!("receiver:{}", s.receiver.id.0);
+    let a = s.store.take_lease(&lease, "a", 1).await.unwrap().unwrap();
+    let first = s.pass_under(&server, Some(&a)).await.unwrap();
+    assert_eq!(first.delivered, 5);
+    // A stalls past its lease; B takes the receiver over; new mail comes in.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let b = s.store.take_lease(&lease, "b", 60_000).await.unwrap().unwrap();
+    for i in 6..=8 {
+        server.lock().unwrap().add(message(i));
+    }
+    let stale = s.pass_under(&server, Some(&a)).await.unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            crate::CollectError::Store(oauthimap_store::StoreError::Fenced { .. })
+        ),
+        "{stale}"
+    );
+    let ledger = s.store.ledger(Some(s.receiver.id), None, 100).await.unwrap();
+    assert_eq!(ledger.len(), 5, "A recorded nothing of the new mail");
+    assert_eq!(
+        server.lock().unwrap().seen().len(),
+        5,
+        "A marked nothing new as seen on the server"
+    );
+    let second = s.pass_under(&server, Some(&b)).await.unwrap();
+    assert_eq!(second.delivered, 3, "B collects the new mail");
+    assert_eq!(s.store.message_count().await.unwrap(), 8, "each message once");
+    assert_eq!(server.lock().unwrap().seen().len(), 8);
 }

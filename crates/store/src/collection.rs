@@ -327,8 +327,14 @@ impl Store {
 
     /// Records (or updates) a message's ledger row; counts an attempt. Durable when it returns,
     /// like [`Store::record_ledger_batch`].
-    pub async fn record_ledger(&self, w: &LedgerWrite<'_>) -> Result<LedgerEntry> {
-        let mut rows = self.record_ledger_batch(std::slice::from_ref(w)).await?;
+    pub async fn record_ledger(
+        &self,
+        w: &LedgerWrite<'_>,
+        fence: Option<&crate::Fence>,
+    ) -> Result<LedgerEntry> {
+        let mut rows = self
+            .record_ledger_batch(std::slice::from_ref(w), fence)
+            .await?;
         rows.pop()
             .ok_or_else(|| StoreError::Corrupt("the ledger write returned no row".into()))
     }
@@ -341,9 +347,14 @@ impl Store {
     /// the last commits on power loss): the collector acts on the server (marks seen, moves,
     /// deletes) right after this, so the rows must survive a power loss. Syncing the WAL here also
     /// makes every earlier commit durable, such as the built-in store's message rows.
+    ///
+    /// With a `fence`, the transaction first checks (and on PostgreSQL locks until the commit)
+    /// the lease it was given: when another instance took the lease since, nothing is written
+    /// and the answer is [`StoreError::Fenced`].
     pub async fn record_ledger_batch(
         &self,
         writes: &[LedgerWrite<'_>],
+        fence: Option<&crate::Fence>,
     ) -> Result<Vec<LedgerEntry>> {
         if writes.is_empty() {
             return Ok(Vec::new());
@@ -354,7 +365,14 @@ impl Store {
         );
         let now = now_millis();
         let synced = self.backend() == crate::Backend::Sqlite;
-        let rows: Vec<LedgerRow> = on_db!(self.db(), |pool| {
+        // SQLite runs one writer at a time; PostgreSQL locks the lease row until the commit, so
+        // a takeover waits for this transaction or this transaction sees the takeover.
+        let fence_sql = if synced {
+            "SELECT epoch FROM leases WHERE name = $1 AND holder = $2"
+        } else {
+            "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 FOR UPDATE"
+        };
+        let rows: Option<Vec<LedgerRow>> = on_db!(self.db(), |pool| {
             let mut conn = pool
                 .acquire()
                 .await
@@ -367,6 +385,16 @@ impl Store {
             }
             let rows = async {
                 let mut tx = sqlx::Acquire::begin(&mut conn).await?;
+                if let Some(f) = fence {
+                    let epoch: Option<i64> = sqlx::query_scalar(fence_sql)
+                        .bind(&f.lease)
+                        .bind(&f.holder)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if epoch != Some(f.epoch) {
+                        return Ok(None);
+                    }
+                }
                 let mut rows = Vec::with_capacity(writes.len());
                 for chunk in writes.chunks(ROWS_PER_STATEMENT) {
                     let mut q = sqlx::QueryBuilder::new(
@@ -409,7 +437,7 @@ impl Store {
                     );
                 }
                 tx.commit().await?;
-                Ok(rows)
+                Ok(Some(rows))
             }
             .await;
             if synced
@@ -423,6 +451,11 @@ impl Store {
             }
             rows.map_err(StoreError::db("record the deliveries"))?
         });
+        let Some(rows) = rows else {
+            return Err(StoreError::Fenced {
+                lease: fence.map(|f| f.lease.clone()).unwrap_or_default(),
+            });
+        };
         in_order_of(writes, rows)
     }
 

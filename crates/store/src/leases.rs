@@ -6,17 +6,28 @@ use oauthimap_types::now_millis;
 
 use crate::{Result, Store, StoreError, on_db};
 
+/// Proof of holding a lease: whoever acts under it carries this, and the store refuses work whose
+/// fence is stale (another holder took the lease since, so its epoch moved on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
+    pub epoch: i64,
+}
+
 impl Store {
     /// Takes `name` for `holder` for `ttl_ms` if it is free, expired, or already held by `holder`
-    /// (which renews it). Returns whether `holder` now holds it. Atomic on both backends.
-    pub async fn try_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool> {
+    /// (which renews it). Returns the fence when `holder` now holds it: its epoch grows whenever
+    /// the lease passes to another holder, never on a renewal. Atomic on both backends.
+    pub async fn take_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<Option<Fence>> {
         let now = now_millis();
-        let won: Option<String> = on_db!(self.db(), |pool| {
-            sqlx::query_scalar(
-            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+        let won: Option<(String, i64)> = on_db!(self.db(), |pool| {
+            sqlx::query_as(
+            "INSERT INTO leases (name, holder, expires_at, epoch) VALUES ($1, $2, $3, 1) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, \
+             epoch = CASE WHEN leases.holder = excluded.holder THEN leases.epoch ELSE leases.epoch + 1 END \
              WHERE leases.expires_at <= $4 OR leases.holder = excluded.holder \
-             RETURNING holder"
+             RETURNING holder, epoch"
         )
         .bind(name)
         .bind(holder)
@@ -26,13 +37,25 @@ impl Store {
         .await
         .map_err(StoreError::db("take a lease"))?
         });
-        Ok(won.as_deref() == Some(holder))
+        Ok(won
+            .filter(|(h, _)| h == holder)
+            .map(|(holder, epoch)| Fence {
+                lease: name.to_owned(),
+                holder,
+                epoch,
+            }))
     }
 
-    /// Gives `name` up if `holder` holds it.
+    /// [`Store::take_lease`], when only winning matters (single flight of a refresh).
+    pub async fn try_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool> {
+        Ok(self.take_lease(name, holder, ttl_ms).await?.is_some())
+    }
+
+    /// Gives `name` up if `holder` holds it. The row stays (expired), so its epoch keeps
+    /// counting when another holder takes it.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         on_db!(self.db(), |pool| {
-            sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            sqlx::query("UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2")
                 .bind(name)
                 .bind(holder)
                 .execute(pool)
@@ -40,6 +63,20 @@ impl Store {
                 .map_err(StoreError::db("release a lease"))?;
         });
         Ok(())
+    }
+
+    /// Whether `fence` is still good: no other holder took its lease since it was given. (An
+    /// expired lease nobody took is still good: nobody else acted.)
+    pub async fn fence_holds(&self, fence: &Fence) -> Result<bool> {
+        let epoch: Option<i64> = on_db!(self.db(), |pool| {
+            sqlx::query_scalar("SELECT epoch FROM leases WHERE name = $1 AND holder = $2")
+                .bind(&fence.lease)
+                .bind(&fence.holder)
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::db("read a lease"))?
+        });
+        Ok(epoch == Some(fence.epoch))
     }
 }
 

@@ -43,6 +43,7 @@ pub use collection::{
 };
 pub use gateway::GatewayPassword;
 pub use keys::{KeyUsage, ResealReport};
+pub use leases::Fence;
 pub use models::*;
 pub use oauth_states::{PendingSignIn, SignInOutcome};
 pub use overview::{MessageFilter, MessageSummary, ReceiverActivity};
@@ -108,6 +109,10 @@ pub enum StoreError {
     KeysDoNotFit { source_desc: String, detail: String },
     #[error("the database holds a value this version cannot read: {0}")]
     Corrupt(String),
+    /// The lease this work ran under was taken by another instance (this one stalled past it):
+    /// nothing was written, and the work must stop.
+    #[error("lease {lease} was taken over by another instance; this one records and does nothing more under it")]
+    Fenced { lease: String },
 }
 
 impl StoreError {

@@ -467,6 +467,66 @@ async fn wrong_key_file_is_refused(backend: Backend) {
     t.cleanup().await;
 }
 
+/// Fencing: the epoch moves on only when another holder takes a lease (a release keeps the
+/// count), and a ledger write under a stale fence records nothing.
+async fn a_stale_fence_records_nothing(backend: Backend) {
+    use oauthimap_store::{LedgerStatus, LedgerWrite, StoreError};
+    let (t, store) = setup(backend).await;
+    let app = store
+        .insert_application(&app_fields("A"), None)
+        .await
+        .unwrap();
+    let r = store
+        .insert_receiver(&receiver_fields("r", app.id, None), None)
+        .await
+        .unwrap();
+    let lease = format!("receiver:{}", r.id.0);
+    // A takes the lease, then stalls past it.
+    let a = store.take_lease(&lease, "a", 1).await.unwrap().unwrap();
+    let renewed = store.take_lease(&lease, "a", 1).await.unwrap().unwrap();
+    assert_eq!(renewed.epoch, a.epoch, "a renewal keeps the epoch");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // B takes over, releases, and A's own renewal afterwards is a new epoch too.
+    let b = store.take_lease(&lease, "b", 60_000).await.unwrap().unwrap();
+    assert!(b.epoch > a.epoch, "{b:?} after {a:?}");
+    assert!(!store.fence_holds(&a).await.unwrap());
+    assert!(store.fence_holds(&b).await.unwrap());
+    let write = LedgerWrite {
+        receiver: r.id,
+        uid_validity: 1,
+        uid: 1,
+        idempotency_key: "r-1-1",
+        message_id: None,
+        content_hash: None,
+        size: 10,
+        status: LedgerStatus::Delivered,
+        reason: None,
+        receipt: Some("ok"),
+    };
+    let err = store.record_ledger(&write, Some(&a)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+    assert!(err.to_string().contains("taken over"), "{err}");
+    assert!(
+        store.ledger_entry(r.id, 1, 1).await.unwrap().is_none(),
+        "nothing recorded"
+    );
+    store.record_ledger(&write, Some(&b)).await.unwrap();
+    store.release_lease(&lease, "b").await.unwrap();
+    let again = store.take_lease(&lease, "a", 60_000).await.unwrap().unwrap();
+    assert!(again.epoch > b.epoch, "a release keeps the count: {again:?} after {b:?}");
+    assert!(!store.fence_holds(&b).await.unwrap());
+    let err = store
+        .record_ledger(&LedgerWrite { uid: 2, ..write.clone() }, Some(&b))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+    store
+        .record_ledger(&LedgerWrite { uid: 2, ..write }, Some(&again))
+        .await
+        .unwrap();
+    t.cleanup().await;
+}
+
 async fn leases_give_single_ownership(backend: Backend) {
     let (t, store) = setup(backend).await;
     assert!(
@@ -687,15 +747,18 @@ async fn checkpoints_ledger_and_messages(backend: Backend) {
         reason: Some("webhook answered 500"),
         receipt: None,
     };
-    let first = store.record_ledger(&write).await.unwrap();
+    let first = store.record_ledger(&write, None).await.unwrap();
     assert_eq!((first.status, first.attempts), (LedgerStatus::Failed, 1));
     let second = store
-        .record_ledger(&LedgerWrite {
-            status: LedgerStatus::Delivered,
-            reason: None,
-            receipt: Some("200"),
-            ..write.clone()
-        })
+        .record_ledger(
+            &LedgerWrite {
+                status: LedgerStatus::Delivered,
+                reason: None,
+                receipt: Some("200"),
+                ..write.clone()
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -863,7 +926,7 @@ async fn checkpoints_ledger_and_messages(backend: Backend) {
             ..write.clone() // UID 7, recorded twice above
         }))
         .collect();
-    let rows = store.record_ledger_batch(&writes).await.unwrap();
+    let rows = store.record_ledger_batch(&writes, None).await.unwrap();
     assert_eq!(rows.len(), writes.len());
     for (w, row) in writes.iter().zip(&rows) {
         assert_eq!((row.uid, row.status), (w.uid, w.status));
@@ -1124,13 +1187,13 @@ async fn receiver_states_keep_their_start_and_sink_outages_their_first_failure(b
         None
     );
     let first = store
-        .record_ledger(&write(LedgerStatus::Failed))
+        .record_ledger(&write(LedgerStatus::Failed), None)
         .await
         .unwrap();
     let since = first.failing_since.expect("set on the first failure");
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let again = store
-        .record_ledger(&write(LedgerStatus::Failed))
+        .record_ledger(&write(LedgerStatus::Failed), None)
         .await
         .unwrap();
     assert_eq!((again.failing_since, again.attempts), (Some(since), 2));
@@ -1151,7 +1214,7 @@ async fn receiver_states_keep_their_start_and_sink_outages_their_first_failure(b
     let reset = store.ledger_entry(r.id, 1, 5).await.unwrap().unwrap();
     assert_eq!(reset.failing_since, None);
     let delivered = store
-        .record_ledger(&write(LedgerStatus::Delivered))
+        .record_ledger(&write(LedgerStatus::Delivered), None)
         .await
         .unwrap();
     assert_eq!(delivered.failing_since, None);
@@ -1187,6 +1250,7 @@ on_both_backends!(
     no_plaintext_secret_in_raw_bytes,
     wrong_key_file_is_refused,
     leases_give_single_ownership,
+    a_stale_fence_records_nothing,
     events_page_newest_first,
     rotation_while_reads_continue,
     checkpoints_ledger_and_messages,
