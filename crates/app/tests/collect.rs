@@ -1435,3 +1435,115 @@ async fn collect_now_cuts_the_poll_wait_short() {
     dovecot.stop().await.unwrap();
     h.t.cleanup().await;
 }
+
+/// Three instances on PostgreSQL share nine receivers: the first holds them all while alone; when
+/// two more join, it hands over what is beyond its share and no instance holds more than
+/// ⌈9 / 3⌉ + 1; when one stops, the other two take its receivers. Mail that arrives meanwhile
+/// is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receivers_spread_over_instances_and_move_when_one_stops() {
+    use oauthimap_app::CollectorSettings;
+    const N: usize = 9;
+    let h = harness(
+        Backend::Postgres,
+        &[("OAUTHIMAP_COLLECTOR__LEASE_TTL", "2s".into())],
+    )
+    .await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    let users: Vec<String> = (0..N).map(|i| format!("spread{i}@contoso.com")).collect();
+    for user in &users {
+        let name = receiver_for(&h, &dovecot, user, ReceiverInput::default()).await;
+        h.app
+            .update_receiver(
+                &name,
+                &ReceiverInput {
+                    trigger: Some(Trigger::Idle),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let instance = || {
+        Arc::new(oauthimap_app::Collector::with_settings(
+            h.app.store().clone(),
+            h.app.tokens().clone(),
+            reqwest::Client::new(),
+            h.app.settings().data_dir.clone(),
+            CollectorSettings {
+                lease_ttl: Duration::from_secs(2),
+                ..CollectorSettings::default()
+            },
+        ))
+    };
+    let start = |c: Arc<oauthimap_app::Collector>| {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, tokio::spawn(async move { c.supervise(rx).await }))
+    };
+    let held = |c: &Arc<oauthimap_app::Collector>| {
+        let (store, me) = (h.app.store().clone(), c.instance().to_owned());
+        async move { store.leases_held("receiver:", &me).await.unwrap().len() }
+    };
+    let (a, b, c) = (instance(), instance(), instance());
+    let (stop_a, task_a) = start(a.clone());
+    eventually(Duration::from_secs(20), "A alone holds all nine", || {
+        let held = held(&a);
+        async move { held.await == N }
+    })
+    .await;
+    let (stop_b, task_b) = start(b.clone());
+    let (stop_c, task_c) = start(c.clone());
+    eventually(
+        Duration::from_secs(30),
+        "the nine spread over three",
+        || {
+            let (ha, hb, hc) = (held(&a), held(&b), held(&c));
+            async move {
+                let counts = [ha.await, hb.await, hc.await];
+                counts.iter().sum::<usize>() == N && counts.iter().all(|n| *n <= N.div_ceil(3) + 1)
+            }
+        },
+    )
+    .await;
+    for user in &users {
+        dovecot.deliver(user, &message(1)).unwrap();
+    }
+    eventually(Duration::from_secs(20), "the first round delivered", || {
+        let app = h.app.clone();
+        async move { app.store().message_count().await.unwrap() == N as i64 }
+    })
+    .await;
+    // C stops (SIGTERM: it releases its leases); A and B take its receivers.
+    stop(stop_c, task_c).await;
+    eventually(Duration::from_secs(30), "the nine spread over two", || {
+        let (ha, hb) = (held(&a), held(&b));
+        async move {
+            let counts = [ha.await, hb.await];
+            counts.iter().sum::<usize>() == N && counts.iter().all(|n| *n <= N.div_ceil(2) + 1)
+        }
+    })
+    .await;
+    for user in &users {
+        dovecot.deliver(user, &message(2)).unwrap();
+    }
+    eventually(
+        Duration::from_secs(20),
+        "the second round delivered",
+        || {
+            let app = h.app.clone();
+            async move { app.store().message_count().await.unwrap() == 2 * N as i64 }
+        },
+    )
+    .await;
+    stop(stop_a, task_a).await;
+    stop(stop_b, task_b).await;
+    for r in h.app.list_receivers().await.unwrap() {
+        let ledger = h.app.store().ledger(Some(r.id), None, 10).await.unwrap();
+        assert_eq!(ledger.len(), 2, "{}: each message once", r.fields.name);
+    }
+    assert_eq!(h.app.store().message_count().await.unwrap(), 2 * N as i64);
+    dovecot.stop().await.unwrap();
+    h.t.cleanup().await;
+}

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,6 +97,11 @@ pub struct Collector {
     changed: Arc<tokio::sync::Notify>,
     /// Cuts every receiver's current back-off short (a saved fix, "collect now").
     nudge: Arc<tokio::sync::Notify>,
+    /// Receivers this instance holds now (between taking a lease and giving it up).
+    held: Arc<AtomicUsize>,
+    /// The most receivers this instance should hold: ⌈active receivers / live instances⌉, set by
+    /// the supervisor (no bound without one, as for `collect --once` and tests).
+    share: Arc<AtomicUsize>,
 }
 
 fn random_u64() -> u64 {
@@ -188,6 +194,8 @@ impl Collector {
             connections: Arc::default(),
             changed: Arc::new(tokio::sync::Notify::new()),
             nudge: Arc::new(tokio::sync::Notify::new()),
+            held: Arc::default(),
+            share: Arc::new(AtomicUsize::new(usize::MAX)),
         }
     }
 
@@ -552,6 +560,37 @@ impl Collector {
         self.event(r, level, kind, message).await;
     }
 
+    /// Takes (or renews) a receiver's lease, counting what this instance holds: `mine` says
+    /// whether it held the lease already. An instance with its share of the receivers takes no
+    /// more (`Ok(None)`): the others take them, so the receivers spread over the instances.
+    async fn take_receiver_lease(
+        &self,
+        lease: &str,
+        mine: &mut bool,
+    ) -> oauthimap_store::Result<Option<Fence>> {
+        let full =
+            !*mine && self.held.load(Ordering::Relaxed) >= self.share.load(Ordering::Relaxed);
+        let taken = if full {
+            Ok(None)
+        } else {
+            self.store
+                .take_lease(lease, &self.instance, self.lease_ttl_ms())
+                .await
+        };
+        match &taken {
+            Ok(Some(_)) if !*mine => {
+                *mine = true;
+                self.held.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(None) if *mine => {
+                *mine = false;
+                self.held.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        taken
+    }
+
     /// Keeps one receiver collecting until `stop` turns true or the receiver is switched off.
     pub async fn run_receiver(&self, receiver: ReceiverId, mut stop: watch::Receiver<bool>) {
         let mut failures: u32 = 0;
@@ -564,15 +603,13 @@ impl Collector {
             last: None,
         };
         let mut outage = Outage::load(&self.store, receiver).await;
+        // Whether this instance holds the lease (kept between sessions, given up at the end).
+        let mut mine = false;
         while !*stop.borrow() {
-            let fence = match self
-                .store
-                .take_lease(&lease, &self.instance, self.lease_ttl_ms())
-                .await
-            {
+            let fence = match self.take_receiver_lease(&lease, &mut mine).await {
                 Ok(Some(fence)) => fence,
                 Ok(None) => {
-                    // Another instance collects this folder.
+                    // Another instance collects this folder (or will: this one has its share).
                     self.report_held(receiver, &lease).await;
                     reporter.last = None;
                     let wait = (self.settings.lease_ttl / 2).min(Duration::from_secs(30));
@@ -639,6 +676,9 @@ impl Collector {
                     }
                 }
             }
+        }
+        if mine {
+            self.held.fetch_sub(1, Ordering::Relaxed);
         }
         if let Err(e) = self.store.release_lease(&lease, &self.instance).await {
             tracing::warn!(error = %e, "cannot release the receiver lease");
@@ -923,40 +963,115 @@ impl Collector {
     /// Runs every active receiver until `stop` turns true, picking up receivers that are added,
     /// switched on or off. Each receiver has its own task for as long as it is active; the
     /// passes they run share `max_concurrent_passes` slots.
+    ///
+    /// Instances on one database spread the receivers: each says it is alive with an
+    /// `instance:` lease, holds at most ⌈active receivers / live instances⌉, and hands the
+    /// ones over it holds beyond that (a new instance joined), which the others then take.
     pub async fn supervise(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let mut running: HashMap<ReceiverId, tokio::task::JoinHandle<()>> = HashMap::new();
+        // Per receiver: its task, and the switch that stops it (a stop, or a hand-over).
+        let mut running: HashMap<ReceiverId, (tokio::task::JoinHandle<()>, watch::Sender<bool>)> =
+            HashMap::new();
+        let presence = format!("instance:{}", self.instance);
+        // Often enough that the presence lease never lapses while this instance runs.
+        let look = (self.settings.lease_ttl / 3)
+            .clamp(Duration::from_millis(200), Duration::from_secs(15));
         loop {
-            running.retain(|_, task| !task.is_finished());
+            running.retain(|_, (task, _)| !task.is_finished());
+            if let Err(e) = self
+                .store
+                .take_lease(&presence, &self.instance, self.lease_ttl_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "cannot renew this instance's presence");
+            }
             match self.store.receivers().await {
                 Ok(receivers) => {
-                    for r in receivers
+                    let active: Vec<_> = receivers
                         .into_iter()
                         .filter(|r| r.fields.active && r.fields.account_id.is_some())
-                    {
+                        .collect();
+                    self.spread(active.len()).await;
+                    for r in active {
                         if running.contains_key(&r.id) {
                             continue;
                         }
-                        let (this, stop_rx) = (self.clone(), stop.clone());
+                        let (tx, rx) = watch::channel(false);
+                        let this = self.clone();
                         running.insert(
                             r.id,
-                            tokio::spawn(async move { this.run_receiver(r.id, stop_rx).await }),
+                            (
+                                tokio::spawn(async move { this.run_receiver(r.id, rx).await }),
+                                tx,
+                            ),
                         );
                     }
+                    self.hand_over_beyond_share(&running).await;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot list the receivers"),
             }
-            metrics::gauge!("oauthimap_receivers_running")
-                .set(f64::from(u32::try_from(running.len()).unwrap_or(u32::MAX)));
+            metrics::gauge!("oauthimap_receivers_running").set(f64::from(
+                u32::try_from(self.held.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
+            ));
             let stopped = tokio::select! {
-                s = sleep_or_stop(&mut stop, Duration::from_secs(15)) => s,
+                s = sleep_or_stop(&mut stop, look) => s,
                 () = self.changed.notified() => false,
             };
             if stopped {
                 break;
             }
         }
-        for (_, task) in running {
+        for (_, switch) in running.values() {
+            let _ = switch.send(true);
+        }
+        for (_, (task, _)) in running {
             let _ = task.await;
+        }
+        if let Err(e) = self.store.release_lease(&presence, &self.instance).await {
+            tracing::warn!(error = %e, "cannot release this instance's presence");
+        }
+    }
+
+    /// Sets this instance's share of `active` receivers from the live instances.
+    async fn spread(&self, active: usize) {
+        match self.store.live_leases("instance:").await {
+            Ok(instances) => {
+                let share = active.div_ceil(instances.max(1)).max(1);
+                self.share.store(share, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot count the live instances"),
+        }
+    }
+
+    /// Stops the receivers this instance holds beyond its share; they release their leases, and
+    /// their new tasks wait while this instance is full, so the other instances take them.
+    async fn hand_over_beyond_share(
+        &self,
+        running: &HashMap<ReceiverId, (tokio::task::JoinHandle<()>, watch::Sender<bool>)>,
+    ) {
+        let share = self.share.load(Ordering::Relaxed);
+        let held = match self.store.leases_held("receiver:", &self.instance).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the receivers this instance holds");
+                return;
+            }
+        };
+        for lease in held.iter().skip(share) {
+            let Some(id) = lease
+                .strip_prefix("receiver:")
+                .and_then(|id| id.parse().ok())
+                .map(ReceiverId)
+            else {
+                continue;
+            };
+            if let Some((_, switch)) = running.get(&id) {
+                tracing::info!(
+                    receiver = id.0,
+                    share,
+                    "handing the receiver over to another instance"
+                );
+                let _ = switch.send(true);
+            }
         }
     }
 }

@@ -676,7 +676,6 @@ async fn a_command_sink_gets_no_variable_of_the_service() {
     assert!(parent > 0, "the test process has variables of its own");
 }
 
-
 /// Fencing: an instance that stalled past its receiver lease while another took over records
 /// nothing and touches nothing on the server, and the new holder collects every message once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -689,7 +688,12 @@ async fn a_pass_under_a_lost_lease_records_and_acts_on_nothing() {
     assert_eq!(first.delivered, 5);
     // A stalls past its lease; B takes the receiver over; new mail comes in.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let b = s.store.take_lease(&lease, "b", 60_000).await.unwrap().unwrap();
+    let b = s
+        .store
+        .take_lease(&lease, "b", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
     for i in 6..=8 {
         server.lock().unwrap().add(message(i));
     }
@@ -701,7 +705,11 @@ async fn a_pass_under_a_lost_lease_records_and_acts_on_nothing() {
         ),
         "{stale}"
     );
-    let ledger = s.store.ledger(Some(s.receiver.id), None, 100).await.unwrap();
+    let ledger = s
+        .store
+        .ledger(Some(s.receiver.id), None, 100)
+        .await
+        .unwrap();
     assert_eq!(ledger.len(), 5, "A recorded nothing of the new mail");
     assert_eq!(
         server.lock().unwrap().seen().len(),
@@ -710,6 +718,10 @@ async fn a_pass_under_a_lost_lease_records_and_acts_on_nothing() {
     );
     let second = s.pass_under(&server, Some(&b)).await.unwrap();
     assert_eq!(second.delivered, 3, "B collects the new mail");
-    assert_eq!(s.store.message_count().await.unwrap(), 8, "each message once");
+    assert_eq!(
+        s.store.message_count().await.unwrap(),
+        8,
+        "each message once"
+    );
     assert_eq!(server.lock().unwrap().seen().len(), 8);
 }

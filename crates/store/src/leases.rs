@@ -81,6 +81,39 @@ impl Store {
 }
 
 impl Store {
+    /// How many unexpired leases named `prefix…` exist (live instances: `instance:`).
+    pub async fn live_leases(&self, prefix: &str) -> Result<usize> {
+        let n: i64 = on_db!(self.db(), |pool| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM leases WHERE substr(name, 1, length($1)) = $1 AND expires_at > $2",
+            )
+            .bind(prefix)
+            .bind(now_millis())
+            .fetch_one(pool)
+            .await
+            .map_err(StoreError::db("count the leases"))?
+        });
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The names of the unexpired leases named `prefix…` that `holder` holds, sorted.
+    pub async fn leases_held(&self, prefix: &str, holder: &str) -> Result<Vec<String>> {
+        Ok(on_db!(self.db(), |pool| {
+            sqlx::query_scalar(
+                "SELECT name FROM leases WHERE substr(name, 1, length($1)) = $1 AND holder = $2 \
+                 AND expires_at > $3 ORDER BY name",
+            )
+            .bind(prefix)
+            .bind(holder)
+            .bind(now_millis())
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("list the leases"))?
+        }))
+    }
+}
+
+impl Store {
     /// Who holds `name` now, if anyone holds it unexpired.
     pub async fn lease_holder(&self, name: &str) -> Result<Option<String>> {
         Ok(on_db!(self.db(), |pool| {

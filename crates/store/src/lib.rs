@@ -111,7 +111,9 @@ pub enum StoreError {
     Corrupt(String),
     /// The lease this work ran under was taken by another instance (this one stalled past it):
     /// nothing was written, and the work must stop.
-    #[error("lease {lease} was taken over by another instance; this one records and does nothing more under it")]
+    #[error(
+        "lease {lease} was taken over by another instance; this one records and does nothing more under it"
+    )]
     Fenced { lease: String },
 }
 

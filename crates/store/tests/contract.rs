@@ -487,7 +487,11 @@ async fn a_stale_fence_records_nothing(backend: Backend) {
     assert_eq!(renewed.epoch, a.epoch, "a renewal keeps the epoch");
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     // B takes over, releases, and A's own renewal afterwards is a new epoch too.
-    let b = store.take_lease(&lease, "b", 60_000).await.unwrap().unwrap();
+    let b = store
+        .take_lease(&lease, "b", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(b.epoch > a.epoch, "{b:?} after {a:?}");
     assert!(!store.fence_holds(&a).await.unwrap());
     assert!(store.fence_holds(&b).await.unwrap());
@@ -512,11 +516,24 @@ async fn a_stale_fence_records_nothing(backend: Backend) {
     );
     store.record_ledger(&write, Some(&b)).await.unwrap();
     store.release_lease(&lease, "b").await.unwrap();
-    let again = store.take_lease(&lease, "a", 60_000).await.unwrap().unwrap();
-    assert!(again.epoch > b.epoch, "a release keeps the count: {again:?} after {b:?}");
+    let again = store
+        .take_lease(&lease, "a", 60_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        again.epoch > b.epoch,
+        "a release keeps the count: {again:?} after {b:?}"
+    );
     assert!(!store.fence_holds(&b).await.unwrap());
     let err = store
-        .record_ledger(&LedgerWrite { uid: 2, ..write.clone() }, Some(&b))
+        .record_ledger(
+            &LedgerWrite {
+                uid: 2,
+                ..write.clone()
+            },
+            Some(&b),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
