@@ -10,7 +10,7 @@ use oauthimap_app::config::Settings;
 use oauthimap_app::store::Backend;
 use oauthimap_app::types::{AccountState, GrantKind, Provider, now_millis};
 use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
-use oauthimap_fake_idp::TokenHttpFault;
+use oauthimap_fake_idp::{TokenHttpFault, UserConfig};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -333,6 +333,63 @@ async fn two_instances_on_postgresql_cause_one_refresh() {
     }
     assert_eq!(h.idp.stats().grant("refresh_token").requests, 1);
     other.close().await;
+    h.t.cleanup().await;
+}
+
+/// A 429 from the token endpoint throttles the client, not one account: every account of that
+/// application waits out `Retry-After` (on demand and in the background refresher) without
+/// asking the provider again, and accounts of other applications go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_every_refresh_of_that_application() {
+    let h = harness(Backend::Sqlite, &[]).await;
+    for user in ["one@contoso.com", "two@contoso.com"] {
+        h.idp.add_user(UserConfig::new(user, user));
+        h.idp.set_default_user(user);
+        h.sign_in("Contoso", None).await;
+    }
+    let accounts = h.app.list_accounts(None).await.unwrap();
+    assert_eq!(accounts.len(), 2);
+    let requests = || h.idp.stats().grant("refresh_token").requests;
+    h.idp.fail_token_requests(TokenHttpFault {
+        status: 429,
+        count: 1,
+        retry_after: Some(30),
+    });
+    let before = requests();
+    let err = h
+        .app
+        .tokens()
+        .access_token(accounts[0].id, true)
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("429"), "{}", err.message);
+    assert_eq!(requests(), before + 1);
+    // The other account of the same application is not refreshed either: no request is sent.
+    let err = h
+        .app
+        .tokens()
+        .access_token(accounts[1].id, true)
+        .await
+        .unwrap_err();
+    assert!(
+        err.message.contains("asked application Contoso to wait"),
+        "{}",
+        err.message
+    );
+    assert_eq!(requests(), before + 1, "no request during the pause");
+    let until = h
+        .app
+        .tokens()
+        .throttled_until(accounts[1].application_id)
+        .expect("the application is paused");
+    assert!(
+        until >= now_millis() + 28_000 && until <= now_millis() + 31_000,
+        "Retry-After: 30 is honoured"
+    );
+    // The background refresher skips the application's accounts too, while it lasts.
+    h.expire_stored_token(accounts[1].id).await;
+    h.app.tokens().refresh_due().await;
+    assert_eq!(requests(), before + 1, "the refresher waited as well");
     h.t.cleanup().await;
 }
 

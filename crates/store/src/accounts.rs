@@ -408,25 +408,39 @@ impl Store {
     /// (or within half its lifetime, for tokens shorter-lived than the margin),
     /// or the refresh token has not been used since `warm_before` (keeps it from dying unused),
     /// and no back-off is pending.
-    pub async fn accounts_due(&self, margin_ms: i64, warm_before: i64) -> Result<Vec<AccountId>> {
+    ///
+    /// Keep-warm refreshes are spread: an account's refresh token counts as due up to `spread_ms`
+    /// early, by an offset fixed per account (from its id), so accounts authorized together are
+    /// not all refreshed in the same minute, and stay apart afterwards.
+    pub async fn accounts_due(
+        &self,
+        margin_ms: i64,
+        warm_before: i64,
+        spread_ms: i64,
+    ) -> Result<Vec<(AccountId, AppId)>> {
         let now = now_millis();
-        let ids: Vec<i64> = on_db!(self.db(), |pool| {
-            sqlx::query_scalar(
-            "SELECT id FROM accounts WHERE state IN ('active', 'failing') \
+        let rows: Vec<(i64, i64)> = on_db!(self.db(), |pool| {
+            sqlx::query_as(
+            "SELECT id, application_id FROM accounts WHERE state IN ('active', 'failing') \
              AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
              AND (access_expires_at IS NULL \
                   OR (access_expires_at <= $2 \
                       AND (access_expires_at - $1) * 2 <= access_expires_at - COALESCE(last_refresh_at, 0)) \
-                  OR (refresh_token IS NOT NULL AND COALESCE(refresh_last_used_at, refresh_issued_at, 0) <= $3)) \
+                  OR (refresh_token IS NOT NULL \
+                      AND COALESCE(refresh_last_used_at, refresh_issued_at, 0) - ((id * 2654435761) % $4) <= $3)) \
              ORDER BY access_expires_at"
         )
         .bind(now)
         .bind(now + margin_ms)
         .bind(warm_before)
+        .bind(spread_ms.max(1))
         .fetch_all(pool)
         .await
         .map_err(StoreError::db("find accounts due for refresh"))?
         });
-        Ok(ids.into_iter().map(AccountId).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, app)| (AccountId(id), AppId(app)))
+            .collect())
     }
 }

@@ -544,6 +544,64 @@ async fn a_stale_fence_records_nothing(backend: Backend) {
     t.cleanup().await;
 }
 
+/// Keep-warm refreshes of accounts authorized together fall due spread evenly over the spread
+/// window, by an offset fixed per account: no tenth of the window holds more than twice its even
+/// share, and the accounts of other states are never due.
+async fn keep_warm_refreshes_are_spread(backend: Backend) {
+    use oauthimap_types::{GrantKind, TokenSet};
+    const N: i64 = 400;
+    let (t, store) = setup(backend).await;
+    let app = store
+        .insert_application(&app_fields("A"), None)
+        .await
+        .unwrap();
+    let issued = oauthimap_types::now_millis();
+    for i in 0..N {
+        store
+            .upsert_account(
+                app.id,
+                &format!("u{i}@contoso.com"),
+                &format!("u{i}@contoso.com"),
+                GrantKind::AuthorizationCode,
+                &TokenSet {
+                    access_token: SecretString::from("at".to_owned()),
+                    // The access token is fresh: only keep-warm can make an account due.
+                    expires_at: issued + 3_600_000,
+                    refresh_token: Some(SecretString::from(format!("rt{i}"))),
+                    scopes: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let spread: i64 = 36 * 3_600_000;
+    // `warm_before` is "now minus the keep-warm time": walk it over the spread window.
+    let due_at = |x: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .accounts_due(0, issued - spread + x, spread)
+                .await
+                .unwrap()
+                .len() as i64
+        }
+    };
+    assert_eq!(due_at(-60_000).await, 0, "none before the window opens");
+    let mut before = 0;
+    for tenth in 1..=10 {
+        let due = due_at(spread * tenth / 10).await;
+        let burst = due - before;
+        assert!(
+            burst <= 2 * N / 10,
+            "tenth {tenth} of the window: {burst} accounts fall due (even share {})",
+            N / 10
+        );
+        before = due;
+    }
+    assert_eq!(before, N, "all due by the end of the window");
+    t.cleanup().await;
+}
+
 async fn leases_give_single_ownership(backend: Backend) {
     let (t, store) = setup(backend).await;
     assert!(
@@ -1268,6 +1326,7 @@ on_both_backends!(
     wrong_key_file_is_refused,
     leases_give_single_ownership,
     a_stale_fence_records_nothing,
+    keep_warm_refreshes_are_spread,
     events_page_newest_first,
     rotation_while_reads_continue,
     checkpoints_ledger_and_messages,

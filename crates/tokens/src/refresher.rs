@@ -16,7 +16,10 @@ impl TokenService {
             i64::try_from((s.refresh_margin + s.jitter).as_millis()).unwrap_or(i64::MAX / 4);
         let warm_before =
             now_millis() - i64::try_from(s.keep_warm.as_millis()).unwrap_or(i64::MAX / 4);
-        let due = match self.store().accounts_due(margin, warm_before).await {
+        // Keep-warm refreshes fall due over the second half of the keep-warm time, at an offset
+        // fixed per account: accounts authorized together are not refreshed together.
+        let spread = i64::try_from(s.keep_warm.as_millis() / 2).unwrap_or(i64::MAX / 4);
+        let due = match self.store().accounts_due(margin, warm_before, spread).await {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "cannot look for accounts to refresh");
@@ -24,7 +27,10 @@ impl TokenService {
             }
         };
         let mut refreshed = 0;
-        for id in due {
+        for (id, app) in due {
+            if self.throttled_until(app).is_some() {
+                continue;
+            }
             if let RefreshOutcome::Refreshed { .. } = self.refresh_now(id).await {
                 refreshed += 1;
             }

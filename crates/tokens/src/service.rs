@@ -83,6 +83,9 @@ pub struct TokenService {
     settings: TokenSettings,
     instance: String,
     locks: Mutex<HashMap<AccountId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Applications whose token endpoint answered 429, and until when (epoch ms) no account of
+    /// theirs is refreshed: the provider throttles the client, not one account.
+    throttled: Mutex<HashMap<oauthimap_types::AppId, i64>>,
 }
 
 /// The provider profile of an application.
@@ -142,7 +145,20 @@ impl TokenService {
             settings,
             instance: format!("{}-{:016x}", std::process::id(), random_u64()),
             locks: Mutex::new(HashMap::new()),
+            throttled: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Until when (epoch ms) the provider asked this application's refreshes to wait, if it did
+    /// and that time has not passed.
+    pub fn throttled_until(&self, app: oauthimap_types::AppId) -> Option<i64> {
+        let now = now_millis();
+        let mut map = self
+            .throttled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.retain(|_, until| *until > now);
+        map.get(&app).copied()
     }
 
     pub fn settings(&self) -> &TokenSettings {
@@ -335,6 +351,17 @@ impl TokenService {
 
     /// Asks the provider for new tokens and records the outcome. The caller holds the lock and lease.
     async fn refresh_locked(&self, account: &Account) -> RefreshOutcome {
+        if let Some(until) = self.throttled_until(account.application_id) {
+            // The provider throttles this client: asking again now would only prolong it.
+            return RefreshOutcome::Transient {
+                message: format!(
+                    "the provider asked application {} to wait (HTTP 429); refreshes resume in {} s",
+                    account.application_name,
+                    (until - now_millis()).max(0) / 1000 + 1
+                ),
+                next_attempt_at: until,
+            };
+        }
         let result = self.request_tokens(account).await;
         let outcome = match result {
             Ok(grant) => self.stored(account, &grant).await,
@@ -465,6 +492,18 @@ impl TokenService {
             });
         let next = now_millis() + wait;
         let message = e.to_string();
+        if matches!(e, OAuthError::Http { status: 429, .. }) {
+            let first = self
+                .throttled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(account.application_id, next)
+                .is_none_or(|before| before <= now_millis());
+            if first {
+                tracing::warn!(application = %account.application_name, retry_in_ms = wait,
+                    "the token endpoint answered 429: every refresh of this application waits");
+            }
+        }
         tracing::warn!(account = account.id.0, error = %message, retry_in_ms = wait, "token refresh failed; will retry");
         if let Err(se) = self
             .store
