@@ -84,15 +84,20 @@ impl App {
         value: &SecretString,
         scope: &str,
     ) -> Result<Option<ApiToken>> {
+        Ok(self
+            .find_api_token(value)
+            .await?
+            .filter(|t| t.has_scope(scope)))
+    }
+
+    /// The API token `value` is, if it is one (counted as used), whatever its scopes: so a
+    /// caller can tell an unknown token (401) from a known one that lacks a scope (403).
+    pub async fn find_api_token(&self, value: &SecretString) -> Result<Option<ApiToken>> {
         let value = value.expose_secret();
         if !value.starts_with(PREFIX) {
             return Ok(None);
         }
-        Ok(self
-            .store()
-            .use_api_token(&sha256_hex(value))
-            .await?
-            .filter(|t| t.has_scope(scope)))
+        Ok(self.store().use_api_token(&sha256_hex(value)).await?)
     }
 
     pub async fn list_api_tokens(&self) -> Result<Vec<ApiToken>> {

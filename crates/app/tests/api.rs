@@ -85,7 +85,8 @@ async fn crud_scopes_errors_pagination_and_no_secrets() {
     let admin = admin.expose_secret().to_owned();
     let mut bodies = String::new();
 
-    // Without a token, or with a token lacking the admin scope: 401 with a stable code.
+    // Without a token: 401; with a known token lacking the admin scope: 403; both with a stable
+    // code.
     let r = h
         .http
         .get(url("/api/v1/applications"))
@@ -106,8 +107,32 @@ async fn crud_scopes_errors_pagination_and_no_secrets() {
         .unwrap();
     assert_eq!(
         r.status(),
-        StatusCode::UNAUTHORIZED,
+        StatusCode::FORBIDDEN,
         "tokens:read cannot administer"
+    );
+    let denied: Value = r.json().await.unwrap();
+    assert_eq!(denied["error"]["code"], "forbidden");
+    assert!(
+        denied["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("lacks the admin scope"),
+        "{denied}"
+    );
+    // An oversized body is 413, not a validation error.
+    let r = h
+        .http
+        .post(url("/api/v1/applications"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(format!("{{\"name\": \"{}\"}}", "x".repeat(4 * 1024 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "too_large"
     );
 
     // Create: the secret goes in and never comes back.

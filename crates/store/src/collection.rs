@@ -681,12 +681,14 @@ impl Store {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<StoredMessage>> {
-        let pattern = search.map(|s| format!("%{}%", s.to_lowercase()));
+        // `%`, `_` and `\` are searched for as typed.
+        let pattern = crate::overview::contains_pattern(search);
         Ok(on_db!(self.db(), |pool| {
             sqlx::query_as(
             "SELECT id, idempotency_key, receiver_id, message_id, subject, from_address, from_name, date, size, \
              sha256, raw_path, raw_offset, raw_len, normalized, created_at FROM messages \
-             WHERE ($1 IS NULL OR LOWER(subject) LIKE $1 OR LOWER(from_address) LIKE $1 OR LOWER(from_name) LIKE $1) \
+             WHERE ($1 IS NULL OR LOWER(subject) LIKE $1 ESCAPE '\\' OR LOWER(from_address) LIKE $1 ESCAPE '\\' \
+                    OR LOWER(from_name) LIKE $1 ESCAPE '\\') \
              AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
         )
         .bind(pattern)

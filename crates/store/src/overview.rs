@@ -75,7 +75,7 @@ pub struct MessageSummary {
 }
 
 /// `%text%` for LIKE, with the wildcards of `text` escaped (`\` is the escape character).
-fn contains_pattern(text: Option<&str>) -> Option<String> {
+pub(crate) fn contains_pattern(text: Option<&str>) -> Option<String> {
     let text = text.map(str::trim).filter(|t| !t.is_empty())?;
     let mut pattern = String::with_capacity(text.len() + 2);
     pattern.push('%');

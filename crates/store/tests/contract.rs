@@ -928,6 +928,17 @@ async fn checkpoints_ledger_and_messages(backend: Backend) {
             .unwrap()
             .is_empty()
     );
+    // `%` and `_` are letters to search for, not wildcards.
+    for wildcard in ["%", "_", "printer_on", "printer%fire"] {
+        assert!(
+            store
+                .messages(Some(wildcard), None, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{wildcard:?} matched as a wildcard"
+        );
+    }
     assert_eq!(store.message(id).await.unwrap().subject, "Printer on fire");
 
     // Batches: one multi-row statement each; answers come back in the order asked, whatever

@@ -35,12 +35,20 @@ pub(crate) async fn authorize(app: &App, headers: &HeaderMap, scope: &str) -> Re
             "send an API token: Authorization: Bearer <token>",
         ));
     };
-    match app.check_api_token(&api_token, scope).await {
-        Ok(Some(_)) => Ok(()),
+    match app.find_api_token(&api_token).await {
+        Ok(Some(t)) if t.has_scope(scope) => Ok(()),
+        Ok(Some(t)) => Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            &format!(
+                "the API token {:?} lacks the {scope} scope; create one with it: oauthimap api-token create --name NAME --scope {scope}",
+                t.name
+            ),
+        )),
         Ok(None) => Err(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            &format!("the API token is unknown, or lacks the {scope} scope"),
+            "the API token is unknown or was removed",
         )),
         Err(e) => Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,

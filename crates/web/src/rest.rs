@@ -171,9 +171,20 @@ impl From<ReceiverBody> for ReceiverInput {
 fn body<T>(
     parsed: Result<Json<T>, axum::extract::rejection::JsonRejection>,
 ) -> Result<T, Response> {
-    parsed
-        .map(|Json(b)| b)
-        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, "invalid", &e.body_text()))
+    parsed.map(|Json(b)| b).map_err(|e| {
+        // Too large (413) and not JSON (415) keep their status; a body that does not fit the
+        // fields is 422, like every other invalid input.
+        let status = match e.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "invalid",
+        };
+        error(status, code, &e.body_text())
+    })
 }
 
 pub async fn list_applications(State(app): State<App>, headers: HeaderMap) -> Response {

@@ -1650,9 +1650,10 @@ async fn api_tokens_open_only_their_scopes() {
         }
     }
     for path in &admin_paths {
+        // A known token without the scope: 403, not 401 (it is valid; it is not enough).
         let (status, json) = get(path.clone(), Some(reader.clone()), None).await;
-        assert_eq!(status, 401, "tokens:read on {path}");
-        assert_eq!(json["error"]["code"], "unauthorized");
+        assert_eq!(status, 403, "tokens:read on {path}");
+        assert_eq!(json["error"]["code"], "forbidden");
         let (status, _) = get(path.clone(), Some(admin.clone()), None).await;
         assert_eq!(status, 200, "admin on {path}");
     }
@@ -1664,14 +1665,14 @@ async fn api_tokens_open_only_their_scopes() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.status().as_u16(), 403);
     let r = http
         .delete(url(&format!("/api/v1/accounts/{}", account.id)))
         .bearer_auth(&reader)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.status().as_u16(), 403);
     assert_eq!(application_names(&s.app).await, ["Contoso"]);
     assert_eq!(s.app.list_accounts(None).await.unwrap().len(), 1);
 
