@@ -13,6 +13,8 @@ use crate::{AccountSelector, App, AppError, Result};
 
 /// The default size limit of a message: larger ones are refused, not fetched into memory.
 pub const DEFAULT_SIZE_LIMIT: u64 = 50 * 1024 * 1024;
+/// The largest size limit a receiver takes: no mail server accepts a bigger message.
+pub const MAX_SIZE_LIMIT: u64 = 2 * 1024 * 1024 * 1024;
 const PAUSED_NO_ACCOUNT: &str = "no account chosen yet; authorize an account and pick it";
 
 /// Fields to set on a receiver. `None` keeps the current value (update) or takes the default
@@ -230,6 +232,14 @@ fn limits_and_sink(input: &ReceiverInput, b: Option<&ReceiverFields>) -> Result<
         .unwrap_or(DEFAULT_SIZE_LIMIT);
     if size == 0 {
         return Err(AppError::invalid("size_limit", "must be more than 0 bytes"));
+    }
+    if size > MAX_SIZE_LIMIT {
+        return Err(AppError::invalid(
+            "size_limit",
+            format!(
+                "is {size} bytes; mail servers take at most 2 GiB per message (Exchange Online 150 MB, Gmail 25 MB), so use at most 2G"
+            ),
+        ));
     }
     let sink = input.sink.or(b.map(|b| b.sink)).unwrap_or(SinkKind::Store);
     let sink_changed = input.sink.is_some_and(|s| Some(s) != b.map(|b| b.sink));

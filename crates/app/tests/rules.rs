@@ -382,6 +382,15 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
         ),
         (
             ReceiverInput {
+                name: Some("big".into()),
+                application: Some("A".into()),
+                size_limit_bytes: Some(3 * 1024 * 1024 * 1024),
+                ..Default::default()
+            },
+            "size_limit: is 3221225472 bytes; mail servers take at most 2 GiB",
+        ),
+        (
+            ReceiverInput {
                 name: Some(" 42 ".into()),
                 application: Some("A".into()),
                 ..Default::default()

@@ -1200,6 +1200,10 @@ async fn logout_password_change_and_removal_end_sessions() {
     assert_eq!(r.location(), "/login");
     let cleared = r.set_cookie("oauthimap_session").unwrap();
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    // The login page says so, and no longer tells how to create a first admin: one exists.
+    let page = b.get("/login").await;
+    assert!(page.body.contains("You are logged out."), "{}", page.body);
+    assert!(!page.body.contains("No admin yet"), "{}", page.body);
     assert!(s.app.admin_session(&token).await.unwrap().is_none());
     b.set("oauthimap_session", &token);
     assert_to_login(&b.get("/applications").await);
@@ -1339,6 +1343,9 @@ async fn one_address_is_stopped_before_it_can_lock_the_admin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_setup_link_creates_the_first_admin_once() {
     let s = start_with(Backend::Sqlite, &[], false).await;
+    // With no admin, the login page tells how to create the first one.
+    let page = s.browser().get("/login").await;
+    assert!(page.body.contains("No admin yet"), "{}", page.body);
     let link = s.app.new_setup_link().await.unwrap().expect("no admin yet");
     assert!(
         link.as_str()

@@ -23,6 +23,8 @@ struct LoginPage {
     next: String,
     username: String,
     error: Option<String>,
+    /// No admin user exists yet: the page says how to create the first one.
+    no_admin: bool,
 }
 
 #[derive(Template)]
@@ -94,12 +96,14 @@ pub async fn login_page(
     let (flash, clear) = session::take_flash(&app, &headers).unzip();
     let mut page = anonymous("Log in", csrf);
     page.flash = flash;
+    let no_admin = app.list_admins().await.is_ok_and(|a| a.is_empty());
     let mut r = render_with(
         &LoginPage {
             page,
             next: local(q.next.as_deref()),
             username: String::new(),
             error: None,
+            no_admin,
         },
         StatusCode::OK,
         set,
@@ -127,6 +131,7 @@ pub async fn login(
                 next: next.clone(),
                 username: form.username.clone(),
                 error: Some(error),
+                no_admin: false,
             },
             status,
             set,
@@ -196,6 +201,10 @@ pub async fn logout(State(app): State<App>, _admin: Admin, headers: HeaderMap) -
     r.headers_mut().append(
         header::SET_COOKIE,
         session::set_cookie(&app, SESSION_COOKIE, "", Some(0)),
+    );
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        session::flash(&app, "success", "You are logged out."),
     );
     r
 }
