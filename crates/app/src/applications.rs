@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::{App, AppError, Result};
 
 /// Why receivers were paused when their application was deactivated; re-activation looks for it.
-const PAUSED_APP_INACTIVE: &str = "its OAuth application was deactivated";
+pub(crate) const PAUSED_APP_INACTIVE: &str = "its OAuth application was deactivated";
 
 /// Fields to set on an application. `None` leaves a field as it is (on update) or takes the
 /// default (on add); an empty string clears an optional field.

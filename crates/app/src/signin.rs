@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use oauthimap_oauth::{ClientAuth, DeviceStart, Grant, OAuthError, Profile};
 use oauthimap_store::{Account, Application, Level, NewEvent, SignInOutcome};
-use oauthimap_tokens::PAUSED_NEEDS_REAUTH;
 use oauthimap_types::{AccessToken, AccountId, GrantKind, Provider, TokenError};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -249,9 +248,12 @@ impl App {
             .store()
             .upsert_account(app.id, identity, mailbox, kind, &grant.tokens)
             .await?;
+        // Whatever paused them (a revoked grant, a changed tenant or client ID, a refresh that
+        // failed for good), a new sign-in is the repair: every receiver a rule switched off
+        // comes back. Only a deactivated application keeps its receivers off.
         let resumed = self
             .store()
-            .resume_receivers(account.id, PAUSED_NEEDS_REAUTH)
+            .resume_paused_receivers(account.id, crate::applications::PAUSED_APP_INACTIVE)
             .await?;
         let message = if created {
             format!("{mailbox} authorized by {identity} ({kind})")

@@ -564,6 +564,52 @@ async fn revoked_grant_needs_reauth_pauses_receivers_notifies_once_and_reauth_re
     assert_eq!(a.state, AccountState::Active);
     assert!(h.app.find_receiver("helpdesk").await.unwrap().fields.active);
     h.app.tokens().access_token(account.id, true).await.unwrap();
+
+    // Whatever paused them: a changed tenant (confirmed) revokes the account and switches its
+    // receivers off; signing in again brings them back and says how many. A receiver a person
+    // switched off stays off.
+    h.app
+        .add_receiver(&ReceiverInput {
+            name: Some("archive".into()),
+            application: Some("Contoso".into()),
+            account: Some(USER.into()),
+            active: Some(false),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    h.app
+        .update_application(
+            "Contoso",
+            &ApplicationInput {
+                tenant: Some("fabrikam.onmicrosoft.com".into()),
+                confirm: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!h.app.find_receiver("helpdesk").await.unwrap().fields.active);
+    let (status, page) = h.sign_in("Contoso", None).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(h.app.find_receiver("helpdesk").await.unwrap().fields.active);
+    assert!(
+        !h.app.find_receiver("archive").await.unwrap().fields.active,
+        "switched off by a person: stays off"
+    );
+    let events = h
+        .app
+        .store()
+        .events(Some(account.id), None, 5)
+        .await
+        .unwrap();
+    assert!(
+        events.iter().any(
+            |e| e.kind == "account.reauthorized" && e.message.contains("1 receiver(s) resumed")
+        ),
+        "{:?}",
+        events.iter().map(|e| &e.message).collect::<Vec<_>>()
+    );
     h.t.cleanup().await;
 }
 

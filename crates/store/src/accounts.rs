@@ -389,15 +389,18 @@ impl Store {
         }))
     }
 
-    /// Re-activates the account's receivers that were paused with exactly `reason`.
-    pub async fn resume_receivers(&self, id: AccountId, reason: &str) -> Result<u64> {
+    /// Switches back on every receiver of the account that a rule switched off (any reason but
+    /// `keep_off`, such as "the application is deactivated"); receivers a person switched off
+    /// (no reason recorded) stay off.
+    pub async fn resume_paused_receivers(&self, id: AccountId, keep_off: &str) -> Result<u64> {
         Ok(on_db!(self.db(), |pool| sqlx::query(
             "UPDATE receivers SET active = TRUE, paused_reason = NULL, updated_at = $1 \
-             WHERE account_id = $2 AND active = FALSE AND paused_reason = $3"
+             WHERE account_id = $2 AND active = FALSE AND paused_reason IS NOT NULL \
+             AND paused_reason <> $3"
         )
         .bind(now_millis())
         .bind(id.0)
-        .bind(reason)
+        .bind(keep_off)
         .execute(pool)
         .await
         .map_err(StoreError::db("resume the account's receivers"))?
