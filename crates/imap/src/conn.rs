@@ -260,10 +260,17 @@ impl Conn {
                 }
             }
         }
-        Err(ImapError::Connect {
-            target,
-            reason: failures.join("; "),
-        })
+        let mut reason = failures.join("; ");
+        if reason.contains("refused") && !matches!(target.port, 143 | 993) {
+            let _ = std::fmt::Write::write_fmt(
+                &mut reason,
+                format_args!(
+                    " (nothing listens on port {}: IMAP servers listen on 993 for TLS and 143 for STARTTLS)",
+                    target.port
+                ),
+            );
+        }
+        Err(ImapError::Connect { target, reason })
     }
 
     /// The byte stream and what was read from it but not consumed yet; `None` once closed.

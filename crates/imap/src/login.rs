@@ -166,7 +166,18 @@ async fn open(config: &SessionConfig) -> Result<Opened, ImapError> {
                 .await?,
         );
     }
-    let greeting = read_greeting(&mut conn).await?;
+    let greeting = match read_greeting(&mut conn).await {
+        // A TLS port waits for the client's TLS hello and says nothing: the greeting never comes.
+        Err(e) if config.security != Security::Tls && config.port == 993 => {
+            return Err(ImapError::Tls {
+                target,
+                reason: format!(
+                    "{e}; port 993 is IMAP over TLS, which waits for TLS before it says anything: choose security TLS"
+                ),
+            });
+        }
+        other => other?,
+    };
     let mut capabilities = match greeting.capabilities() {
         Some(caps) => caps,
         None => capability(&mut conn).await?,

@@ -153,6 +153,16 @@ pub(crate) fn handshake_error(target: &Target, seen: &SeenCert, err: std::io::Er
                 hint: certificate_hint(target, cert_error),
             }
         }
+        // Bytes that are not TLS at all: a plain IMAP greeting on a STARTTLS port.
+        Some(other @ rustls::Error::InvalidMessage(_)) => ImapError::Tls {
+            target: target.clone(),
+            reason: format!(
+                "{other}: the server does not speak TLS from the first byte on port {}; it probably \
+                 expects plain IMAP and STARTTLS (usually port 143): choose security STARTTLS there, \
+                 or TLS on port 993",
+                target.port
+            ),
+        },
         Some(other) => ImapError::Tls {
             target: target.clone(),
             reason: other.to_string(),

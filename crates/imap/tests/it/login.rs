@@ -279,3 +279,41 @@ async fn a_bad_extra_ca_file_is_reported_before_connecting_further() {
     assert!(matches!(err, ImapError::ExtraCa { .. }), "{err:?}");
     assert!(err.to_string().contains("/nonexistent/oauthimap-ca.pem"));
 }
+
+/// The usual misconfigurations are named with their fix: TLS spoken to a plain IMAP port, and a
+/// port where nothing listens.
+#[tokio::test]
+async fn tls_to_a_plain_port_and_a_closed_port_get_hints() {
+    let env = env().await;
+    let mut config = env.config(Security::Tls);
+    config.port = env.dovecot.imap_port();
+    let tokens = env.tokens(Plan::Good);
+    let err = connect_and_login(&config, &tokens).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, ImapError::Tls { .. }), "{err:?}");
+    assert!(
+        message.contains("does not speak TLS from the first byte")
+            && message.contains("STARTTLS")
+            && message.contains("993"),
+        "{message}"
+    );
+    assert!(tokens.calls().is_empty(), "no token before TLS");
+
+    // A port nothing listens on (taken, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = env.config(Security::Tls);
+    config.port = port;
+    let err = connect_and_login(&config, &env.tokens(Plan::Good))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ImapError::Connect { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("IMAP servers listen on 993 for TLS and 143 for STARTTLS"),
+        "{err}"
+    );
+}
