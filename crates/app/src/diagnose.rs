@@ -84,6 +84,47 @@ impl Steps {
         });
     }
 
+    /// The token step looked at the token's own expiry and claims; when the server then refuses
+    /// the login, that verdict counts: the step never stays "ok" for a token the server refused.
+    fn server_verdict_on_token(&mut self, e: &ImapError) {
+        let verdict = match e {
+            ImapError::Token { .. } => (
+                Outcome::Failed,
+                "the server refused it, and a fresh one too: revoked at the provider, or not for this mailbox",
+            ),
+            ImapError::AuthenticationFailed { .. } => (
+                Outcome::Warning,
+                "not confirmed: the server refused the login that used it",
+            ),
+            _ => return,
+        };
+        if let Some(token) = self
+            .0
+            .iter_mut()
+            .find(|s| s.name == "token" && s.outcome == Outcome::Ok)
+        {
+            token.outcome = verdict.0;
+            token.detail = format!("{} (the token itself: {})", verdict.1, token.detail);
+        }
+    }
+
+    /// A step whose time was measured apart from the others.
+    fn push_timed(
+        &mut self,
+        name: &'static str,
+        outcome: Outcome,
+        detail: String,
+        elapsed: std::time::Duration,
+    ) {
+        self.0.push(Step {
+            name,
+            outcome,
+            detail,
+            hint: None,
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        });
+    }
+
     fn skip_rest(&mut self, names: &[&'static str]) {
         for name in names {
             self.0.push(Step {
@@ -105,7 +146,7 @@ fn describe_token(
     expires_at: i64,
 ) -> (String, Outcome, Option<String>) {
     let minutes = (expires_at - now_millis()) / 60_000;
-    let mut detail = format!("valid for {minutes} more minute(s)");
+    let mut detail = format!("expires in {minutes} minute(s)");
     let Some(claims) = oauthimap_oauth::jwt_claims(token) else {
         detail.push_str("; an opaque token (its claims cannot be read; normal for Google)");
         return (detail, Outcome::Ok, None);
@@ -201,7 +242,7 @@ fn imap_hint(e: &ImapError, account: &Account) -> Option<String> {
         ),
         ImapError::Token { .. } => Some(format!(
             "the server refused the token and the provider gave no new one: authorize the account again \
-             (oauthimap account authorize --app {})",
+             (oauthimap account authorize --app {:?})",
             account.application_name
         )),
         ImapError::AuthenticationUnavailable { .. } => Some("the server could not check the token right now: try again in a few minutes".into()),
@@ -381,6 +422,7 @@ impl Run {
                     self.steps
                         .push(done, Outcome::Ok, "passed".into(), None, started);
                 }
+                self.steps.server_verdict_on_token(&e);
                 self.steps.push(
                     order[position],
                     Outcome::Failed,
@@ -415,14 +457,23 @@ impl Run {
             }
             (_, None) => ("TLS details unavailable".to_owned(), Outcome::Warning),
         };
-        self.steps.push("tls", outcome, detail, None, started);
+        // Each step its own time: the handshake for TLS, the rest of the login for authentication.
+        let opened = started.elapsed();
+        let handshake = session
+            .tls()
+            .map_or(std::time::Duration::ZERO, |tls| tls.handshake);
+        self.steps.push_timed("tls", outcome, detail, handshake);
         let detail = format!(
             "logged in with {:?}; server offers {}",
             session.mechanism(),
             session.capabilities().join(" ")
         );
-        self.steps
-            .push("authentication", Outcome::Ok, detail, None, started);
+        self.steps.push_timed(
+            "authentication",
+            Outcome::Ok,
+            detail,
+            opened.saturating_sub(handshake),
+        );
         let started = Instant::now();
         match session.select(&t.folder).await {
             Ok(mailbox) => {

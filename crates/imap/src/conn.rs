@@ -157,6 +157,8 @@ pub struct TlsInfo {
     pub certificate_issuer: Option<String>,
     /// When the server certificate expires (seconds since the Unix epoch), when it could be read.
     pub certificate_not_after: Option<i64>,
+    /// How long the TLS handshake took.
+    pub handshake: Duration,
 }
 
 pub(crate) struct Conn {
@@ -316,6 +318,7 @@ impl Conn {
         };
         self.closed = true;
         let name = crate::tls::server_name(&self.target)?;
+        let handshake_started = Instant::now();
         let tls = match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(e)) => return Err(handshake_error(&self.target, seen, e)),
@@ -342,6 +345,7 @@ impl Conn {
             certificate_subject: names.as_ref().map(|n| n.subject.clone()),
             certificate_issuer: names.as_ref().map(|n| n.issuer.clone()),
             certificate_not_after: names.map(|n| n.not_after),
+            handshake: handshake_started.elapsed(),
         };
         self.note(&format!(
             "TLS established: {} {}, certificate subject {}",
