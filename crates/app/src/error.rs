@@ -111,3 +111,54 @@ impl From<oauthimap_oauth::ProfileError> for AppError {
 }
 
 pub type Result<T, E = AppError> = std::result::Result<T, E>;
+
+/// An error text as a person reads it first: up to the end of the provider's first sentence,
+/// with our hint kept, and the rest (further sentences, trace and correlation ids) apart, to be
+/// shown on request. Texts of one sentence come back whole.
+pub fn summarize_error(text: &str) -> (String, Option<String>) {
+    let (body, hint) = match text.rfind(" (hint: ") {
+        Some(i) if text.ends_with(')') => (&text[..i], Some(&text[i + 1..])),
+        _ => (text, None),
+    };
+    let Some(end) = body.find(". ").map(|i| i + 1) else {
+        return (text.to_owned(), None);
+    };
+    let rest = body[end..].trim();
+    if rest.is_empty() {
+        return (text.to_owned(), None);
+    }
+    let summary = match hint {
+        Some(h) => format!("{} {h}", &body[..end]),
+        None => body[..end].to_owned(),
+    };
+    (summary, Some(rest.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize_error;
+
+    #[test]
+    fn provider_texts_are_cut_after_their_first_sentence_keeping_the_hint() {
+        let text = "cannot refresh the access token: the provider answered invalid_grant: AADSTS50173: \
+                    The provided grant has expired due to it being revoked, a fresh auth token is needed. \
+                    The user might have changed or reset their password. Trace ID: 1a2b Correlation ID: 3c4d \
+                    (hint: the sign-in is no longer valid: authorize again)";
+        let (summary, details) = summarize_error(text);
+        assert_eq!(
+            summary,
+            "cannot refresh the access token: the provider answered invalid_grant: AADSTS50173: \
+             The provided grant has expired due to it being revoked, a fresh auth token is needed. \
+             (hint: the sign-in is no longer valid: authorize again)"
+        );
+        let details = details.unwrap();
+        assert!(details.contains("Trace ID: 1a2b") && details.contains("reset their password"));
+        assert!(!details.contains("hint"));
+        for whole in [
+            "connection refused",
+            "cannot connect to outlook.office365.com:993: timed out.",
+        ] {
+            assert_eq!(summarize_error(whole), (whole.to_owned(), None));
+        }
+    }
+}

@@ -37,7 +37,7 @@ pub use api_tokens::random_id;
 pub use applications::{ApplicationInput, ApplicationView};
 pub use collect::CollectOutcome;
 pub use diagnose::{DiagnoseOptions, DiagnosticReport, Outcome, Step};
-pub use error::{AppError, Result};
+pub use error::{AppError, Result, summarize_error};
 pub use gateway::{
     GATEWAY_PROTOCOLS, GatewayBackend, GatewayEndpoint, GatewayStatus, ListenerStatus,
     UpstreamScope, UpstreamServer,
@@ -53,7 +53,7 @@ pub use oauthimap_store as store;
 pub use oauthimap_tokens as tokens;
 pub use oauthimap_types as types;
 pub use receivers::ReceiverInput;
-pub use signin::{CallbackParams, SignInStart};
+pub use signin::{CallbackParams, SignInStart, SignedIn};
 
 /// Whether opening may create the data folder, the database and the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

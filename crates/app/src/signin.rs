@@ -28,6 +28,13 @@ pub struct SignInStart {
 }
 
 /// What the provider sent back to `/oauth/callback`.
+/// A finished sign-in: the account, and how many of its receivers it switched back on.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub account: Account,
+    pub resumed: u64,
+}
+
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 pub struct CallbackParams {
     pub code: Option<String>,
@@ -109,7 +116,7 @@ impl App {
     /// Finishes a browser sign-in from the provider's callback. A replayed, unknown or expired
     /// `state`, a missing code or an identity without an address is refused and writes nothing.
     pub async fn finish_sign_in(&self, params: &CallbackParams) -> Result<Account> {
-        self.finish_sign_in_for(params).await.1
+        self.finish_sign_in_for(params).await.1.map(|s| s.account)
     }
 
     /// Like [`App::finish_sign_in`], also naming the application the sign-in was for when the
@@ -117,7 +124,7 @@ impl App {
     pub async fn finish_sign_in_for(
         &self,
         params: &CallbackParams,
-    ) -> (Option<oauthimap_types::AppId>, Result<Account>) {
+    ) -> (Option<oauthimap_types::AppId>, Result<SignedIn>) {
         let Some(state) = params.state.as_deref().filter(|s| !s.is_empty()) else {
             return (
                 None,
@@ -143,7 +150,7 @@ impl App {
         let application = pending.application_id;
         let result = self.complete_sign_in(&pending, params).await;
         let outcome = match &result {
-            Ok(account) => Ok(account.id),
+            Ok(signed_in) => Ok(signed_in.account.id),
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = self
@@ -163,7 +170,7 @@ impl App {
         &self,
         pending: &oauthimap_store::PendingSignIn,
         params: &CallbackParams,
-    ) -> Result<Account> {
+    ) -> Result<SignedIn> {
         if let Some(error) = &params.error {
             let e = oauthimap_oauth::errors::classify_provider_error(
                 "sign in",
@@ -216,7 +223,7 @@ impl App {
         grant: &Grant,
         mailbox: Option<&str>,
         kind: GrantKind,
-    ) -> Result<Account> {
+    ) -> Result<SignedIn> {
         let identity = self
             .tokens()
             .oauth()
@@ -243,7 +250,7 @@ impl App {
         mailbox: &str,
         kind: GrantKind,
         grant: &Grant,
-    ) -> Result<Account> {
+    ) -> Result<SignedIn> {
         let (account, created) = self
             .store()
             .upsert_account(app.id, identity, mailbox, kind, &grant.tokens)
@@ -274,7 +281,10 @@ impl App {
                 message,
             })
             .await?;
-        Ok(self.store().account(account.id).await?)
+        Ok(SignedIn {
+            account: self.store().account(account.id).await?,
+            resumed,
+        })
     }
 
     /// Where a started sign-in stands (for a CLI waiting on the service's callback).
@@ -321,6 +331,7 @@ impl App {
             GrantKind::DeviceCode,
         )
         .await
+        .map(|s| s.account)
     }
 
     /// Creates (or renews) an app-only account: Microsoft client credentials for `mailbox`.
@@ -369,6 +380,7 @@ impl App {
             &grant,
         )
         .await
+        .map(|s| s.account)
     }
 
     /// A valid access token for an account (the token broker).

@@ -4,6 +4,8 @@
 //! It only ever redirects to a path it builds from the stored sign-in, never to one from the
 //! request.
 
+use std::fmt::Write as _;
+
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -28,21 +30,24 @@ pub async fn callback(
             |id| format!("/applications/{id}/accounts"),
         );
         return match &result {
-            Ok(account) => crate::ui::done(
-                &app,
-                &to,
-                &format!(
+            Ok(signed_in) => {
+                let account = &signed_in.account;
+                let mut message = format!(
                     "The mailbox {} is authorized (signed in as {}). oauthimap renews its tokens from now on.",
                     account.mailbox, account.identity
-                ),
-            ),
+                );
+                if signed_in.resumed > 0 {
+                    let _ = write!(message, " {} receiver(s) resumed.", signed_in.resumed);
+                }
+                crate::ui::done(&app, &to, &message)
+            }
             Err(error) => {
                 tracing::warn!(%error, "sign-in failed");
                 crate::ui::failed(&app, &to, error)
             }
         };
     }
-    let (status, title, body) = match result {
+    let (status, title, body) = match result.map(|s| s.account) {
         Ok(account) => (
             StatusCode::OK,
             "Authorization complete",

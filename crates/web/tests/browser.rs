@@ -5,7 +5,8 @@
 //! through the provider redirect, see the account active, run Diagnose, add a receiver choosing the
 //! account from the list, and see the collected messages appear, including one whose subject,
 //! sender name and HTML body are hostile markup that must show as text and never run; then change
-//! the tenant, which asks before it revokes the account and stops the receiver.
+//! the tenant, which asks before it revokes the account and stops the receiver, and sign in again
+//! from the overview, which brings the receiver back.
 //!
 //! Every page is saved as `NN-step.png` under `$OAUTHIMAP_E2E_ARTIFACTS/browser` (default
 //! `target/e2e-artifacts/browser`), with `failure.png`, `failure.html` and the browser console
@@ -481,6 +482,29 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
     ensure!(
         !receiver.fields.active,
         "the confirmed change left the receiver switched on"
+    );
+
+    // 10. The overview says the account needs a new sign-in, with the button on the entry;
+    // signing in again goes through the provider and brings the receiver back.
+    ui.click("header nav a[href=\"/\"]").await?;
+    ui.wait_path("the health overview", |p| p == "/").await?;
+    let button = format!("#attention button[data-reauthorize=\"{}\"]", account.id.0);
+    ui.wait_for_css("the Sign in again button in Needs attention", &button)
+        .await?;
+    ui.shot("needs-sign-in").await?;
+    ui.click(&button).await?;
+    ui.wait_for_css("a success message after signing in again", ".flash.success")
+        .await?;
+    let flash = ui.d.find(By::Css(".flash.success")).await?.text().await?;
+    ui.shot("signed-in-again").await?;
+    ensure!(
+        flash.contains("1 receiver(s) resumed"),
+        "after signing in again the page says {flash:?}"
+    );
+    let receiver = ui.s.app.find_receiver("helpdesk").await?;
+    ensure!(
+        receiver.fields.active,
+        "signing in again did not resume the receiver its tenant change had stopped"
     );
     ui.assert_no_alert().await?;
     Ok(())

@@ -39,6 +39,20 @@ struct Attention {
     subject: String,
     href: String,
     detail: String,
+    /// An account that needs a new sign-in: the entry carries the "Sign in again" button.
+    reauthorize: Option<i64>,
+}
+
+impl Attention {
+    fn new(level: &'static str, subject: String, href: String, detail: String) -> Self {
+        Self {
+            level,
+            subject,
+            href,
+            detail,
+            reauthorize: None,
+        }
+    }
 }
 
 /// Accounts of one application.
@@ -130,7 +144,7 @@ pub async fn page(State(app): State<App>, admin: Admin, headers: HeaderMap) -> R
         !rows.is_empty(),
     ));
     let mut accounts = accounts;
-    let groups = applications
+    let groups: Vec<Group> = applications
         .into_iter()
         .map(|application| {
             let (mine, rest) = accounts
@@ -144,9 +158,10 @@ pub async fn page(State(app): State<App>, admin: Admin, headers: HeaderMap) -> R
         })
         .collect();
 
+    let origins = sign_in_origins(&app, &groups).await;
     let ctx = Ctx::new(&app, &admin, &headers, "health", "Health");
     let page = ctx.page.clone();
-    ctx.render(&HealthPage {
+    let mut r = ctx.render(&HealthPage {
         page,
         account_states,
         receiver_states,
@@ -157,7 +172,31 @@ pub async fn page(State(app): State<App>, admin: Admin, headers: HeaderMap) -> R
         receivers: rows,
         events,
         steps,
-    })
+    });
+    if !origins.is_empty() {
+        r.extensions_mut()
+            .insert(super::session::FormAction(origins.join(" ")));
+    }
+    r
+}
+
+/// "Sign in again" posts to us and is redirected to the provider: the page's form-action must
+/// allow the sign-in origin of each application with an account that needs it.
+async fn sign_in_origins(app: &App, groups: &[Group]) -> Vec<String> {
+    let mut origins: Vec<String> = Vec::new();
+    for g in groups {
+        if g.accounts
+            .iter()
+            .any(|a| matches!(a.state, AccountState::NeedsReauth | AccountState::Revoked))
+            && let Ok(view) = app.application_view(&g.application.id.to_string()).await
+        {
+            let origin = view.profile.authorize_url.origin().ascii_serialization();
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+    }
+    origins
 }
 
 /// What needs attention, errors first.
@@ -175,6 +214,7 @@ fn attention(
             let expired = expires <= now;
             items.push(Attention {
                 level: if expired { "error" } else { "warn" },
+                reauthorize: None,
                 subject: format!("Application {}", a.fields.name),
                 href: format!("/applications/{}", a.id),
                 detail: format!(
@@ -206,13 +246,11 @@ fn attention(
         let item = match a.state {
             AccountState::NeedsReauth => Some((
                 "error",
-                format!(
-                    "The provider no longer accepts its refresh token: sign in again (Re-authorize).{error}"
-                ),
+                format!("The provider no longer accepts its refresh token: sign in again.{error}"),
             )),
             AccountState::Revoked => Some((
                 "error",
-                format!("Its authorization was revoked: create it again.{error}"),
+                format!("Its authorization was revoked: sign in again.{error}"),
             )),
             AccountState::Failing => Some((
                 "warn",
@@ -229,6 +267,8 @@ fn attention(
                 subject,
                 href,
                 detail,
+                reauthorize: matches!(a.state, AccountState::NeedsReauth | AccountState::Revoked)
+                    .then_some(a.id.0),
             });
         }
     }
@@ -238,24 +278,22 @@ fn attention(
         if r.fields.active
             && let Some(reason) = &r.paused_reason
         {
-            items.push(Attention {
-                level: "warn",
-                subject: subject.clone(),
-                href: href.clone(),
-                detail: format!("Paused: {reason}"),
-            });
+            items.push(Attention::new(
+                "warn",
+                subject.clone(),
+                href.clone(),
+                format!("Paused: {reason}"),
+            ));
         }
-        items.extend(failing(r).map(|detail| Attention {
-            level: "error",
-            subject: subject.clone(),
-            href: href.clone(),
-            detail,
-        }));
+        items.extend(
+            failing(r).map(|detail| Attention::new("error", subject.clone(), href.clone(), detail)),
+        );
         if activity.failing > 0 {
             items.push(Attention {
                 level: "warn",
                 subject,
                 href,
+                reauthorize: None,
                 detail: format!(
                     "{} message(s) did not reach the sink; they are retried, or can be sent \
                      again from the receiver's page.",

@@ -295,6 +295,16 @@ pub fn when(ms: impl Borrow<Option<EpochMillis>>) -> String {
 }
 
 /// A point in time for people (see [`when`]).
+/// An error's first sentence (and hint), for the line people read.
+pub fn error_summary(text: &str) -> String {
+    oauthimap_app::summarize_error(text).0
+}
+
+/// The rest of an error (further sentences, trace ids), for a "details" fold.
+pub fn error_details(text: &str) -> Option<String> {
+    oauthimap_app::summarize_error(text).1
+}
+
 pub fn at(ms: impl Borrow<EpochMillis>) -> String {
     when(Some(*ms.borrow()))
 }
