@@ -153,21 +153,6 @@ fn report(args: &Args, one: &Figures, many: &Figures) -> String {
     r
 }
 
-/// Dovecot's limits raised for a thousand IMAP sessions (the fixture's defaults suit tests).
-const DOVECOT_LIMITS: &str = "
-default_process_limit = 1500
-default_client_limit = 5000
-mail_max_userip_connections = 5000
-service imap {
-  process_limit = 1500
-}
-service imap-login {
-  service_count = 0
-  process_min_avail = 2
-  client_limit = 2500
-}
-";
-
 #[allow(clippy::too_many_lines)] // one story: fixtures, setup, then each measurement
 async fn run(args: &Args, work: &Path, n: usize) -> Result<Figures> {
     std::fs::create_dir_all(work)?;
@@ -178,7 +163,7 @@ async fn run(args: &Args, work: &Path, n: usize) -> Result<Figures> {
     // No refresh during the measurement: a quiet stretch is quiet.
     idp.set_access_token_lifetime(Duration::from_hours(4));
     let mut options = DovecotOptions::new(idp.introspection_url());
-    options.extra_config = DOVECOT_LIMITS.into();
+    options.extra_config = setup::DOVECOT_LIMITS.into();
     let dovecot = Dovecot::start(options).await?;
     let data = work.join("data");
     let specs: Vec<setup::ReceiverSpec> = users
@@ -205,7 +190,7 @@ async fn run(args: &Args, work: &Path, n: usize) -> Result<Figures> {
         .await?;
     }
 
-    let web = free_port()?;
+    let web = setup::free_port()?;
     let started = Instant::now();
     let mut serve = tokio::process::Command::new(&args.oauthimap)
         .arg("serve")
@@ -245,7 +230,7 @@ async fn run(args: &Args, work: &Path, n: usize) -> Result<Figures> {
     tokio::time::sleep(Duration::from_secs(args.rest_secs)).await;
     let cpu_secs = (cpu_ticks(pid)? - cpu_before) as f64 / clock_ticks_per_sec();
     let cpu_percent = 100.0 * cpu_secs / at.elapsed().as_secs_f64();
-    let rss_kib = rss_kib(pid)?;
+    let rss_kib = setup::rss_kib(pid)?;
 
     // Latency: one message at a time, to a random mailbox, until it is in the store.
     eprintln!("  {} messages, one at a time", args.samples);
@@ -292,22 +277,6 @@ fn message(i: usize) -> Vec<u8> {
          Message-ID: <fleet-bench-{i}@example.com>\r\nDate: Sun, 06 Dec 2026 10:00:00 +0000\r\n\r\nBody {i}.\r\n"
     )
     .into_bytes()
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// The resident set of a process, in KiB.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("VmRSS")
 }
 
 /// User plus system CPU time of a process (and its waited-for children), in clock ticks.

@@ -93,27 +93,6 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// Dovecot's limits raised for a thousand sessions of one user (the fixture's defaults suit tests).
-const DOVECOT_LIMITS: &str = "
-default_process_limit = 1500
-default_client_limit = 5000
-mail_max_userip_connections = 5000
-service imap {
-  process_limit = 1500
-}
-service imap-login {
-  service_count = 0
-  process_min_avail = 2
-  client_limit = 2500
-}
-";
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Runs `oauthimap` with the data folder's environment; its stdout.
 async fn oauthimap(args: &Args, data: &Path, cli: &[&str]) -> Result<String> {
     let out = tokio::process::Command::new(&args.oauthimap)
@@ -159,16 +138,6 @@ async fn wait_for_port(port: u16, what: &str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("{what} does not listen on 127.0.0.1:{port}")
-}
-
-/// The resident set of a process, in KiB.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("VmRSS")
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -311,7 +280,7 @@ async fn run(args: &Args, work: &Path) -> Result<String> {
     idp.set_access_token_lifetime(Duration::from_hours(4));
     let mut options = DovecotOptions::new(idp.introspection_url());
     options.mail_services = true;
-    options.extra_config = DOVECOT_LIMITS.into();
+    options.extra_config = setup::DOVECOT_LIMITS.into();
     let dovecot = Dovecot::start(options).await?;
     eprintln!("seeding {} messages", args.messages);
     let mut bytes = 0u64;
@@ -383,8 +352,12 @@ async fn run(args: &Args, work: &Path) -> Result<String> {
     .await?;
     let token = oauthimap(args, &data, &["token", USER]).await?;
 
-    let (web, gw_imap, gw_smtp, proxy_port) =
-        (free_port()?, free_port()?, free_port()?, free_port()?);
+    let (web, gw_imap, gw_smtp, proxy_port) = (
+        setup::free_port()?,
+        setup::free_port()?,
+        setup::free_port()?,
+        setup::free_port()?,
+    );
     let serve_log = work.join("serve.log");
     let serve = Running(
         tokio::process::Command::new(&args.oauthimap)
@@ -583,10 +556,10 @@ async fn run(args: &Args, work: &Path) -> Result<String> {
         args.sessions
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rss_kib(serve_pid)?;
+    let before = setup::rss_kib(serve_pid)?;
     let sessions = open_sessions(gw_imap, &idle_logins, args.sessions).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = rss_kib(serve_pid)?;
+    let after = setup::rss_kib(serve_pid)?;
     let per_session = after.saturating_sub(before) as f64 / sessions.len() as f64;
     drop(sessions);
     drop(proxy);

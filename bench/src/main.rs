@@ -15,6 +15,7 @@ mod corpus;
 mod measure;
 mod parse;
 mod peers;
+#[allow(dead_code)] // the gateway and fleet benchmarks use the rest of it
 mod setup;
 
 use std::fmt::Write as _;

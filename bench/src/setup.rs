@@ -128,3 +128,35 @@ pub async fn store_count(data: &Path) -> Result<i64> {
     app.close().await;
     Ok(n)
 }
+
+/// Dovecot's limits raised for a thousand sessions of one user (the fixture's defaults suit tests).
+pub const DOVECOT_LIMITS: &str = "
+default_process_limit = 1500
+default_client_limit = 5000
+mail_max_userip_connections = 5000
+service imap {
+  process_limit = 1500
+}
+service imap-login {
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 2500
+}
+";
+
+/// A loopback port free now.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The resident set of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("VmRSS")
+}
