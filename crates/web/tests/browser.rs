@@ -506,6 +506,28 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
         receiver.fields.active,
         "signing in again did not resume the receiver its tenant change had stopped"
     );
+
+    // 11. The receiver's page leads to GLPI: one button makes a gateway password for it, shown
+    // once on the account's page with the settings to type in.
+    ui.goto(&format!("/receivers/{}", receiver.id.0)).await?;
+    ui.wait_for_css("the GLPI section on the receiver's page", "#glpi")
+        .await?;
+    ui.click("#receiver-gateway-password button").await?;
+    let shown = ui
+        .wait_for_css("the new gateway password", "#new-gateway-password")
+        .await?
+        .text()
+        .await?;
+    ui.shot("gateway-password").await?;
+    ensure!(
+        shown.contains("glpi") && shown.contains("not shown again"),
+        "the account page shows {shown:?}"
+    );
+    let passwords = ui.s.app.gateway_passwords(None).await?;
+    ensure!(
+        passwords.iter().any(|p| p.name == "glpi"),
+        "no gateway password named glpi was stored"
+    );
     ui.assert_no_alert().await?;
     Ok(())
 }
