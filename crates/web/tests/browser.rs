@@ -523,6 +523,16 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
         shown.contains("glpi") && shown.contains("not shown again"),
         "the account page shows {shown:?}"
     );
+    // On the account's page, the diagnostic's empty server fields name the receiver's server.
+    let placeholder = ui
+        .field("#diagnose-form", "host")
+        .await?
+        .attr("placeholder")
+        .await?;
+    ensure!(
+        placeholder.as_deref() == Some("localhost"),
+        "the diagnose form's server placeholder is {placeholder:?}, not the receiver's server"
+    );
     let passwords = ui.s.app.gateway_passwords(None).await?;
     ensure!(
         passwords.iter().any(|p| p.name == "glpi"),

@@ -35,6 +35,21 @@ impl AccountPage {
     fn is_app_only(&self) -> bool {
         self.account.grant_kind == GrantKind::ClientCredentials
     }
+
+    /// The server the diagnostic tests when its fields are left empty: the account's first
+    /// receiver's, else the provider's (named as such, since this page does not know it).
+    fn diagnose_host(&self) -> String {
+        self.receivers.first().map_or_else(
+            || "the provider's IMAP server".to_owned(),
+            |r| r.fields.host.clone(),
+        )
+    }
+
+    fn diagnose_port(&self) -> String {
+        self.receivers
+            .first()
+            .map_or_else(|| "993".to_owned(), |r| r.fields.port.to_string())
+    }
 }
 
 /// Where the diagnostic connects; empty fields take the receiver's, then the provider's.
