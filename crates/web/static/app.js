@@ -32,6 +32,15 @@ function syncChoices() {
     if (!field) return;
     el.hidden = !values.split(",").includes(field.value);
   });
+  // Placeholders that depend on a choice: data-placeholders="value=text,...".
+  document.querySelectorAll("[data-placeholder-from]").forEach(function (el) {
+    const field = document.querySelector("[name='" + el.getAttribute("data-placeholder-from") + "']");
+    if (!field) return;
+    for (const pair of el.getAttribute("data-placeholders").split(",")) {
+      const at = pair.indexOf("=");
+      if (pair.slice(0, at) === field.value) el.placeholder = pair.slice(at + 1);
+    }
+  });
 }
 document.addEventListener("change", syncChoices);
 document.addEventListener("DOMContentLoaded", syncChoices);

@@ -113,8 +113,30 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
     ui.click("a#new-application").await?;
     ui.wait_path("the new application form", |p| p == "/applications/new")
         .await?;
+    // The provider's hints follow the provider chosen, without a reload.
+    ui.select("#application-form", "provider", "google").await?;
+    let google_hint = ui.d.find(By::Css("#redirect-hint-google")).await?;
+    let microsoft_hint = ui.d.find(By::Css("#redirect-hint-microsoft")).await?;
+    let endpoint = ui
+        .field("#application-form", "endpoint_base")
+        .await?
+        .attr("placeholder")
+        .await?;
+    ensure!(
+        google_hint.is_displayed().await? && !microsoft_hint.is_displayed().await?,
+        "with Google chosen, the redirect hint still talks about Entra"
+    );
+    ensure!(
+        endpoint.as_deref() == Some("https://accounts.google.com"),
+        "with Google chosen, the endpoint placeholder is {endpoint:?}"
+    );
+    ui.shot("new-application-google").await?;
     ui.select("#application-form", "provider", "microsoft")
         .await?;
+    ensure!(
+        microsoft_hint.is_displayed().await? && !google_hint.is_displayed().await?,
+        "with Microsoft chosen again, the Entra hint is hidden"
+    );
     ui.fill("#application-form", "name", "Contoso").await?;
     ui.fill("#application-form", "client_id", CLIENT_ID).await?;
     let secret = ui
