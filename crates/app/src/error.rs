@@ -18,6 +18,10 @@ pub enum AppError {
         key: String,
         hint: String,
     },
+    /// Several fields that cannot be accepted, each with how to fix it (a form shows them all at
+    /// once, next to their fields).
+    #[error("{}", .0.iter().map(|f| format!("{}: {}", f.field, f.message)).collect::<Vec<_>>().join("; "))]
+    Fields(Vec<FieldError>),
     #[error("{0}")]
     Conflict(String),
     /// A change with consequences the caller has not confirmed yet (revoking authorizations,
@@ -62,12 +66,50 @@ pub enum AppError {
     },
 }
 
+/// One field's mistake, in a [`AppError::Fields`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
 impl AppError {
+    /// The mistakes field by field: several for [`AppError::Fields`], one for
+    /// [`AppError::Invalid`], none otherwise.
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            AppError::Fields(all) => all.clone(),
+            AppError::Invalid { field, message } => vec![FieldError {
+                field,
+                message: message.clone(),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// All of `errors` as one: the single error itself, or the fields of every invalid one
+    /// (the first error that is not about a field wins, since it cannot be shown by a field).
+    pub fn all_of(mut errors: Vec<AppError>) -> Option<AppError> {
+        if errors.len() <= 1 {
+            return errors.pop();
+        }
+        if let Some(i) = errors
+            .iter()
+            .position(|e| !matches!(e, AppError::Invalid { .. } | AppError::Fields(_)))
+        {
+            return Some(errors.swap_remove(i));
+        }
+        Some(AppError::Fields(
+            errors.iter().flat_map(AppError::field_errors).collect(),
+        ))
+    }
+
     /// Whether the caller can fix this by changing the request (exit code 2, HTTP 4xx).
     pub fn is_user_error(&self) -> bool {
         matches!(
             self,
             AppError::Invalid { .. }
+                | AppError::Fields(_)
                 | AppError::NotFound { .. }
                 | AppError::Conflict(_)
                 | AppError::NeedsConfirmation { .. }

@@ -37,7 +37,7 @@ pub use api_tokens::random_id;
 pub use applications::{ApplicationInput, ApplicationView};
 pub use collect::CollectOutcome;
 pub use diagnose::{DiagnoseOptions, DiagnosticReport, Outcome, Step};
-pub use error::{AppError, Result, summarize_error};
+pub use error::{AppError, FieldError, Result, summarize_error};
 pub use gateway::{
     GATEWAY_PROTOCOLS, GatewayBackend, GatewayEndpoint, GatewayStatus, ListenerStatus,
     UpstreamScope, UpstreamServer,

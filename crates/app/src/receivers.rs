@@ -52,6 +52,30 @@ fn new_sink_secret() -> Result<SecretString> {
     )))
 }
 
+/// The receiver's name, new or kept. A plain number selects by id everywhere, so a receiver
+/// named `42` could never be reached by its name: refused, as for applications.
+fn receiver_name(input: &ReceiverInput, b: Option<&ReceiverFields>) -> Result<String> {
+    match (&input.name, b) {
+        (Some(n), _) => {
+            let n = text("name", n)?;
+            if n.parse::<i64>().is_ok() {
+                return Err(AppError::invalid(
+                    "name",
+                    "must not be a plain number (numbers select by id)",
+                ));
+            }
+            Ok(n)
+        }
+        (None, Some(b)) => Ok(b.name.clone()),
+        (None, None) => Err(AppError::invalid("name", "is required")),
+    }
+}
+
+/// `r`'s value, or `None` with its error noted in `errors` (to report every mistake at once).
+fn keep<T>(errors: &mut Vec<AppError>, r: Result<T>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
 fn text(field: &'static str, value: &str) -> Result<String> {
     let v = value.trim();
     if v.is_empty() {
@@ -220,8 +244,10 @@ fn limits_and_sink(input: &ReceiverInput, b: Option<&ReceiverFields>) -> Result<
         .poll_interval_secs
         .or(b.map(|b| b.poll_interval_secs))
         .unwrap_or(300);
+    // Each of these is checked whatever the others say: every mistake is reported at once.
+    let mut errors = Vec::new();
     if !(10..=86_400).contains(&poll) {
-        return Err(AppError::invalid(
+        errors.push(AppError::invalid(
             "poll_interval",
             "must be between 10 seconds and one day",
         ));
@@ -231,10 +257,10 @@ fn limits_and_sink(input: &ReceiverInput, b: Option<&ReceiverFields>) -> Result<
         .or(b.map(|b| b.size_limit_bytes))
         .unwrap_or(DEFAULT_SIZE_LIMIT);
     if size == 0 {
-        return Err(AppError::invalid("size_limit", "must be more than 0 bytes"));
+        errors.push(AppError::invalid("size_limit", "must be more than 0 bytes"));
     }
     if size > MAX_SIZE_LIMIT {
-        return Err(AppError::invalid(
+        errors.push(AppError::invalid(
             "size_limit",
             format!(
                 "is {size} bytes; mail servers take at most 2 GiB per message (Exchange Online 150 MB, Gmail 25 MB), so use at most 2G"
@@ -248,16 +274,19 @@ fn limits_and_sink(input: &ReceiverInput, b: Option<&ReceiverFields>) -> Result<
     } else {
         optional(input.sink_target.as_ref(), b.map(|b| &b.sink_target))
     };
-    check_sink(sink, sink_target.as_deref())?;
+    keep(&mut errors, check_sink(sink, sink_target.as_deref()));
     let ca_file = optional(input.ca_file.as_ref(), b.map(|b| &b.ca_file));
     if let Some(ca) = &ca_file {
         let path = Path::new(ca);
         if !path.is_absolute() || !path.is_file() {
-            return Err(AppError::invalid(
+            errors.push(AppError::invalid(
                 "ca_file",
                 format!("{ca:?} must be the absolute path of a readable PEM certificate file"),
             ));
         }
+    }
+    if let Some(e) = AppError::all_of(errors) {
+        return Err(e);
     }
     Ok(Limits {
         poll,
@@ -334,66 +363,89 @@ impl App {
         }
     }
 
+    /// The operator's bounds on the sink and, for a webhook, where it may point.
+    fn check_sink_target(&self, l: &Limits) -> Result<()> {
+        self.check_sink_bounds(l.sink, l.sink_target.as_deref())?;
+        match (&l.sink, &l.sink_target) {
+            (SinkKind::Webhook, Some(target)) => self.outbound.check_url("sink_target", target),
+            _ => Ok(()),
+        }
+    }
+
     async fn merge_receiver(
         &self,
         base: Option<&Receiver>,
         input: &ReceiverInput,
     ) -> Result<ReceiverFields> {
         let b = base.map(|r| &r.fields);
-        let name = match (&input.name, b) {
-            (Some(n), _) => {
-                let n = text("name", n)?;
-                // A plain number selects by id everywhere, so a receiver named `42` could never
-                // be reached by its name: refused, as for applications.
-                if n.parse::<i64>().is_ok() {
-                    return Err(AppError::invalid(
-                        "name",
-                        "must not be a plain number (numbers select by id)",
-                    ));
-                }
-                n
-            }
-            (None, Some(b)) => b.name.clone(),
-            (None, None) => return Err(AppError::invalid("name", "is required")),
-        };
-        let application = match (&input.application, b) {
-            (Some(a), _) => self.find_application(a).await?,
-            (None, Some(b)) => self.store().application(b.application_id).await?,
-            (None, None) => {
-                return Err(AppError::invalid(
+        // Every field is checked, and every mistake reported at once.
+        let mut errors = Vec::new();
+        let name = keep(&mut errors, receiver_name(input, b));
+        let application = keep(
+            &mut errors,
+            match (&input.application, b) {
+                (Some(a), _) => self.find_application(a).await,
+                (None, Some(b)) => self
+                    .store()
+                    .application(b.application_id)
+                    .await
+                    .map_err(Into::into),
+                (None, None) => Err(AppError::invalid(
                     "application",
                     "is required: the OAuth application this receiver logs in with",
-                ));
+                )),
+            },
+        );
+        let account_id = match (&application, &input.account, b) {
+            (_, Some(a), _) if a.trim().is_empty() => None,
+            (Some(app), Some(a), _) => {
+                let selector = AccountSelector::new(a.clone(), Some(app.id.to_string()));
+                keep(
+                    &mut errors,
+                    self.find_account(&selector).await.map(|a| a.id),
+                )
             }
+            (Some(app), None, Some(b)) if b.application_id == app.id => b.account_id,
+            _ => None,
         };
-        let account_id = match (&input.account, b) {
-            (Some(a), _) if a.trim().is_empty() => None,
-            (Some(a), _) => {
-                let selector = AccountSelector::new(a.clone(), Some(application.id.to_string()));
-                Some(self.find_account(&selector).await?.id)
-            }
-            (None, Some(b)) if b.application_id == application.id => b.account_id,
-            (None, _) => None,
+        let server = match &application {
+            Some(app) => keep(
+                &mut errors,
+                profile_of(&app.fields).and_then(|p| server(input, b, p.imap_host)),
+            ),
+            None => None,
         };
-        let (host, port, security) = server(input, b, profile_of(&application.fields)?.imap_host)?;
-        let folders = folders(input, b)?;
-        let limits = limits_and_sink(input, b)?;
-        self.check_sink_bounds(limits.sink, limits.sink_target.as_deref())?;
-        if limits.sink == SinkKind::Webhook
-            && let Some(target) = &limits.sink_target
-        {
-            self.outbound.check_url("sink_target", target)?;
+        let folders = keep(&mut errors, folders(input, b));
+        let limits = keep(&mut errors, limits_and_sink(input, b));
+        if let Some(l) = &limits {
+            keep(&mut errors, self.check_sink_target(l));
         }
         let active = account_id.is_some() && input.active.or(b.map(|b| b.active)).unwrap_or(true);
-        if active && !application.fields.active {
-            return Err(AppError::invalid(
+        if let Some(app) = &application
+            && active
+            && !app.fields.active
+        {
+            errors.push(AppError::invalid(
                 "active",
                 format!(
                     "application {} is deactivated; activate it first",
-                    application.fields.name
+                    app.fields.name
                 ),
             ));
         }
+        if let Some(e) = AppError::all_of(errors) {
+            return Err(e);
+        }
+        let (
+            Some(name),
+            Some(application),
+            Some((host, port, security)),
+            Some(folders),
+            Some(limits),
+        ) = (name, application, server, folders, limits)
+        else {
+            unreachable!("every missing value recorded an error")
+        };
         Ok(ReceiverFields {
             name,
             active,

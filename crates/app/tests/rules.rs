@@ -658,3 +658,34 @@ async fn command_sinks_run_only_the_operators_executables() {
     add("ok", "/usr/bin/cat -u").await.unwrap();
     t.cleanup().await;
 }
+
+/// A receiver with several mistakes is refused with all of them at once, each naming its field,
+/// so a form can show them next to their fields; nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mistake_of_a_receiver_is_reported_at_once() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    let app = open(&t).await;
+    app.add_application(&ms_app("A")).await.unwrap();
+    let err = app
+        .add_receiver(&ReceiverInput {
+            name: Some("7".into()),
+            application: Some("A".into()),
+            poll_interval_secs: Some(1),
+            size_limit_bytes: Some(0),
+            sink: Some(oauthimap_app::types::SinkKind::Webhook),
+            sink_target: Some("http://hooks.example.com/in".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Fields(_)), "{err:?}");
+    assert!(err.is_user_error());
+    let fields: Vec<&str> = err.field_errors().iter().map(|f| f.field).collect();
+    assert_eq!(
+        fields,
+        ["name", "poll_interval", "size_limit", "sink_target"],
+        "{err}"
+    );
+    assert!(app.list_receivers().await.unwrap().is_empty());
+    t.cleanup().await;
+}

@@ -33,6 +33,14 @@ pub(crate) fn app_error(e: &AppError) -> Response {
         } });
         return (StatusCode::CONFLICT, Json(body)).into_response();
     }
+    if let AppError::Fields(fields) = e {
+        let body = json!({ "error": {
+            "code": "invalid",
+            "message": e.to_string(),
+            "fields": fields,
+        } });
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response();
+    }
     let (status, code) = match e {
         AppError::Invalid { .. } | AppError::Config(_) => {
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid")

@@ -291,6 +291,53 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
         !target.is_displayed().await?,
         "the sink target field is shown although the sink is the built-in store"
     );
+    // Three mistakes at once (a name that is a number, a webhook over http, a size no server
+    // takes): one submit shows all three, each next to its field, and keeps what was typed.
+    ui.fill("#receiver-form", "name", "42").await?;
+    ui.fill("#receiver-form", "size_limit_mb", "3000").await?;
+    ui.select("#receiver-form", "sink", "webhook").await?;
+    ui.fill(
+        "#receiver-form",
+        "sink_target",
+        "http://hooks.example.com/in",
+    )
+    .await?;
+    ui.click("#receiver-form button#save").await?;
+    ui.wait_for_css("the errors next to their fields", ".field-error")
+        .await?;
+    ui.shot("receiver-three-errors").await?;
+    let mut flagged = Vec::new();
+    for e in
+        ui.d.find_all(By::Css("#receiver-form .field-error"))
+            .await?
+    {
+        flagged.push((
+            e.attr("data-field").await?.unwrap_or_default(),
+            e.text().await?,
+        ));
+    }
+    flagged.sort();
+    let fields: Vec<&str> = flagged.iter().map(|(f, _)| f.as_str()).collect();
+    ensure!(
+        fields == ["name", "sink_target", "size_limit_mb"],
+        "one submit flagged {flagged:?}"
+    );
+    let banner = ui.d.find(By::Css(".flash.error")).await?.text().await?;
+    ensure!(
+        banner.contains("3 fields need a change")
+            && banner.contains("Size limit (MB)")
+            && !banner.contains("size_limit"),
+        "the banner says {banner:?}"
+    );
+    let kept = ui.field("#receiver-form", "host").await?.value().await?;
+    ensure!(
+        kept.as_deref() == Some("localhost"),
+        "the form lost the server: {kept:?}"
+    );
+    ui.fill("#receiver-form", "name", "helpdesk").await?;
+    ui.fill("#receiver-form", "size_limit_mb", "25").await?;
+    ui.fill("#receiver-form", "sink_target", "").await?;
+    ui.select("#receiver-form", "sink", "store").await?;
     ui.shot("new-receiver").await?;
     ui.click("#receiver-form button#save").await?;
     ui.wait_path("the receiver's page", |p| {
