@@ -121,18 +121,18 @@ fn check_tenant(tenant: &str) -> Result<()> {
 
 /// Merges `input` over `base` (or over defaults) into checked fields.
 fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<ApplicationFields> {
+    // Every field is checked, and every mistake reported at once.
+    let mut errors = Vec::new();
+    let mut noted = |r: Result<String>| r.map_err(|e| errors.push(e)).ok();
     let name = match (&input.name, base) {
-        (Some(n), _) => check_name(n)?,
-        (None, Some(b)) => b.name.clone(),
-        (None, None) => return Err(AppError::invalid("name", "is required")),
+        (Some(n), _) => noted(check_name(n)),
+        (None, Some(b)) => Some(b.name.clone()),
+        (None, None) => noted(Err(AppError::invalid("name", "is required"))),
     };
-    let provider = input.provider.or(base.map(|b| b.provider)).ok_or_else(|| {
-        AppError::invalid("provider", "is required: microsoft, google or generic")
-    })?;
     let client_id = match (&input.client_id, base) {
-        (Some(c), _) => check_client_id(c)?,
-        (None, Some(b)) => b.client_id.clone(),
-        (None, None) => return Err(AppError::invalid("client_id", "is required")),
+        (Some(c), _) => noted(check_client_id(c)),
+        (None, Some(b)) => Some(b.client_id.clone()),
+        (None, None) => noted(Err(AppError::invalid("client_id", "is required"))),
     };
     // Absent keeps the old value; empty clears it.
     let keep = |new: &Option<String>, old: Option<&Option<String>>| -> Option<String> {
@@ -145,7 +145,7 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
     let b = base;
     let tenant = keep(&input.tenant, b.map(|b| &b.tenant));
     if let Some(t) = &tenant {
-        check_tenant(t)?;
+        noted(check_tenant(t).map(|()| String::new()));
     }
     for (field, value) in [
         ("endpoint_base", &input.endpoint_base),
@@ -156,12 +156,25 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
         ("scopes", &input.scopes),
     ] {
         if let Some(v) = value {
-            crate::limits::at_most(field, v, crate::limits::URL)?;
+            noted(crate::limits::at_most(field, v, crate::limits::URL).map(|()| String::new()));
         }
     }
     if let Some(c) = &input.comment {
-        crate::limits::at_most("comment", c, crate::limits::COMMENT)?;
+        noted(crate::limits::at_most("comment", c, crate::limits::COMMENT).map(|()| String::new()));
     }
+    let provider = input.provider.or(base.map(|b| b.provider));
+    if provider.is_none() {
+        errors.push(AppError::invalid(
+            "provider",
+            "is required: microsoft, google or generic",
+        ));
+    }
+    if let Some(e) = AppError::all_of(errors) {
+        return Err(e);
+    }
+    let (Some(name), Some(client_id), Some(provider)) = (name, client_id, provider) else {
+        unreachable!("every missing value recorded an error")
+    };
     let endpoints = Endpoints {
         base: keep(&input.endpoint_base, b.map(|b| &b.endpoints.base)),
         authorize: keep(&input.authorize_url, b.map(|b| &b.endpoints.authorize)),

@@ -2041,3 +2041,43 @@ async fn device_code_and_app_only_from_the_accounts_tab() {
     assert_eq!(accounts.len(), 1);
     svc.stop().await;
 }
+
+/// The application form shows every mistake at once, each next to its field, with the visible
+/// labels in the banner, and saves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_form_shows_every_mistake_next_to_its_field() {
+    let s = start(Backend::Sqlite, &[]).await;
+    let b = s.browser();
+    b.login().await;
+    let csrf = b.csrf().await;
+    let before = application_names(&s.app).await;
+    let r = b
+        .post(
+            "/applications",
+            &[
+                ("csrf", &csrf),
+                ("provider", "microsoft"),
+                ("name", "99"),
+                ("client_id", " "),
+                ("tenant", "not a tenant"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    for field in ["name", "client_id", "tenant"] {
+        assert!(
+            r.body
+                .contains(&format!("class=\"field-error\" data-field=\"{field}\"")),
+            "no error next to {field}: {}",
+            r.body
+        );
+    }
+    assert!(
+        r.body
+            .contains("3 fields need a change: Name, Client ID, Tenant ID"),
+        "{}",
+        r.body
+    );
+    assert_eq!(application_names(&s.app).await, before, "nothing saved");
+    s.stop().await;
+}

@@ -171,8 +171,27 @@ struct FormPage {
     has_secret: bool,
     redirect_url: String,
     error: Option<String>,
+    /// Each refused field's input name and what is wrong with it, shown next to it.
+    field_errors: Vec<(&'static str, String)>,
     /// What a revoking change would do, to confirm before it is saved.
     confirm: Option<String>,
+}
+
+/// The form's input name and visible label of each field the core names.
+fn field_input(field: &str) -> Option<(&'static str, &'static str)> {
+    Some(match field {
+        "name" => ("name", "Name"),
+        "provider" => ("provider", "Provider"),
+        "cloud" => ("cloud", "National cloud"),
+        "client_id" => ("client_id", "Client ID"),
+        "client_secret" => ("client_secret", "Client secret"),
+        "tenant" => ("tenant", "Tenant ID"),
+        "endpoint_base" => ("endpoint_base", "Endpoint base URL"),
+        "scopes" => ("scopes", "Scopes"),
+        "comment" => ("comment", "Comment"),
+        "secret_expires" => ("secret_expires", "Client secret expires on"),
+        _ => return None,
+    })
 }
 
 impl FormPage {
@@ -196,8 +215,16 @@ impl FormPage {
             form,
             redirect_url,
             error,
+            field_errors: Vec::new(),
             confirm: None,
         }
+    }
+
+    fn error_for(&self, input: &str) -> Option<&str> {
+        self.field_errors
+            .iter()
+            .find(|(i, _)| *i == input)
+            .map(|(_, m)| m.as_str())
     }
 
     fn id(&self) -> i64 {
@@ -271,7 +298,9 @@ fn form_page(
         t.confirm = Some(text);
         return ctx.render(&t);
     }
-    let t = FormPage::build(page, view, form, redirect, error.map(ToString::to_string));
+    let (banner, field_errors) = error.map(|e| super::refusal(e, field_input)).unzip();
+    let mut t = FormPage::build(page, view, form, redirect, banner);
+    t.field_errors = field_errors.unwrap_or_default();
     if error.is_some() {
         ctx.render_refused(&t)
     } else {

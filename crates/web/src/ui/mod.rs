@@ -295,6 +295,42 @@ pub fn when(ms: impl Borrow<Option<EpochMillis>>) -> String {
 }
 
 /// A point in time for people (see [`when`]).
+/// What a form's banner says and what each field says, for an error that refused the form:
+/// `field_input` maps the core's field name to the form's input name and visible label. When a
+/// field cannot be shown by its input, the whole error goes to the banner.
+pub fn refusal(
+    e: &AppError,
+    field_input: fn(&str) -> Option<(&'static str, &'static str)>,
+) -> (String, Vec<(&'static str, String)>) {
+    let fields = e.field_errors();
+    let shown: Vec<(&'static str, &'static str, String)> = fields
+        .iter()
+        .filter_map(|f| {
+            field_input(f.field).map(|(input, label)| (input, label, f.message.clone()))
+        })
+        .collect();
+    if shown.is_empty() || shown.len() < fields.len() {
+        return (e.to_string(), Vec::new());
+    }
+    let banner = if shown.len() == 1 {
+        format!("{}: {}", shown[0].1, shown[0].2)
+    } else {
+        format!(
+            "{} fields need a change: {}",
+            shown.len(),
+            shown
+                .iter()
+                .map(|(_, label, _)| *label)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    (
+        banner,
+        shown.into_iter().map(|(input, _, m)| (input, m)).collect(),
+    )
+}
+
 /// An error's first sentence (and hint), for the line people read.
 pub fn error_summary(text: &str) -> String {
     oauthimap_app::summarize_error(text).0

@@ -70,37 +70,6 @@ fn field_input(field: &str) -> Option<(&'static str, &'static str)> {
     })
 }
 
-/// What the banner says and what each field says, for an error that refused the form.
-fn refusal(e: &AppError) -> (String, Vec<(&'static str, String)>) {
-    let fields = e.field_errors();
-    let shown: Vec<(&'static str, &'static str, String)> = fields
-        .iter()
-        .filter_map(|f| {
-            field_input(f.field).map(|(input, label)| (input, label, f.message.clone()))
-        })
-        .collect();
-    if shown.is_empty() || shown.len() < fields.len() {
-        return (e.to_string(), Vec::new());
-    }
-    let banner = if shown.len() == 1 {
-        format!("{}: {}", shown[0].1, shown[0].2)
-    } else {
-        format!(
-            "{} fields need a change: {}",
-            shown.len(),
-            shown
-                .iter()
-                .map(|(_, label, _)| *label)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    };
-    (
-        banner,
-        shown.into_iter().map(|(input, _, m)| (input, m)).collect(),
-    )
-}
-
 impl FormPage {
     fn error_for(&self, input: &str) -> Option<&str> {
         self.field_errors
@@ -409,7 +378,7 @@ async fn form_page(
     let ctx = Ctx::new(app, admin, headers, "receivers", title);
     let page = ctx.page.clone();
     let refused = error.is_some();
-    let (error, field_errors) = error.map(refusal).unzip();
+    let (error, field_errors) = error.map(|e| super::refusal(e, field_input)).unzip();
     let field_errors = field_errors.unwrap_or_default();
     let t = FormPage {
         page,
