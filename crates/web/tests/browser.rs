@@ -346,6 +346,73 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
     .await?;
     ui.shot("receiver").await?;
 
+    // 6b. A receiver pointed at a port where nothing listens: within one retry it shows as
+    // failing, with its error, on the list, its page and the overview's Needs attention, and
+    // REST says backing_off.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let broken =
+        ui.s.app
+            .add_receiver(&oauthimap_app::ReceiverInput {
+                name: Some("wrong-port".into()),
+                application: Some("Contoso".into()),
+                account: Some(MAILBOX.into()),
+                host: Some("127.0.0.1".into()),
+                port: Some(closed_port),
+                security: Some(oauthimap_app::types::Security::Tls),
+                ..Default::default()
+            })
+            .await?;
+    wait_for(COLLECT, "the wrong-port receiver failing", || {
+        let app = ui.s.app.clone();
+        async move {
+            let r = app.find_receiver("wrong-port").await?;
+            Ok((r.state == oauthimap_app::types::ReceiverState::BackingOff).then_some(()))
+        }
+    })
+    .await?;
+    ui.goto("/receivers").await?;
+    let row =
+        ui.d.find(By::Css("tr[data-name=\"wrong-port\"] .badge"))
+            .await?;
+    let listed = row.attr("data-state").await?;
+    ensure!(
+        listed.as_deref() == Some("backing_off"),
+        "the receivers list shows the wrong-port receiver as {listed:?}"
+    );
+    ui.goto(&format!("/receivers/{}", broken.id.0)).await?;
+    let detail = ui.d.find(By::Css("#state")).await?.text().await?;
+    ui.shot("receiver-failing").await?;
+    ensure!(
+        detail.contains("failing") && detail.contains("connect"),
+        "the receiver's page says {detail:?}"
+    );
+    ui.goto("/").await?;
+    let attention = ui.d.find(By::Css("#attention")).await?.text().await?;
+    ensure!(
+        attention.contains("wrong-port"),
+        "Needs attention does not list the failing receiver: {attention:?}"
+    );
+    let token =
+        ui.s.app
+            .create_api_token("journey", &["admin".into()])
+            .await?
+            .1;
+    let listed: serde_json::Value = reqwest::Client::new()
+        .get(ui.s.url(&format!("/api/v1/receivers/{}", broken.id.0)))
+        .bearer_auth(secrecy::ExposeSecret::expose_secret(&token))
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        listed["state"] == "backing_off",
+        "REST shows the wrong-port receiver as {}",
+        listed["state"]
+    );
+    ui.s.app.remove_receiver("wrong-port").await?;
+
     // 7. The collected messages appear, the hostile ones as plain text.
     ui.click("header nav a[href=\"/messages\"]").await?;
     ui.wait_path("the messages page", |p| p == "/messages")
