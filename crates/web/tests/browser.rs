@@ -388,6 +388,20 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
         detail.contains("failing") && detail.contains("connect"),
         "the receiver's page says {detail:?}"
     );
+    // Its Diagnose button tests this receiver's own server, and says where it fails.
+    ui.click("#receiver-diagnose button").await?;
+    let report = ui
+        .wait_for_css(
+            "the diagnose report for the receiver's server",
+            "#diagnose-report",
+        )
+        .await?;
+    let outcome = report.attr("data-outcome").await?;
+    let text = report.text().await?;
+    ensure!(
+        outcome.as_deref() != Some("ok") && text.contains(&closed_port.to_string()),
+        "diagnosing the wrong-port receiver gave {outcome:?}: {text}"
+    );
     ui.goto("/").await?;
     let attention = ui.d.find(By::Css("#attention")).await?.text().await?;
     ensure!(

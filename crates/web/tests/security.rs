@@ -2060,10 +2060,18 @@ async fn the_application_form_shows_every_mistake_next_to_its_field() {
                 ("name", "99"),
                 ("client_id", " "),
                 ("tenant", "not a tenant"),
+                ("client_secret", "typed-secret-value"),
             ],
         )
         .await;
     assert_eq!(r.status, 422, "{}", r.body);
+    // The typed secret is not sent back, and the form says to type it again.
+    assert!(!r.body.contains("typed-secret-value"));
+    assert!(
+        r.body.contains("data-field=\"client_secret\"") && r.body.contains("type it again"),
+        "{}",
+        r.body
+    );
     for field in ["name", "client_id", "tenant"] {
         assert!(
             r.body

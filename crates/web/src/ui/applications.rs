@@ -301,6 +301,13 @@ fn form_page(
     let (banner, field_errors) = error.map(|e| super::refusal(e, field_input)).unzip();
     let mut t = FormPage::build(page, view, form, redirect, banner);
     t.field_errors = field_errors.unwrap_or_default();
+    if typed_secret && t.error_for("client_secret").is_none() {
+        // The secret is never sent back to the browser: say so, rather than empty it silently.
+        t.field_errors.push((
+            "client_secret",
+            "not saved, and never sent back: type it again".to_owned(),
+        ));
+    }
     if error.is_some() {
         ctx.render_refused(&t)
     } else {
