@@ -88,13 +88,7 @@ async fn main() -> Result<()> {
     .await;
     let _ = std::fs::remove_dir_all(&work);
     let report = result?;
-    println!("{report}");
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &report).with_context(|| format!("write {}", args.out.display()))?;
-    eprintln!("saved to {}", args.out.display());
-    Ok(())
+    setup::save_report(&report, &args.out)
 }
 
 fn report(args: &Args, one: &Figures, many: &Figures) -> String {

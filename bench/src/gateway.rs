@@ -84,13 +84,7 @@ async fn main() -> Result<()> {
     let result = run(&args, &work).await;
     let _ = std::fs::remove_dir_all(&work);
     let report = result?;
-    println!("{report}");
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, &report).with_context(|| format!("write {}", args.out.display()))?;
-    eprintln!("saved to {}", args.out.display());
-    Ok(())
+    setup::save_report(&report, &args.out)
 }
 
 /// Runs `oauthimap` with the data folder's environment; its stdout.

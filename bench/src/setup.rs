@@ -160,3 +160,14 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .context("VmRSS")
 }
+
+/// Prints a benchmark's report and saves it to `out`.
+pub fn save_report(report: &str, out: &Path) -> Result<()> {
+    println!("{report}");
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(out, report).with_context(|| format!("write {}", out.display()))?;
+    eprintln!("saved to {}", out.display());
+    Ok(())
+}

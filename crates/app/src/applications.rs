@@ -17,6 +17,7 @@ use oauthimap_types::{Cloud, EpochMillis, Provider};
 use secrecy::SecretString;
 use serde::Serialize;
 
+use crate::error::keep;
 use crate::{App, AppError, Result};
 
 /// Why receivers were paused when their application was deactivated; re-activation looks for it.
@@ -123,19 +124,21 @@ fn check_tenant(tenant: &str) -> Result<()> {
 fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<ApplicationFields> {
     // Every field is checked, and every mistake reported at once.
     let mut errors = Vec::new();
-    let mut noted = |r: Result<String>| r.map_err(|e| errors.push(e)).ok();
     let name = match (&input.name, base) {
-        (Some(n), _) => noted(check_name(n)),
+        (Some(n), _) => keep(&mut errors, check_name(n)),
         (None, Some(b)) => Some(b.name.clone()),
-        (None, None) => noted(Err(AppError::invalid("name", "is required"))),
+        (None, None) => keep(&mut errors, Err(AppError::invalid("name", "is required"))),
     };
     let client_id = match (&input.client_id, base) {
-        (Some(c), _) => noted(check_client_id(c)),
+        (Some(c), _) => keep(&mut errors, check_client_id(c)),
         (None, Some(b)) => Some(b.client_id.clone()),
-        (None, None) => noted(Err(AppError::invalid("client_id", "is required"))),
+        (None, None) => keep(
+            &mut errors,
+            Err(AppError::invalid("client_id", "is required")),
+        ),
     };
     // Absent keeps the old value; empty clears it.
-    let keep = |new: &Option<String>, old: Option<&Option<String>>| -> Option<String> {
+    let kept = |new: &Option<String>, old: Option<&Option<String>>| -> Option<String> {
         match new.as_deref().map(str::trim) {
             Some("") => None,
             Some(v) => Some(v.to_owned()),
@@ -143,9 +146,9 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
         }
     };
     let b = base;
-    let tenant = keep(&input.tenant, b.map(|b| &b.tenant));
+    let tenant = kept(&input.tenant, b.map(|b| &b.tenant));
     if let Some(t) = &tenant {
-        noted(check_tenant(t).map(|()| String::new()));
+        keep(&mut errors, check_tenant(t));
     }
     for (field, value) in [
         ("endpoint_base", &input.endpoint_base),
@@ -156,11 +159,17 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
         ("scopes", &input.scopes),
     ] {
         if let Some(v) = value {
-            noted(crate::limits::at_most(field, v, crate::limits::URL).map(|()| String::new()));
+            keep(
+                &mut errors,
+                crate::limits::at_most(field, v, crate::limits::URL),
+            );
         }
     }
     if let Some(c) = &input.comment {
-        noted(crate::limits::at_most("comment", c, crate::limits::COMMENT).map(|()| String::new()));
+        keep(
+            &mut errors,
+            crate::limits::at_most("comment", c, crate::limits::COMMENT),
+        );
     }
     let provider = input.provider.or(base.map(|b| b.provider));
     if provider.is_none() {
@@ -176,11 +185,11 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
         unreachable!("every missing value recorded an error")
     };
     let endpoints = Endpoints {
-        base: keep(&input.endpoint_base, b.map(|b| &b.endpoints.base)),
-        authorize: keep(&input.authorize_url, b.map(|b| &b.endpoints.authorize)),
-        token: keep(&input.token_url, b.map(|b| &b.endpoints.token)),
-        device: keep(&input.device_url, b.map(|b| &b.endpoints.device)),
-        userinfo: keep(&input.userinfo_url, b.map(|b| &b.endpoints.userinfo)),
+        base: kept(&input.endpoint_base, b.map(|b| &b.endpoints.base)),
+        authorize: kept(&input.authorize_url, b.map(|b| &b.endpoints.authorize)),
+        token: kept(&input.token_url, b.map(|b| &b.endpoints.token)),
+        device: kept(&input.device_url, b.map(|b| &b.endpoints.device)),
+        userinfo: kept(&input.userinfo_url, b.map(|b| &b.endpoints.userinfo)),
     };
     let fields = ApplicationFields {
         name,
@@ -190,7 +199,7 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
         client_id,
         tenant,
         endpoints,
-        scopes: keep(&input.scopes, b.map(|b| &b.scopes))
+        scopes: kept(&input.scopes, b.map(|b| &b.scopes))
             .map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")),
         secret_expires_at: input
             .secret_expires_at

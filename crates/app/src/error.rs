@@ -66,6 +66,12 @@ pub enum AppError {
     },
 }
 
+/// `r`'s value, or `None` with its error noted in `errors`: validation that checks every field
+/// and reports every mistake at once (see [`AppError::all_of`]).
+pub(crate) fn keep<T>(errors: &mut Vec<AppError>, r: Result<T>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
 /// One field's mistake, in a [`AppError::Fields`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FieldError {

@@ -9,6 +9,7 @@ use oauthimap_types::{AfterDelivery, Mechanism, ReceiverId, Security, SinkKind, 
 use secrecy::SecretString;
 
 use crate::applications::profile_of;
+use crate::error::keep;
 use crate::{AccountSelector, App, AppError, Result};
 
 /// The default size limit of a message: larger ones are refused, not fetched into memory.
@@ -69,11 +70,6 @@ fn receiver_name(input: &ReceiverInput, b: Option<&ReceiverFields>) -> Result<St
         (None, Some(b)) => Ok(b.name.clone()),
         (None, None) => Err(AppError::invalid("name", "is required")),
     }
-}
-
-/// `r`'s value, or `None` with its error noted in `errors` (to report every mistake at once).
-fn keep<T>(errors: &mut Vec<AppError>, r: Result<T>) -> Option<T> {
-    r.map_err(|e| errors.push(e)).ok()
 }
 
 fn text(field: &'static str, value: &str) -> Result<String> {

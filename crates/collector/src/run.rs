@@ -975,6 +975,15 @@ impl Collector {
         // Often enough that the presence lease never lapses while this instance runs.
         let look = (self.settings.lease_ttl / 3)
             .clamp(Duration::from_millis(200), Duration::from_secs(15));
+        // Every start is a new instance name: the presence rows of instances that stopped
+        // without a word (killed) a day ago and more go, so the table does not grow forever.
+        if let Err(e) = self
+            .store
+            .forget_leases("instance:", now_millis() - 86_400_000)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot forget old instance leases");
+        }
         loop {
             running.retain(|_, (task, _)| !task.is_finished());
             if let Err(e) = self
@@ -1026,7 +1035,17 @@ impl Collector {
         for (_, (task, _)) in running {
             let _ = task.await;
         }
-        if let Err(e) = self.store.release_lease(&presence, &self.instance).await {
+        // This name is never used again, so the row goes (a receiver's lease row stays, for its
+        // epoch); anything before now expired is gone with it.
+        let released = self.store.release_lease(&presence, &self.instance).await;
+        if let Err(e) = match released {
+            Ok(()) => self
+                .store
+                .forget_leases(&presence, now_millis() + 1)
+                .await
+                .map(drop),
+            Err(e) => Err(e),
+        } {
             tracing::warn!(error = %e, "cannot release this instance's presence");
         }
     }

@@ -65,6 +65,22 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes leases named `prefix…` that expired before `before` (epoch ms): the presence rows
+    /// of instances that died long ago, whose names are never taken again.
+    pub async fn forget_leases(&self, prefix: &str, before: i64) -> Result<u64> {
+        Ok(on_db!(self.db(), |pool| {
+            sqlx::query(
+                "DELETE FROM leases WHERE substr(name, 1, length($1)) = $1 AND expires_at < $2",
+            )
+            .bind(prefix)
+            .bind(before)
+            .execute(pool)
+            .await
+            .map_err(StoreError::db("forget old leases"))?
+            .rows_affected()
+        }))
+    }
+
     /// Whether `fence` is still good: no other holder took its lease since it was given. (An
     /// expired lease nobody took is still good: nobody else acted.)
     pub async fn fence_holds(&self, fence: &Fence) -> Result<bool> {

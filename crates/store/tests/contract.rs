@@ -541,6 +541,28 @@ async fn a_stale_fence_records_nothing(backend: Backend) {
         .record_ledger(&LedgerWrite { uid: 2, ..write }, Some(&again))
         .await
         .unwrap();
+    // Presence rows: counted while unexpired; forgotten once expired (a stopped or long-dead
+    // instance), never a live one, and receiver leases are untouched.
+    store
+        .take_lease("instance:x-1-aa", "x-1-aa", 60_000)
+        .await
+        .unwrap();
+    store
+        .take_lease("instance:y-2-bb", "y-2-bb", 1)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(store.live_leases("instance:").await.unwrap(), 1);
+    assert_eq!(
+        store
+            .forget_leases("instance:", oauthimap_types::now_millis())
+            .await
+            .unwrap(),
+        1,
+        "only the expired presence row goes"
+    );
+    assert_eq!(store.live_leases("instance:").await.unwrap(), 1);
+    assert!(store.fence_holds(&again).await.unwrap());
     t.cleanup().await;
 }
 
