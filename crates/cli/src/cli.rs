@@ -48,7 +48,9 @@ pub enum Command {
     #[command(subcommand)]
     Keys(KeysCommand),
     /// Print a valid access token for an account (refreshing it if needed), for other mail tools:
-    /// msmtp `passwordeval`, mbsync `PassCmd`, fetchmail `passwordfile`...
+    /// msmtp `passwordeval`, mbsync `PassCmd`, fetchmail `passwordfile`... It asks the running
+    /// service over its socket (broker.socket) first, and opens the database only when no
+    /// service answers there; --server asks a service on another machine.
     Token {
         /// Account id or mailbox.
         account: String,
@@ -67,6 +69,13 @@ pub enum Command {
         /// OAUTHBEARER only: the server port.
         #[arg(long, requires = "host")]
         port: Option<u16>,
+        /// Ask the oauthimap service at this URL over its REST API (from another machine)
+        /// instead of the local one; needs --api-token-file.
+        #[arg(long, value_name = "URL", requires = "api_token_file")]
+        server: Option<url::Url>,
+        /// A file holding an API token with the tokens:read scope, for --server.
+        #[arg(long, value_name = "PATH", requires = "server")]
+        api_token_file: Option<PathBuf>,
     },
     /// Check that an account can log in to its IMAP server, step by step (DNS, TCP, TLS,
     /// capabilities, token claims, authentication, folder), with hints for known failures and the

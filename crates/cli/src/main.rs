@@ -18,6 +18,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     allocator::tune();
     let args = cli::Cli::parse();
+    // `oauthimap token` asks the running service before anything else starts: a password
+    // command is run for every login, and this path takes about a millisecond.
+    if let Some(code) = commands::token::from_broker(&args) {
+        return code;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -43,6 +43,8 @@ fn collect(dir: &Path, receiver: &str) -> std::process::Child {
             cmd.env_remove(key);
         }
     }
+    // An oauthimap installed on this machine (/etc/oauthimap/oauthimap.toml) is not ours.
+    cmd.env("OAUTHIMAP_CONFIG", "/dev/null");
     cmd.envs(env(dir))
         .args(["collect", "--once", "--receiver", receiver])
         .stdout(Stdio::null())

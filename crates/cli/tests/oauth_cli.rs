@@ -27,6 +27,8 @@ fn oauthimap(dir: &Path, port: u16) -> Command {
             cmd.env_remove(key);
         }
     }
+    // An oauthimap installed on this machine (/etc/oauthimap/oauthimap.toml) is not ours.
+    cmd.env("OAUTHIMAP_CONFIG", "/dev/null");
     cmd.env("OAUTHIMAP_LISTEN", format!("127.0.0.1:{port}"))
         .env(
             "OAUTHIMAP_EXTERNAL_BASE_URL",

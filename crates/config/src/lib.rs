@@ -55,6 +55,11 @@ pub const SETTINGS: &[&str] = &[
     "hooks__pass_env",
     "outbound__allowed_networks",
     "metrics__token_file",
+    "broker__enabled",
+    "broker__socket",
+    "broker__group",
+    "broker__allowed_uids",
+    "broker__allowed_gids",
     "sinks__command_enabled",
     "sinks__command_allowed",
     "sinks__maildir_roots",
@@ -139,6 +144,9 @@ pub struct Settings {
     /// Who may read `/metrics`.
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// `[broker]`
+    #[serde(default)]
+    pub broker: BrokerSettings,
     #[serde(skip)]
     warnings: Vec<String>,
 }
@@ -210,7 +218,47 @@ pub struct SinksSettings {
     pub maildir_roots: Vec<PathBuf>,
 }
 
+/// `[broker]`: `serve` answers `oauthimap token` over a Unix socket, so password commands get a
+/// token without opening the database or the key. Root and the service's own user may always
+/// ask; others only when listed here (by uid, or by a group they are in).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerSettings {
+    /// Whether `serve` listens on the socket.
+    pub enabled: bool,
+    /// The socket's path; default `{data_dir}/broker.sock`. Packages use
+    /// `/run/oauthimap/broker.sock`, which users outside the service's data folder can reach.
+    pub socket: Option<PathBuf>,
+    /// The socket's group (a name from /etc/group, or a number); the socket is made 0660, and
+    /// members of this group may ask for tokens.
+    pub group: Option<String>,
+    /// More users (uids) that may ask for tokens.
+    pub allowed_uids: Vec<u32>,
+    /// More groups (gids) whose members may ask for tokens.
+    pub allowed_gids: Vec<u32>,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: None,
+            group: None,
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
+        }
+    }
+}
+
 impl Settings {
+    /// Where the token broker's socket is.
+    pub fn broker_socket(&self) -> PathBuf {
+        self.broker
+            .socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("broker.sock"))
+    }
+
     /// The folders maildir targets must lie in.
     pub fn maildir_roots(&self) -> Vec<PathBuf> {
         if self.sinks.maildir_roots.is_empty() {
@@ -498,7 +546,8 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Defaults::default()));
-        if let Some(path) = file {
+        // `/dev/null` means no file at all, not even the default one (as with `ssh -F /dev/null`).
+        if let Some(path) = file.filter(|p| *p != Path::new("/dev/null")) {
             if !path.is_file() {
                 return Err(ConfigError::Read {
                     what: "the configuration file",

@@ -58,43 +58,77 @@ pub(crate) async fn authorize(app: &App, headers: &HeaderMap, scope: &str) -> Re
     }
 }
 
-/// `GET /api/v1/accounts/{id}/token`: a valid access token, refreshed if needed.
+/// Query of `GET /api/v1/accounts/{account}/token`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenQuery {
+    /// The application, when the mailbox is authorized in several.
+    app: Option<String>,
+    /// A new token even if the current one is still valid.
+    #[serde(default)]
+    force: bool,
+    /// Also the SASL initial response: xoauth2 or oauthbearer.
+    sasl: Option<oauthimap_app::types::Mechanism>,
+    /// OAUTHBEARER only: the server it binds to.
+    host: Option<String>,
+    port: Option<u16>,
+}
+
+/// `GET /api/v1/accounts/{account}/token` (an id or a mailbox): a valid access token,
+/// refreshed if needed, and the SASL string when asked for (`oauthimap token --server`).
 pub async fn account_token(
     State(app): State<App>,
-    Path(id): Path<i64>,
+    Path(account): Path<String>,
+    query: Result<axum::extract::Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = authorize(&app, &headers, "tokens:read").await {
         return refused;
     }
-    match app
-        .account_token(&AccountSelector::new(id.to_string(), None), false)
-        .await
-    {
-        Ok((account, token)) => {
-            let body = json!({
-                "account_id": account.id,
-                "mailbox": account.mailbox,
-                "token_type": "Bearer",
-                "access_token": token.secret.expose_secret(),
-                "expires_at": token.expires_at,
-            });
-            ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+    let q = match query {
+        Ok(axum::extract::Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid", &e.body_text()),
+    };
+    let selector = AccountSelector::new(account.clone(), q.app.clone());
+    let found = match app.account_token(&selector, q.force).await {
+        Ok(found) => found,
+        Err(e) => return token_error(&account, &e),
+    };
+    let (account, token) = found;
+    let mut body = json!({
+        "account_id": account.id,
+        "mailbox": account.mailbox,
+        "token_type": "Bearer",
+        "access_token": token.secret.expose_secret(),
+        "expires_at": token.expires_at,
+    });
+    if let Some(mechanism) = q.sasl {
+        let server = q.host.zip(q.port);
+        match app.account_sasl(&selector, mechanism, server).await {
+            Ok((_, sasl)) => body["sasl"] = json!(sasl.expose_secret()),
+            Err(e) => return token_error(&account.mailbox, &e),
         }
-        Err(AppError::NotFound { .. }) => error(
+    }
+    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+fn token_error(account: &str, e: &AppError) -> Response {
+    match e {
+        AppError::NotFound { .. } => error(
             StatusCode::NOT_FOUND,
             "not_found",
-            &format!("account {id} does not exist"),
+            &format!("account {account} does not exist"),
         ),
-        Err(AppError::Token(e)) if e.kind == FailureKind::Permanent => {
+        AppError::Token(e) if e.kind == FailureKind::Permanent => {
             error(StatusCode::CONFLICT, "needs_reauth", &e.message)
         }
-        Err(AppError::Token(e)) => error(
+        AppError::Token(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             &e.message,
         ),
-        Err(e) => error(
+        e if e.is_user_error() => error(StatusCode::BAD_REQUEST, "invalid", &e.to_string()),
+        e => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             &e.to_string(),

@@ -10,7 +10,7 @@ mod import;
 mod keys;
 mod receiver;
 mod serve;
-mod token;
+pub mod token;
 
 use oauthimap_app::config::{LogFormat, Settings};
 use oauthimap_app::{App, AppError};
@@ -32,6 +32,9 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             return Ok(());
         }
         Command::Man { out } => return man_pages(out),
+        Command::Token {
+            server: Some(_), ..
+        } => return token::remote(&cli.command).await,
         _ => {}
     }
     let file = cli
@@ -69,14 +72,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         Command::Receiver(c) => receiver::run(&app, &out, c).await,
         Command::Keys(c) => keys::run(&app, &out, c).await,
         Command::Events { account, limit } => account::events(&app, &out, account, limit).await,
-        Command::Token {
-            account,
-            app: filter,
-            force,
-            sasl,
-            host,
-            port,
-        } => token::print(&app, account, filter, force, sasl, host.zip(port)).await,
+        Command::Token { .. } => {
+            let request = token::request(&cli.command).unwrap_or_default();
+            token::print(&app, &request).await
+        }
         Command::Admin(c) => admin::run(&app, &out, c).await,
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
         Command::Gateway(c) => gateway::run(&app, &out, c).await,

@@ -38,6 +38,20 @@ pub async fn run(app: App) -> Result<(), AppError> {
         Some(config) => Some(start_gateway(&app, config, stop_rx.clone()).await?),
         None => None,
     };
+    // A socket that was asked for must open; the default one may fail (a data folder whose
+    // path is too long for a socket) without stopping the service: callers then open the
+    // database, and the log says why.
+    let bound = match app.bind_broker() {
+        Err(e) if app.settings().broker.socket.is_none() => {
+            tracing::warn!(error = %e, "the token broker is off: `oauthimap token` will open the database; set broker.socket to a shorter path");
+            None
+        }
+        bound => bound?,
+    };
+    let broker = bound.map(|broker| {
+        tracing::info!(socket = %broker.path().display(), "the token broker is listening");
+        tokio::spawn(broker.run(stop_rx.clone()))
+    });
     let refresher = tokio::spawn(app.tokens().clone().run_refresher(stopped(stop_rx.clone())));
     let collector = tokio::spawn(app.collector().clone().supervise(stop_rx.clone()));
     let stop_tx = std::sync::Arc::new(stop_tx);
@@ -63,6 +77,9 @@ pub async fn run(app: App) -> Result<(), AppError> {
     let _ = collector.await;
     if let Some(gateway) = gateway {
         let _ = gateway.await;
+    }
+    if let Some(broker) = broker {
+        let _ = broker.await;
     }
     served.map_err(|e| AppError::Io {
         action: format!("serve HTTP on {listen}"),

@@ -14,6 +14,8 @@ pub fn oauthimap(dir: &Path) -> Command {
             cmd.env_remove(key);
         }
     }
+    // An oauthimap installed on this machine (/etc/oauthimap/oauthimap.toml) is not ours.
+    cmd.env("OAUTHIMAP_CONFIG", "/dev/null");
     cmd
 }
 

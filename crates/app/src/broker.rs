@@ -1,0 +1,469 @@
+//! The token broker's doors besides the REST API: a Unix socket `serve` listens on, so that
+//! `oauthimap token` (a password command for msmtp, mutt, getmail…) gets its answer from the
+//! running service in about a millisecond without opening the database or the key; and the
+//! client of `oauthimap token --server`, which asks a remote service's REST API.
+//!
+//! The socket speaks one JSON line each way ([`TokenRequest`], [`TokenReply`]). The peer's
+//! credentials (uid, primary and supplementary groups) are checked against `[broker]` before its
+//! request is read: root and the service's own user always, others only when listed.
+
+use std::io::{BufRead as _, Write as _};
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oauthimap_types::Mechanism;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::{AccountSelector, App, AppError, Result};
+
+/// The longest request line the socket reads.
+const MAX_REQUEST: u64 = 8 * 1024;
+/// How long a peer may take to send its request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One question to the broker: `oauthimap token`'s arguments.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// Account id or mailbox.
+    pub account: String,
+    /// The application, when the mailbox is authorized in several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// A new token even if the current one is still valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// The SASL initial response instead of the bare token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sasl: Option<Mechanism>,
+    /// OAUTHBEARER only: the server it binds to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// The broker's answer: the value to print, or why not.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenReply {
+    /// The access token, or the SASL string when one was asked for.
+    Token(String),
+    /// No token; `user_error` tells the caller's mistakes (exit 2) from failures (exit 1).
+    Refused {
+        code: String,
+        message: String,
+        user_error: bool,
+    },
+}
+
+impl std::fmt::Debug for TokenReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenReply::Token(_) => f.write_str("Token([redacted])"),
+            TokenReply::Refused { code, message, .. } => {
+                write!(f, "Refused({code}: {message})")
+            }
+        }
+    }
+}
+
+impl TokenReply {
+    fn refused(code: &str, message: impl Into<String>, user_error: bool) -> Self {
+        TokenReply::Refused {
+            code: code.to_owned(),
+            message: message.into(),
+            user_error,
+        }
+    }
+
+    fn from_error(e: &AppError) -> Self {
+        let code = match e {
+            AppError::NotFound { .. } => "not_found",
+            AppError::Token(t) if t.kind == oauthimap_types::FailureKind::Permanent => {
+                "needs_reauth"
+            }
+            AppError::Token(_) => "temporarily_unavailable",
+            e if e.is_user_error() => "invalid",
+            _ => "internal",
+        };
+        Self::refused(code, e.to_string(), e.is_user_error())
+    }
+}
+
+impl App {
+    /// What `oauthimap token` prints: a valid access token (refreshed when due, or when
+    /// `force`d; one refresh however many ask at once), or the SASL initial response.
+    pub async fn token_for(&self, request: &TokenRequest) -> Result<SecretString> {
+        let selector = AccountSelector::new(request.account.clone(), request.app.clone());
+        if let Some(mechanism) = request.sasl {
+            if request.force {
+                self.account_token(&selector, true).await?;
+            }
+            let server = request.host.clone().zip(request.port);
+            let (_, sasl) = self.account_sasl(&selector, mechanism, server).await?;
+            return Ok(sasl);
+        }
+        let (_, token) = self.account_token(&selector, request.force).await?;
+        Ok(token.secret)
+    }
+
+    /// Binds the broker's socket (`broker.socket`, mode 0660, group `broker.group`), or `None`
+    /// when `broker.enabled` is false. A stale socket file is replaced; one another running
+    /// service answers on is not.
+    pub fn bind_broker(&self) -> Result<Option<Broker>> {
+        let settings = &self.settings().broker;
+        if !settings.enabled {
+            return Ok(None);
+        }
+        let path = self.settings().broker_socket();
+        let group = settings.group.as_deref().map(group_id).transpose()?;
+        let mut gids = settings.allowed_gids.clone();
+        gids.extend(group);
+        clear_stale(&path)?;
+        let io = |action: &str, source| AppError::Io {
+            action: format!(
+                "{action} the token broker socket {} (broker.socket)",
+                path.display()
+            ),
+            source,
+        };
+        let listener = tokio::net::UnixListener::bind(&path).map_err(|e| io("listen on", e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
+            .map_err(|e| io("set the mode of", e))?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(&path, None, Some(gid))
+                .map_err(|e| io("give broker.group to", e))?;
+        }
+        Ok(Some(Broker {
+            listener,
+            path,
+            app: self.clone(),
+            allowed: Allowed {
+                own_uid: rustix::process::geteuid().as_raw(),
+                uids: settings.allowed_uids.clone(),
+                gids,
+            },
+        }))
+    }
+}
+
+/// A bound broker socket; [`Broker::run`] answers on it until told to stop.
+#[derive(Debug)]
+pub struct Broker {
+    listener: tokio::net::UnixListener,
+    path: PathBuf,
+    app: App,
+    allowed: Allowed,
+}
+
+impl Broker {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Answers each connection on its own task until `stop`, then removes the socket file.
+    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let app = self.app.clone();
+                        let allowed = self.allowed.clone();
+                        tokio::spawn(async move { answer(&app, &allowed, stream).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the token broker could not accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break,
+            }
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Who may ask: root, the service's own user, and the listed users and groups.
+#[derive(Debug, Clone)]
+struct Allowed {
+    own_uid: u32,
+    uids: Vec<u32>,
+    gids: Vec<u32>,
+}
+
+impl Allowed {
+    fn admits(&self, uid: u32, gid: u32, pid: Option<i32>) -> bool {
+        if uid == 0 || uid == self.own_uid || self.uids.contains(&uid) {
+            return true;
+        }
+        if self.gids.is_empty() {
+            return false;
+        }
+        self.gids.contains(&gid)
+            || pid.is_some_and(|p| groups_of(p).iter().any(|g| self.gids.contains(g)))
+    }
+}
+
+/// The supplementary groups of a process, from `/proc/PID/status` (none if it cannot be read).
+fn groups_of(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|l| {
+                l.strip_prefix("Groups:").map(|g| {
+                    g.split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect()
+                })
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// A group's id: a number, or a name looked up in `/etc/group`.
+fn group_id(name: &str) -> Result<u32> {
+    if let Ok(gid) = name.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups
+        .lines()
+        .find_map(|line| {
+            let mut parts = line.split(':');
+            (parts.next() == Some(name))
+                .then(|| parts.nth(1).and_then(|gid| gid.parse().ok()))
+                .flatten()
+        })
+        .ok_or_else(|| {
+            AppError::invalid(
+                "broker.group",
+                format!("there is no group named {name:?} in /etc/group; create it (groupadd {name}) or give its number"),
+            )
+        })
+}
+
+/// Removes a socket file no service answers on; refuses to replace anything else.
+fn clear_stale(path: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(AppError::invalid(
+            "broker.socket",
+            format!(
+                "{} exists and is not a socket; move it away or choose another path",
+                path.display()
+            ),
+        ));
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(AppError::invalid(
+            "broker.socket",
+            format!(
+                "another oauthimap service answers on {}; give this one its own broker.socket, or set broker.enabled = false",
+                path.display()
+            ),
+        ));
+    }
+    std::fs::remove_file(path).map_err(|e| AppError::Io {
+        action: format!("remove the stale socket {}", path.display()),
+        source: e,
+    })
+}
+
+/// One connection: read its request line, check the peer, write the reply line. The request is
+/// read even from a peer that is refused: closing on unread bytes would reset the connection,
+/// and the caller would see a broken pipe instead of the reason.
+async fn answer(app: &App, allowed: &Allowed, mut stream: tokio::net::UnixStream) {
+    let request = read_request(&mut stream).await;
+    let reply = match (stream.peer_cred(), request) {
+        (Ok(cred), _) if !allowed.admits(cred.uid(), cred.gid(), cred.pid()) => {
+            tracing::warn!(
+                uid = cred.uid(),
+                gid = cred.gid(),
+                "the token broker refused a user that may not ask"
+            );
+            TokenReply::refused(
+                "forbidden",
+                format!(
+                    "user {} may not ask this service for tokens; add the uid to broker.allowed_uids, or the user to the group in broker.group",
+                    cred.uid()
+                ),
+                true,
+            )
+        }
+        (Ok(_), Ok(request)) => match app.token_for(&request).await {
+            Ok(value) => TokenReply::Token(value.expose_secret().to_owned()),
+            Err(e) => TokenReply::from_error(&e),
+        },
+        (Ok(_), Err(refused)) => refused,
+        (Err(e), _) => TokenReply::refused(
+            "internal",
+            format!("cannot read the caller's credentials: {e}"),
+            false,
+        ),
+    };
+    let mut line = serde_json::to_vec(&reply).unwrap_or_default();
+    line.push(b'\n');
+    let _ = stream.write_all(&line).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn read_request(
+    stream: &mut tokio::net::UnixStream,
+) -> std::result::Result<TokenRequest, TokenReply> {
+    let mut line = String::new();
+    let mut reader = tokio::io::BufReader::new(stream).take(MAX_REQUEST);
+    match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
+        Ok(Ok(_)) if line.ends_with('\n') => serde_json::from_str(&line).map_err(|e| {
+            TokenReply::refused(
+                "bad_request",
+                format!("the request is not one the broker knows: {e}"),
+                true,
+            )
+        }),
+        Ok(Ok(_)) => Err(TokenReply::refused(
+            "bad_request",
+            "the request must be one JSON line of at most 8 KiB",
+            true,
+        )),
+        Ok(Err(e)) => Err(TokenReply::refused(
+            "bad_request",
+            format!("cannot read the request: {e}"),
+            true,
+        )),
+        Err(_) => Err(TokenReply::refused(
+            "bad_request",
+            "no request within 10 s",
+            true,
+        )),
+    }
+}
+
+/// What asking the local broker gave.
+#[derive(Debug)]
+pub enum Asked {
+    Answered(TokenReply),
+    /// No service listens there (no socket, or a stale one): open the database instead.
+    NoService,
+}
+
+/// Asks the broker at `path` (blocking: `oauthimap token` asks before it starts a runtime).
+pub fn ask_broker(
+    path: &Path,
+    request: &TokenRequest,
+    timeout: Duration,
+) -> std::io::Result<Asked> {
+    use std::io::ErrorKind;
+    let mut stream = match std::os::unix::net::UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            return Ok(Asked::NoService);
+        }
+        Err(e) => return Err(e),
+    };
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut answer = String::new();
+    std::io::BufReader::new(stream).read_line(&mut answer)?;
+    serde_json::from_str(&answer)
+        .map(Asked::Answered)
+        .map_err(|e| std::io::Error::other(format!("the broker's answer is not understood: {e}")))
+}
+
+/// `oauthimap token --server URL`: asks a remote service's REST token endpoint
+/// (`GET /api/v1/accounts/{account}/token`, API token with the `tokens:read` scope).
+pub async fn remote_token(
+    server: &url::Url,
+    api_token: &SecretString,
+    request: &TokenRequest,
+) -> Result<SecretString> {
+    let host_is_loopback = match server.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if server.scheme() != "https" && !(server.scheme() == "http" && host_is_loopback) {
+        return Err(AppError::invalid(
+            "server",
+            format!(
+                "{server} would carry tokens unencrypted; use https:// (http:// only for a service on this machine)"
+            ),
+        ));
+    }
+    let mut url = server.clone();
+    url.path_segments_mut()
+        .map_err(|()| AppError::invalid("server", format!("{server} cannot take a path; give the service's base URL, such as https://oauthimap.example.com")))?
+        .pop_if_empty()
+        .extend(["api", "v1", "accounts", &request.account, "token"]);
+    {
+        let mut query = url.query_pairs_mut();
+        if let Some(app) = &request.app {
+            query.append_pair("app", app);
+        }
+        if request.force {
+            query.append_pair("force", "true");
+        }
+        if let Some(m) = request.sasl {
+            query.append_pair("sasl", m.as_str());
+        }
+        if let Some((host, port)) = request.host.as_ref().zip(request.port) {
+            query
+                .append_pair("host", host)
+                .append_pair("port", &port.to_string());
+        }
+    }
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    let client =
+        oauthimap_oauth::OAuthClient::new(Duration::from_mins(1)).map_err(AppError::Provider)?;
+    let fail = |e: reqwest::Error| AppError::Unfinished(format!("cannot reach {server}: {e}"));
+    let response = client
+        .http()
+        .get(url)
+        .bearer_auth(api_token.expose_secret())
+        .send()
+        .await
+        .map_err(fail)?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.map_err(fail)?;
+    if status.is_success() {
+        let field = if request.sasl.is_some() {
+            "sasl"
+        } else {
+            "access_token"
+        };
+        return body[field]
+            .as_str()
+            .map(|v| SecretString::from(v.to_owned()))
+            .ok_or_else(|| {
+                AppError::Unfinished(format!(
+                    "{server} answered without {field}: is it an oauthimap service?"
+                ))
+            });
+    }
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or("no message")
+        .to_owned();
+    let said = format!("{server} refused: {message}");
+    Err(match status.as_u16() {
+        401 | 403 => AppError::Denied(said),
+        404 => AppError::NotFound {
+            what: "account",
+            key: request.account.clone(),
+            hint: format!(" at {server}"),
+        },
+        409 | 400 | 422 => AppError::invalid("account", said),
+        _ => AppError::Unfinished(said),
+    })
+}

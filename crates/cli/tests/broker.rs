@@ -1,0 +1,436 @@
+//! `oauthimap token` through the running service's socket, the fallback to the database when no
+//! service answers, `--server` over REST, and who may ask: the real binary, the fake identity
+//! provider, and users other than root.
+#![allow(clippy::too_many_lines)] // one story each: a service, then its callers
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
+
+const SECRET: &str = "broker-secret-value~42";
+const MAILBOX: &str = "desk@contoso.com";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A data folder, a socket folder others may enter, and the web port.
+struct Site {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    socket: PathBuf,
+    port: u16,
+}
+
+impl Site {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self {
+            data: dir.path().join("data"),
+            socket: run.join("broker.sock"),
+            port: free_port(),
+            _dir: dir,
+        }
+    }
+
+    /// The binary with this site's settings, from a folder of its own (so nothing can rely on
+    /// the working directory) and with no other `OAUTHIMAP_*` variable.
+    fn oauthimap(&self) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("oauthimap"));
+        cmd.current_dir("/");
+        for (key, _) in std::env::vars() {
+            if key.starts_with("OAUTHIMAP_") {
+                cmd.env_remove(key);
+            }
+        }
+        // An oauthimap installed on this machine (/etc/oauthimap/oauthimap.toml) is not ours.
+        cmd.env("OAUTHIMAP_CONFIG", "/dev/null");
+        cmd.env("OAUTHIMAP_DATA_DIR", &self.data)
+            .env("OAUTHIMAP_BROKER__SOCKET", &self.socket)
+            .env("OAUTHIMAP_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env(
+                "OAUTHIMAP_EXTERNAL_BASE_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            );
+        cmd
+    }
+
+    /// `oauthimap token …` as the same user, or as `uid`/`gid`.
+    fn token(&self, args: &[&str], as_user: Option<(u32, u32)>) -> Output {
+        let mut cmd = self.oauthimap();
+        cmd.arg("token").args(args);
+        if let Some((uid, gid)) = as_user {
+            cmd.uid(uid).gid(gid);
+            cmd.env("HOME", "/nonexistent");
+        }
+        cmd.output().unwrap()
+    }
+
+    fn serve(&self, extra_env: &[(&str, &str)]) -> Serve {
+        let mut cmd = self.oauthimap();
+        cmd.arg("serve")
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let serve = Serve(Some(cmd.spawn().unwrap()));
+        for _ in 0..200 {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+                return serve;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("serve did not open its socket at {}", self.socket.display());
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A running `serve`, killed if a failing assertion leaves it running.
+struct Serve(Option<Child>);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn stop(mut serve: Serve, signal: &str) {
+    let mut child = serve.0.take().unwrap();
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+}
+
+/// An application and one authorized account (device-code flow) at the fake provider.
+async fn authorized(site: &Site, idp: &FakeIdp) {
+    idp.add_client(ClientConfig::microsoft(
+        "broker-client",
+        SECRET,
+        &format!("http://127.0.0.1:{}/oauth/callback", site.port),
+    ));
+    idp.add_user(UserConfig::new(MAILBOX, "Desk"));
+    idp.set_default_user(MAILBOX);
+    let mut add = site.oauthimap();
+    add.args(["app", "add", "--name", "Contoso", "--provider", "microsoft"])
+        .args([
+            "--client-id",
+            "broker-client",
+            "--tenant",
+            "contoso.onmicrosoft.com",
+        ])
+        .args(["--endpoint-base", idp.base_url(), "--client-secret-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = add.spawn().unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        format!("{SECRET}\n").as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let authorize = site
+        .oauthimap()
+        .args(["account", "authorize", "--app", "Contoso", "--device"])
+        .args(["--timeout", "60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut approved = false;
+    for _ in 0..100 {
+        if idp.approve_device(None, Some(MAILBOX)).is_ok() {
+            approved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(approved, "the device code was requested");
+    let out = authorize.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+fn refreshes(idp: &FakeIdp) -> u64 {
+    idp.stats()
+        .token
+        .get("refresh_token")
+        .map_or(0, |c| c.successes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_comes_from_the_service_over_its_socket_and_from_the_database_without_it() {
+    let site = Site::new();
+    let idp = FakeIdp::start().await.unwrap();
+    authorized(&site, &idp).await;
+    let serve = site.serve(&[]);
+    let mode = std::fs::metadata(&site.socket)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o660,
+        "the socket is for the owner and its group"
+    );
+
+    let out = site.token(&[MAILBOX], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let token = text(&out.stdout).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+
+    // Proof that the socket answered: with a data folder that does not exist, only the service
+    // can know the token (the database path would exit 2 saying where it looked).
+    let out = site
+        .oauthimap()
+        .env("OAUTHIMAP_DATA_DIR", "/nonexistent/oauthimap")
+        .args(["token", MAILBOX])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), token);
+    assert!(
+        !Path::new("/nonexistent/oauthimap").exists(),
+        "nothing was created"
+    );
+
+    // --sasl over the socket: the ready strings for the same token.
+    let out = site.token(&[MAILBOX, "--sasl", "xoauth2"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        oauthimap_imap::xoauth2_initial_response(MAILBOX, &token)
+    );
+    let out = site.token(
+        &[
+            MAILBOX,
+            "--sasl",
+            "oauthbearer",
+            "--host",
+            "imap.example.com",
+            "--port",
+            "993",
+        ],
+        None,
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        oauthimap_imap::oauthbearer_initial_response(MAILBOX, "imap.example.com", 993, &token)
+    );
+
+    // A mistake is the caller's (exit 2), named, and says nothing secret.
+    let out = site.token(&["nobody@contoso.com"], None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("nobody@contoso.com") && out.stdout.is_empty(),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A SIGKILLed service leaves its socket file behind: the caller falls back to the database,
+    // and the next service replaces the stale file.
+    stop(serve, "-KILL");
+    assert!(site.socket.exists());
+    let out = site.token(&[MAILBOX], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        token,
+        "still valid: the same token"
+    );
+    let serve = site.serve(&[]);
+    let out = site.token(&[MAILBOX], None);
+    assert_eq!(text(&out.stdout).trim(), token);
+    // A clean stop removes the socket; the database path still answers.
+    stop(serve, "-TERM");
+    assert!(!site.socket.exists(), "a clean stop removes the socket");
+    let out = site.token(&[MAILBOX], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    idp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_users_get_tokens_from_the_socket() {
+    let site = Site::new();
+    let idp = FakeIdp::start().await.unwrap();
+    authorized(&site, &idp).await;
+    // Members of the socket's group may ask: nogroup (65534) here.
+    let serve = site.serve(&[("OAUTHIMAP_BROKER__GROUP", "nogroup")]);
+    let meta = std::fs::metadata(&site.socket).unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 65534);
+
+    let member = site.token(&[MAILBOX], Some((65534, 65534)));
+    assert!(member.status.success(), "{}", text(&member.stderr));
+    assert_eq!(text(&member.stdout).trim().split('.').count(), 3);
+
+    // Anyone else cannot open the socket (mode 0660)…
+    let stranger = site.token(&[MAILBOX], Some((4242, 4242)));
+    assert_eq!(stranger.status.code(), Some(2));
+    assert!(
+        text(&stranger.stderr).contains("permission denied")
+            && text(&stranger.stderr).contains("broker.group")
+            && stranger.stdout.is_empty(),
+        "{}",
+        text(&stranger.stderr)
+    );
+    // …and where the file's mode would let them, the service checks who is asking.
+    std::fs::set_permissions(&site.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let stranger = site.token(&[MAILBOX], Some((4242, 4242)));
+    assert_eq!(stranger.status.code(), Some(2));
+    assert!(
+        text(&stranger.stderr).contains("user 4242 may not ask")
+            && text(&stranger.stderr).contains("broker.allowed_uids")
+            && stranger.stdout.is_empty(),
+        "{}",
+        text(&stranger.stderr)
+    );
+    stop(serve, "-TERM");
+
+    // broker.allowed_uids admits one user by uid.
+    let serve = site.serve(&[("OAUTHIMAP_BROKER__ALLOWED_UIDS", "[4242]")]);
+    std::fs::set_permissions(&site.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let listed = site.token(&[MAILBOX], Some((4242, 4242)));
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    stop(serve, "-TERM");
+    idp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_callers_of_an_expired_token_cause_one_refresh() {
+    let site = Site::new();
+    let idp = FakeIdp::start().await.unwrap();
+    // Tokens issued at sign-in live 2 s: by the time the callers come, it has expired.
+    idp.set_access_token_lifetime(Duration::from_secs(2));
+    authorized(&site, &idp).await;
+    let old = text(&site.token(&[MAILBOX], None).stdout).trim().to_owned();
+    idp.set_access_token_lifetime(Duration::from_hours(1));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = refreshes(&idp);
+    let serve = site.serve(&[("OAUTHIMAP_TOKENS__CHECK_INTERVAL_SECS", "3600")]);
+    let callers: Vec<Child> = (0..50)
+        .map(|_| {
+            site.oauthimap()
+                .args(["token", MAILBOX])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let tokens: Vec<String> = callers
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            text(&out.stdout).trim().to_owned()
+        })
+        .collect();
+    assert_eq!(refreshes(&idp) - before, 1, "one refresh for 50 callers");
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0] && *t != old),
+        "all 50 got the one new token"
+    );
+    stop(serve, "-TERM");
+    idp.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_server_asks_a_remote_service_over_rest() {
+    let site = Site::new();
+    let idp = FakeIdp::start().await.unwrap();
+    authorized(&site, &idp).await;
+    let out = site
+        .oauthimap()
+        .args([
+            "api-token",
+            "create",
+            "--name",
+            "laptop",
+            "--scope",
+            "tokens:read",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("api-token");
+    std::fs::write(&token_file, &out.stdout).unwrap();
+    let serve = site.serve(&[]);
+    let local = text(&site.token(&[MAILBOX], None).stdout).trim().to_owned();
+    let server = format!("http://127.0.0.1:{}", site.port);
+
+    // The remote caller has no data folder, no key and no socket: only the URL and the token.
+    let remote = |args: &[&str]| {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("oauthimap"));
+        cmd.current_dir(dir.path())
+            .env("OAUTHIMAP_CONFIG", "/dev/null")
+            .env("OAUTHIMAP_DATA_DIR", "/nonexistent/remote")
+            .args(["token", "--server", &server, "--api-token-file"])
+            .arg(&token_file)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = remote(&[MAILBOX]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), local);
+    let out = remote(&[MAILBOX, "--sasl", "xoauth2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        oauthimap_imap::xoauth2_initial_response(MAILBOX, &local)
+    );
+    let out = remote(&["nobody@contoso.com"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!Path::new("/nonexistent/remote").exists());
+
+    // A wrong API token is refused and named; plain http to another host is refused before
+    // anything is sent.
+    std::fs::write(&token_file, "oimp_wrong").unwrap();
+    let out = remote(&[MAILBOX]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("oauthimap"))
+        .args(["token", "--server", "http://oauthimap.example.com"])
+        .arg("--api-token-file")
+        .arg(&token_file)
+        .arg(MAILBOX)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("https://"),
+        "{}",
+        text(&out.stderr)
+    );
+    stop(serve, "-TERM");
+    idp.shutdown().await;
+}
