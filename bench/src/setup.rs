@@ -59,16 +59,7 @@ pub async fn data_folder(
     let app = App::open(Settings::load_from(None, oauthimap_env(data))?)
         .await
         .context("open the oauthimap data folder")?;
-    app.add_application(&ApplicationInput {
-        name: Some("Bench".into()),
-        provider: Some(Provider::Microsoft),
-        client_id: Some(CLIENT_ID.into()),
-        client_secret: Some(SecretString::from(CLIENT_SECRET.to_owned())),
-        tenant: Some("contoso.onmicrosoft.com".into()),
-        endpoint_base: Some(idp.base_url().to_owned()),
-        ..Default::default()
-    })
-    .await?;
+    add_application(&app, idp).await?;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
@@ -97,8 +88,23 @@ pub async fn data_folder(
     Ok(())
 }
 
+/// The application "Bench" at the fake identity provider.
+pub async fn add_application(app: &App, idp: &FakeIdp) -> Result<()> {
+    app.add_application(&ApplicationInput {
+        name: Some("Bench".into()),
+        provider: Some(Provider::Microsoft),
+        client_id: Some(CLIENT_ID.into()),
+        client_secret: Some(SecretString::from(CLIENT_SECRET.to_owned())),
+        tenant: Some("contoso.onmicrosoft.com".into()),
+        endpoint_base: Some(idp.base_url().to_owned()),
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
 /// Our sign-in URL -> the provider (consents at once for `login_hint`) -> the callback's query.
-async fn sign_in(app: &App, http: &reqwest::Client, user: &str) -> Result<()> {
+pub async fn sign_in(app: &App, http: &reqwest::Client, user: &str) -> Result<()> {
     let start = app.start_sign_in("Bench", None, Some(user)).await?;
     let answer = http.get(&start.url).send().await?;
     let back = answer

@@ -555,6 +555,14 @@ impl Settings {
                     source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
                 });
             }
+            // Unreadable (a package's file for the service's group): say so, not as a TOML error.
+            if let Err(source) = std::fs::File::open(path) {
+                return Err(ConfigError::Read {
+                    what: "the configuration file",
+                    path: path.to_owned(),
+                    source,
+                });
+            }
             figment = figment.merge(Toml::file_exact(path));
         }
         let (ours, warnings) = settings_in(env);

@@ -1,6 +1,7 @@
 //! Accounts (authorizations): one mailbox reachable through one application, with its sealed
 //! access and refresh tokens and its health.
 
+use crate::BeginWrite as _;
 use oauthimap_types::{AccountId, AccountState, AppId, GrantKind, TokenSet, now_millis};
 use secrecy::SecretString;
 
@@ -89,7 +90,7 @@ impl Store {
         let now = now_millis();
         let (id, created) = on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             // An account imported from GLPI's plugin holds its mailbox (lower case) as the
@@ -243,7 +244,7 @@ impl Store {
         let now = now_millis();
         let deactivated = on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let n = sqlx::query(
@@ -353,7 +354,7 @@ impl Store {
         let now = now_millis();
         Ok(on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let changed = sqlx::query(
@@ -407,36 +408,48 @@ impl Store {
         .rows_affected()))
     }
 
-    /// Accounts whose tokens should be renewed now: the access token expires within `margin_ms`
-    /// (or within half its lifetime, for tokens shorter-lived than the margin),
-    /// or the refresh token has not been used since `warm_before` (keeps it from dying unused),
-    /// and no back-off is pending.
+    /// Accounts whose tokens should be renewed now, where no back-off is pending:
+    /// - the access token reaches its renewal slot. An access token issued at `I` that expires
+    ///   at `E` is renewed once per period `P = E - I - margin_ms`, at the first moment after `I`
+    ///   that falls on the account's own phase (an offset in `P` fixed by its id): accounts
+    ///   authorized together are renewed over the whole period rather than in the same minute,
+    ///   and stay apart, one renewal per period each, as before;
+    /// - or it expires within `margin_ms` and half its lifetime is gone (tokens that live less
+    ///   than a minute past the margin, and rows without an issue time);
+    /// - or the refresh token has not been used since `warm_before` (keeps it from dying
+    ///   unused). Keep-warm refreshes are spread the same way: a refresh token counts as due up
+    ///   to `spread_ms` early, by an offset fixed per account.
     ///
-    /// Keep-warm refreshes are spread: an account's refresh token counts as due up to `spread_ms`
-    /// early, by an offset fixed per account (from its id), so accounts authorized together are
-    /// not all refreshed in the same minute, and stay apart afterwards.
+    /// `now` is the caller's clock (the refresher passes the current time; tests walk it).
     pub async fn accounts_due(
         &self,
+        now: i64,
         margin_ms: i64,
         warm_before: i64,
         spread_ms: i64,
     ) -> Result<Vec<(AccountId, AppId)>> {
-        let now = now_millis();
         let rows: Vec<(i64, i64)> = on_db!(self.db(), |pool| {
             sqlx::query_as(
-            "SELECT id, application_id FROM accounts WHERE state IN ('active', 'failing') \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
-             AND (access_expires_at IS NULL \
-                  OR (access_expires_at <= $2 \
-                      AND (access_expires_at - $1) * 2 <= access_expires_at - COALESCE(last_refresh_at, 0)) \
-                  OR (refresh_token IS NOT NULL \
-                      AND COALESCE(refresh_last_used_at, refresh_issued_at, 0) - ((id * 2654435761) % $4) <= $3)) \
+            "SELECT id, application_id FROM ( \
+               SELECT id, application_id, access_expires_at, refresh_token, refresh_last_used_at, \
+                      refresh_issued_at, last_refresh_at AS issued, \
+                      access_expires_at - last_refresh_at - $5 AS period \
+               FROM accounts WHERE state IN ('active', 'failing') \
+               AND (next_attempt_at IS NULL OR next_attempt_at <= $1)) a \
+             WHERE access_expires_at IS NULL \
+               OR (period >= 60000 \
+                   AND issued + 1 + ((((id * 40503) % period) - ((issued + 1) % period)) % period + period) % period <= $1) \
+               OR (access_expires_at <= $2 \
+                   AND (access_expires_at - $1) * 2 <= access_expires_at - COALESCE(issued, 0)) \
+               OR (refresh_token IS NOT NULL \
+                   AND COALESCE(refresh_last_used_at, refresh_issued_at, 0) - ((id * 2654435761) % $4) <= $3) \
              ORDER BY access_expires_at"
         )
         .bind(now)
         .bind(now + margin_ms)
         .bind(warm_before)
         .bind(spread_ms.max(1))
+        .bind(margin_ms)
         .fetch_all(pool)
         .await
         .map_err(StoreError::db("find accounts due for refresh"))?

@@ -2,6 +2,7 @@
 //! here already hashed (argon2id, by the app core); sessions and setup links are stored as
 //! SHA-256 hashes of 256-bit random tokens, so a copy of the database opens no session.
 
+use crate::BeginWrite as _;
 use oauthimap_types::now_millis;
 use serde::Serialize;
 
@@ -76,7 +77,7 @@ impl Store {
         );
         on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM admin_users")
@@ -147,7 +148,7 @@ impl Store {
     pub async fn set_admin_password(&self, username: &str, password_hash: &str) -> Result<()> {
         on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let id: Option<i64> = sqlx::query_scalar(
@@ -240,7 +241,7 @@ impl Store {
         let now = now_millis();
         on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             sqlx::query(
@@ -324,7 +325,7 @@ impl Store {
         let now = now_millis();
         on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             sqlx::query("DELETE FROM setup_links WHERE used_at IS NULL")

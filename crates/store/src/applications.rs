@@ -1,5 +1,6 @@
 //! OAuth applications: create, read, update with cascades, delete, and the sealed client secret.
 
+use crate::BeginWrite as _;
 use oauthimap_types::{AppId, now_millis};
 use secrecy::SecretString;
 
@@ -184,7 +185,7 @@ impl Store {
         let mut report = CascadeReport::default();
         on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let updated = bind_fields!(sqlx::query(
@@ -305,7 +306,7 @@ impl Store {
         let now = now_millis();
         let (id, account_ids): (i64, Vec<i64>) = on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let id: i64 = bind_fields!(sqlx::query_scalar(

@@ -3,6 +3,7 @@
 //! messages (a row with the normalized message; the raw bytes are in a file in the data folder,
 //! which the row points at).
 
+use crate::BeginWrite as _;
 use std::collections::{HashMap, HashSet};
 
 use oauthimap_types::{ReceiverId, now_millis};
@@ -497,7 +498,7 @@ impl Store {
         let now = now_millis();
         on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
@@ -586,7 +587,7 @@ impl Store {
         let now = now_millis();
         Ok(on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let mut ids = Vec::with_capacity(messages.len());

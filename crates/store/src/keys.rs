@@ -2,6 +2,7 @@
 //! primary key in small batches. A batch is one transaction and skips values already under the
 //! primary, so a re-seal interrupted at any point is simply run again.
 
+use crate::BeginWrite as _;
 use std::collections::BTreeMap;
 
 use oauthimap_crypto::envelope_key_id;
@@ -112,7 +113,7 @@ impl Store {
                     format!("UPDATE {table} SET {column} = $1 WHERE id = $2 AND {column} = $3");
                 on_db!(self.db(), |pool| {
                     let mut tx = pool
-                        .begin()
+                        .begin_write()
                         .await
                         .map_err(StoreError::db("start a transaction"))?;
                     for (id, old, new) in &changes {

@@ -61,6 +61,41 @@ macro_rules! on_db {
 }
 pub(crate) use on_db;
 
+/// Starts a write transaction. On SQLite it is `BEGIN IMMEDIATE`: a deferred transaction that
+/// reads, then writes, cannot wait for another writer (SQLite answers "database is locked" at
+/// once, whatever the busy timeout), and concurrent sign-ins failed that way. Immediate ones
+/// take the write lock first and wait their turn.
+pub(crate) trait BeginWrite {
+    type Database: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl Future<
+        Output = std::result::Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>,
+    > + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Database = sqlx::Sqlite;
+    fn begin_write(
+        &self,
+    ) -> impl Future<
+        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error>,
+    > + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Database = sqlx::Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl Future<
+        Output = std::result::Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error>,
+    > + Send {
+        self.begin()
+    }
+}
+
 /// The database behind a [`Store`].
 #[derive(Debug, Clone)]
 pub enum Db {

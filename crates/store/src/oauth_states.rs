@@ -2,6 +2,7 @@
 //! its sealed PKCE verifier, and how it ended, so a CLI waiting on another process's callback can
 //! learn the outcome.
 
+use crate::BeginWrite as _;
 use oauthimap_types::{AccountId, AppId, now_millis};
 use secrecy::SecretString;
 
@@ -52,7 +53,7 @@ impl Store {
         let now = now_millis();
         let id = on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             // Old, finished or expired sign-ins are of no use to anyone.

@@ -1,5 +1,6 @@
 //! Receivers (mail collectors): where to connect, as which account, and where mail goes.
 
+use crate::BeginWrite as _;
 use oauthimap_types::{AccountId, AppId, ReceiverId, ReceiverState, now_millis};
 use secrecy::SecretString;
 
@@ -149,7 +150,7 @@ impl Store {
         let now = now_millis();
         let id: i64 = on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let id: i64 = bind_fields!(sqlx::query_scalar(
@@ -193,7 +194,7 @@ impl Store {
         };
         on_db!(self.db(), |pool| {
             let mut tx = pool
-                .begin()
+                .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let n = bind_fields!(sqlx::query(

@@ -602,7 +602,7 @@ async fn keep_warm_refreshes_are_spread(backend: Backend) {
         let store = store.clone();
         async move {
             store
-                .accounts_due(0, issued - spread + x, spread)
+                .accounts_due(issued, 0, issued - spread + x, spread)
                 .await
                 .unwrap()
                 .len() as i64
@@ -621,6 +621,64 @@ async fn keep_warm_refreshes_are_spread(backend: Backend) {
         before = due;
     }
     assert_eq!(before, N, "all due by the end of the window");
+    t.cleanup().await;
+}
+
+/// Access tokens issued together are renewed over one whole renewal period (lifetime minus the
+/// margin), each at an offset fixed per account, not all in the minute before they expire: no
+/// tenth of the period holds more than twice its even share, none is due at issue, all are due
+/// by the end of the period.
+async fn access_renewals_are_spread_over_the_period(backend: Backend) {
+    use oauthimap_types::{GrantKind, TokenSet};
+    const N: i64 = 400;
+    const LIFETIME: i64 = 3_600_000;
+    const MARGIN: i64 = 600_000;
+    let (t, store) = setup(backend).await;
+    let app = store
+        .insert_application(&app_fields("A"), None)
+        .await
+        .unwrap();
+    let issued = oauthimap_types::now_millis();
+    for i in 0..N {
+        store
+            .upsert_account(
+                app.id,
+                &format!("u{i}@contoso.com"),
+                &format!("u{i}@contoso.com"),
+                GrantKind::AuthorizationCode,
+                &TokenSet {
+                    access_token: SecretString::from("at".to_owned()),
+                    expires_at: issued + LIFETIME,
+                    refresh_token: Some(SecretString::from(format!("rt{i}"))),
+                    scopes: String::new(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    // Keep-warm is far away (warm_before in the past): only the access token can be due.
+    let due_at = |now: i64| {
+        let store = store.clone();
+        async move { store.accounts_due(now, MARGIN, 0, 1).await.unwrap().len() as i64 }
+    };
+    let period = LIFETIME - MARGIN;
+    assert_eq!(due_at(issued).await, 0, "none is due when issued");
+    let mut before = 0;
+    for tenth in 1..=10 {
+        let due = due_at(issued + period * tenth / 10).await;
+        let burst = due - before;
+        assert!(
+            burst <= 2 * N / 10,
+            "tenth {tenth} of the period: {burst} accounts fall due (even share {})",
+            N / 10
+        );
+        before = due;
+    }
+    assert_eq!(
+        due_at(issued + period + 5_000).await,
+        N,
+        "all due within one period"
+    );
     t.cleanup().await;
 }
 
@@ -1360,6 +1418,7 @@ on_both_backends!(
     leases_give_single_ownership,
     a_stale_fence_records_nothing,
     keep_warm_refreshes_are_spread,
+    access_renewals_are_spread_over_the_period,
     events_page_newest_first,
     rotation_while_reads_continue,
     checkpoints_ledger_and_messages,
@@ -1387,4 +1446,33 @@ async fn sqlite_connections_keep_a_small_page_cache() {
     }
     drop((first, second));
     t.cleanup().await;
+}
+
+/// An older binary on a database a newer one migrated refuses to open it, naming the migration,
+/// rather than running on a schema it does not know (docs/operations.md, "Rolling back").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_migrated_by_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url =
+        secrecy::SecretString::from(format!("sqlite://{}", dir.path().join("o.db").display()));
+    let oauthimap_store::Db::Sqlite(pool) = oauthimap_store::Db::connect(&url).await.unwrap()
+    else {
+        unreachable!()
+    };
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99990101000000, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let err = oauthimap_store::Db::connect(&url)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("99990101000000") && err.contains("previously applied"),
+        "{err}"
+    );
 }
