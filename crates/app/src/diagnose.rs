@@ -109,6 +109,13 @@ impl Steps {
     }
 
     /// A step whose time was measured apart from the others.
+    /// Adds a hint to the step pushed last.
+    fn hint_last(&mut self, hint: String) {
+        if let Some(last) = self.0.last_mut() {
+            last.hint = Some(hint);
+        }
+    }
+
     fn push_timed(
         &mut self,
         name: &'static str,
@@ -399,6 +406,36 @@ impl Run {
         }
     }
 
+    /// The session could not be opened or logged in: the steps before the failure passed, the
+    /// failing one says why, the rest are skipped. Each step its own time, as on success: the
+    /// handshake for TLS (when one was made), the rest for the step that failed.
+    fn login_failed(&mut self, e: &ImapError, account: &Account, started: Instant) {
+        let order = ["tls", "authentication", "folder"];
+        let position = order
+            .iter()
+            .position(|s| *s == step_of(e))
+            .unwrap_or(1)
+            .min(1);
+        let handshake = self.transcript.tls_handshake().unwrap_or_default();
+        let total = started.elapsed();
+        for done in &order[..position] {
+            self.steps
+                .push_timed(done, Outcome::Ok, "passed".into(), handshake);
+        }
+        self.steps.server_verdict_on_token(e);
+        let spent = if position > 0 {
+            total.saturating_sub(handshake)
+        } else {
+            total
+        };
+        self.steps
+            .push_timed(order[position], Outcome::Failed, e.to_string(), spent);
+        if let Some(hint) = imap_hint(e, account) {
+            self.steps.hint_last(hint);
+        }
+        self.steps.skip_rest(&order[position + 1..]);
+    }
+
     /// TLS, capabilities, authentication and the folder, in one session.
     async fn session(&mut self, app: &App, account: &Account, t: &Target) {
         let started = Instant::now();
@@ -412,25 +449,7 @@ impl Run {
         let mut session = match connect_and_login(&config, &source).await {
             Ok(s) => s,
             Err(e) => {
-                let order = ["tls", "authentication", "folder"];
-                let position = order
-                    .iter()
-                    .position(|s| *s == step_of(&e))
-                    .unwrap_or(1)
-                    .min(1);
-                for done in &order[..position] {
-                    self.steps
-                        .push(done, Outcome::Ok, "passed".into(), None, started);
-                }
-                self.steps.server_verdict_on_token(&e);
-                self.steps.push(
-                    order[position],
-                    Outcome::Failed,
-                    e.to_string(),
-                    imap_hint(&e, account),
-                    started,
-                );
-                self.steps.skip_rest(&order[position + 1..]);
+                self.login_failed(&e, account, started);
                 return;
             }
         };

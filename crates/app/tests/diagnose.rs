@@ -168,6 +168,14 @@ async fn diagnose_against_real_dovecot() {
     if step("authentication").outcome == Outcome::Failed {
         assert!(step("authentication").hint.is_some(), "{report:#?}");
     }
+    // Each step its own time on the failure path too: the TLS step is the handshake, not the
+    // handshake plus the refused login and its retry with a refresh.
+    assert_eq!(step("tls").outcome, Outcome::Ok, "{report:#?}");
+    assert!(
+        step("tls").elapsed_ms < step("authentication").elapsed_ms
+            || step("authentication").elapsed_ms == 0,
+        "{report:#?}"
+    );
     dovecot.stop().await.unwrap();
     h.t.cleanup().await;
 }

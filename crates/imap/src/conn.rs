@@ -347,6 +347,9 @@ impl Conn {
             certificate_not_after: names.map(|n| n.not_after),
             handshake: handshake_started.elapsed(),
         };
+        if let Some(t) = &self.transcript {
+            t.tls_done(info.handshake);
+        }
         self.note(&format!(
             "TLS established: {} {}, certificate subject {}",
             info.version,

@@ -46,6 +46,9 @@ struct Inner {
     lines: Vec<TranscriptLine>,
     secrets: Vec<String>,
     dropped: usize,
+    /// The first TLS handshake's duration, so a report can time each step on its own even
+    /// when the login then fails.
+    tls_handshake: Option<std::time::Duration>,
 }
 
 /// A shared, clonable transcript; give a clone to `SessionConfig::transcript` and read it after.
@@ -124,6 +127,16 @@ impl Transcript {
     /// Records a remark.
     pub fn note(&self, text: &str) {
         self.push(Direction::Note, text, false);
+    }
+
+    /// Records how long the TLS handshake took (the first one counts).
+    pub(crate) fn tls_done(&self, handshake: std::time::Duration) {
+        self.lock().tls_handshake.get_or_insert(handshake);
+    }
+
+    /// How long the first TLS handshake took, if one was made.
+    pub fn tls_handshake(&self) -> Option<std::time::Duration> {
+        self.lock().tls_handshake
     }
 
     fn push(&self, direction: Direction, text: &str, from_client: bool) {

@@ -45,3 +45,12 @@ function syncChoices() {
 document.addEventListener("change", syncChoices);
 document.addEventListener("DOMContentLoaded", syncChoices);
 document.addEventListener("htmx:afterSwap", syncChoices);
+// The message's HTML body tells its height from inside its sandboxed frame (an opaque origin):
+// the frame is sized to it, so the message shows whole, without a scrollbar of its own.
+window.addEventListener("message", function (event) {
+  const frame = document.getElementById("html-body");
+  if (!frame || event.source !== frame.contentWindow) return;
+  const height = event.data && event.data.oauthimapFrameHeight;
+  if (typeof height !== "number" || !isFinite(height) || height <= 0) return;
+  frame.style.height = Math.min(Math.ceil(height) + 4, 50000) + "px";
+});

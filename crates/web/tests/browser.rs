@@ -512,14 +512,14 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
         !live,
         "the message page holds the message's script or onerror markup as live elements"
     );
-    // The HTML body shows in a sandboxed frame, sanitized: its text, none of its active markup.
+    // The HTML body shows in a sandboxed frame (an opaque origin: scripts, but never our
+    // origin), sanitized: its text, none of its active markup, and the frame as tall as the
+    // message.
     let frame = ui.d.find(By::Css("iframe#html-body")).await?;
     let sandbox = frame.attr("sandbox").await?;
     ensure!(
-        sandbox
-            .as_deref()
-            .is_some_and(|s| !s.contains("allow-scripts")),
-        "the HTML body's frame is not sandboxed without scripts: sandbox={sandbox:?}"
+        sandbox.as_deref() == Some("allow-scripts"),
+        "the HTML body's frame must be sandboxed with scripts only (no same origin): sandbox={sandbox:?}"
     );
     frame.enter_frame().await?;
     let inside = wait_for(PAGE, "the HTML body in its frame", || async {
@@ -528,8 +528,19 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
     })
     .await;
     let active =
-        ui.d.find_all(By::Css("script, img[onerror], [onload], [onclick]"))
-            .await;
+        ui.d.find_all(By::Css(
+            "script:not(:last-child), img[onerror], [onload], [onclick]",
+        ))
+        .await;
+    let content: Result<f64, _> =
+        ui.d.execute(
+            "const b = document.body, s = getComputedStyle(b); \
+             return Math.ceil(b.getBoundingClientRect().height \
+               + parseFloat(s.marginTop) + parseFloat(s.marginBottom));",
+            vec![],
+        )
+        .await
+        .and_then(|v| v.convert());
     ui.d.enter_default_frame().await?;
     inside?;
     let active = active?.len();
@@ -537,6 +548,19 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
         active == 0,
         "the sanitized HTML body still holds {active} script or event-handler element(s)"
     );
+    let content = content?;
+    wait_for(PAGE, "the frame sized to the message", || async {
+        let shown: f64 =
+            ui.d.execute(
+                "return document.getElementById('html-body').getBoundingClientRect().height;",
+                vec![],
+            )
+            .await?
+            .convert()?;
+        // The frame's own border adds a pixel or two.
+        Ok((shown >= content && shown <= content + 12.0).then_some(()))
+    })
+    .await?;
     ui.assert_no_alert().await?;
 
     // 8. Back on the overview, everything is in place.
@@ -687,6 +711,39 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
     ensure!(
         passwords.iter().any(|p| p.name == "glpi"),
         "no gateway password named glpi was stored"
+    );
+
+    // 12. The provider revokes the grant (an admin in Entra, a password change): the stored
+    // access token has not expired, but Diagnose must not call it fine.
+    ensure!(
+        ui.s.idp.revoke_user_tokens(MAILBOX) > 0,
+        "the provider had no token of {MAILBOX} to revoke"
+    );
+    ui.fill("#diagnose-form", "host", "localhost").await?;
+    ui.fill("#diagnose-form", "port", &imaps_port).await?;
+    ui.select("#diagnose-form", "security", "tls").await?;
+    ui.fill("#diagnose-form", "ca_file", &ca_file).await?;
+    ui.click("#diagnose-form button#diagnose").await?;
+    let report = ui
+        .wait_for_css(
+            "the diagnose report after the revocation",
+            "#diagnose-report",
+        )
+        .await?;
+    ui.shot("diagnose-after-revocation").await?;
+    let text = report.text().await?;
+    ensure!(
+        report.attr("data-outcome").await?.as_deref() == Some("failed"),
+        "diagnose after the provider revoked the grant says the login works:\n{text}"
+    );
+    let token = report
+        .find(By::Css("tr[data-step=\"token\"]"))
+        .await?
+        .attr("data-outcome")
+        .await?;
+    ensure!(
+        token.as_deref() != Some("ok"),
+        "diagnose's token step says ok for a revoked token:\n{text}"
     );
     ui.assert_no_alert().await?;
     Ok(())

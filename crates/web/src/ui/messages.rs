@@ -30,9 +30,26 @@ const PAGE_SIZE: u32 = 50;
 const DAY_MS: i64 = 86_400_000;
 
 /// The policy of the sanitized HTML body: nothing may load but `data:` images and inline
-/// styles, no script runs (`sandbox`), and only our own pages may frame it.
-const HTML_BODY_CSP: &str = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; \
-                             frame-ancestors 'self'; base-uri 'none'; form-action 'none'; sandbox";
+/// styles, no script of the message runs, and only our own pages may frame it.
+const HTML_BODY_CSP_BASE: &str = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; \
+                                  frame-ancestors 'self'; base-uri 'none'; form-action 'none'";
+/// The one script the HTML body's document runs: it tells our message page its height, so the
+/// frame fits the message. The policy admits this script by its hash and no other, so nothing in
+/// the message could run even if the sanitizer missed it; the frame keeps an opaque origin
+/// (`sandbox allow-scripts`, never `allow-same-origin`), so the script cannot reach our pages.
+const FRAME_HEIGHT_SCRIPT: &str = "(function(){function t(){var b=document.body,s=getComputedStyle(b);parent.postMessage({oauthimapFrameHeight:Math.ceil(Math.max(b.scrollHeight,b.getBoundingClientRect().height)+parseFloat(s.marginTop)+parseFloat(s.marginBottom))},'*')}addEventListener('load',t);if(window.ResizeObserver){new ResizeObserver(t).observe(document.body)}t()})()";
+
+/// The HTML body's policy: [`HTML_BODY_CSP_BASE`], the height script by its hash, sandboxed.
+fn html_body_csp() -> &'static str {
+    static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let hash = base64::engine::general_purpose::STANDARD
+            .encode(sha2::Sha256::digest(FRAME_HEIGHT_SCRIPT.as_bytes()));
+        format!("{HTML_BODY_CSP_BASE}; script-src 'sha256-{hash}'; sandbox allow-scripts")
+    });
+    &CSP
+}
 /// Image types an inline (`cid:`) image of the HTML body may have to be shown.
 const SHOWN_IMAGE_TYPES: &[&str] = &[
     "image/png",
@@ -318,7 +335,7 @@ pub async fn html(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) ->
             status,
             [
                 (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-                (header::CONTENT_SECURITY_POLICY, HTML_BODY_CSP),
+                (header::CONTENT_SECURITY_POLICY, html_body_csp()),
                 (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
             ],
             text,
@@ -352,13 +369,14 @@ pub async fn html(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) ->
         "<!doctype html><html><head><meta charset=\"utf-8\">\
          <meta name=\"referrer\" content=\"no-referrer\">\
          <style>body{{font-family:system-ui,sans-serif;margin:.6rem;overflow-wrap:anywhere}}\
-         img{{max-width:100%;height:auto}}</style></head><body>{}</body></html>",
+         img{{max-width:100%;height:auto}}</style></head><body>{}\
+         <script>{FRAME_HEIGHT_SCRIPT}</script></body></html>",
         sanitize_html(body, images)
     );
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, HTML_BODY_CSP),
+            (header::CONTENT_SECURITY_POLICY, html_body_csp()),
             (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
         ],
         document,
