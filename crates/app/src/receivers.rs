@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use oauthimap_oauth::{check_endpoint_url, is_loopback_host};
+use oauthimap_oauth::{check_https_url, is_loopback_host};
 use oauthimap_store::{Level, NewEvent, Receiver, ReceiverFields, SecretChange};
 use oauthimap_types::{AfterDelivery, Mechanism, ReceiverId, Security, SinkKind, Trigger};
 use secrecy::SecretString;
@@ -108,9 +108,13 @@ fn check_sink(sink: SinkKind, target: Option<&str>) -> Result<()> {
             "sink_target",
             "the built-in store takes no target; remove it",
         )),
-        (SinkKind::Webhook, Some(url)) => check_endpoint_url("sink_target", url)
-            .map(|_| ())
-            .map_err(Into::into),
+        (SinkKind::Webhook, Some(url)) => check_https_url(
+            "sink_target",
+            url,
+            "https://helpdesk.example.com/mail-intake",
+        )
+        .map(|_| ())
+        .map_err(Into::into),
         (SinkKind::Maildir, Some(path)) => Err(AppError::invalid(
             "sink_target",
             format!(

@@ -429,6 +429,17 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
             ReceiverInput {
                 name: Some("r".into()),
                 application: Some("A".into()),
+                sink: Some(oauthimap_app::types::SinkKind::Webhook),
+                sink_target: Some("helpdesk intake".into()),
+                ..Default::default()
+            },
+            // The example is a webhook's, not a sign-in page's.
+            "such as https://helpdesk.example.com/mail-intake",
+        ),
+        (
+            ReceiverInput {
+                name: Some("r".into()),
+                application: Some("A".into()),
                 account: Some("nobody@x".into()),
                 ..Default::default()
             },

@@ -13,6 +13,6 @@ pub use client::{AuthorizationStart, ClientAuth, DeviceStart, Grant, OAuthClient
 pub use errors::{OAuthError, aadsts_hint};
 pub use identity::jwt_claims;
 pub use profile::{
-    EndpointSettings, Profile, ProfileError, check_endpoint_url, is_loopback, is_loopback_host,
-    resolve,
+    EndpointSettings, Profile, ProfileError, check_endpoint_url, check_https_url, is_loopback,
+    is_loopback_host, resolve,
 };

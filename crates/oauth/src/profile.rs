@@ -44,10 +44,20 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ProfileError {
 
 /// Checks that an endpoint URL is absolute and HTTPS (plain HTTP only to loopback addresses).
 pub fn check_endpoint_url(field: &'static str, text: &str) -> Result<Url, ProfileError> {
+    check_https_url(field, text, "https://login.example.com")
+}
+
+/// [`check_endpoint_url`] for any HTTPS URL; a mistake is shown with `example`, a URL of the
+/// kind the field wants (a webhook's is not a sign-in page's).
+pub fn check_https_url(
+    field: &'static str,
+    text: &str,
+    example: &str,
+) -> Result<Url, ProfileError> {
     let url = Url::parse(text.trim()).map_err(|e| {
         invalid(
             field,
-            format!("{text:?} is not a valid URL ({e}); give an absolute URL such as https://login.example.com"),
+            format!("{text:?} is not a valid URL ({e}); give an absolute URL such as {example}"),
         )
     })?;
     if url.cannot_be_a_base() || url.host().is_none() {

@@ -294,7 +294,16 @@ pub fn when(ms: impl Borrow<Option<EpochMillis>>) -> String {
     format!("{} {} UTC", &t[..10], &t[11..16])
 }
 
-/// A point in time for people (see [`when`]).
+/// A time and how far it is: `2026-11-28 10:00 UTC (in 52 min)`, or `none` without one (never
+/// "— (—)").
+pub fn moment(ms: impl Borrow<Option<EpochMillis>>) -> String {
+    let ms = *ms.borrow();
+    if ms.is_none() {
+        return "none".into();
+    }
+    format!("{} ({})", when(ms), relative(ms))
+}
+
 /// What a form's banner says and what each field says, for an error that refused the form:
 /// `field_input` maps the core's field name to the form's input name and visible label. When a
 /// field cannot be shown by its input, the whole error goes to the banner.
@@ -398,5 +407,16 @@ mod tests {
         assert_eq!(parse_day("2000-02-29", "d").unwrap(), 951_782_400_000);
         assert!(parse_day("2026-02-30", "d").is_err());
         assert!(parse_day("next week", "d").is_err());
+    }
+
+    #[test]
+    fn a_missing_moment_reads_as_none_not_dashes() {
+        assert_eq!(moment(None), "none");
+        let soon = oauthimap_app::types::now_millis() + 3_000_000;
+        let shown = moment(Some(soon));
+        assert!(
+            shown.contains(" UTC (in ") && shown.ends_with("min)"),
+            "{shown}"
+        );
     }
 }
