@@ -196,6 +196,16 @@ impl KeyRing {
         self.reload_if_changed();
         let mut nonce = [0u8; 24];
         getrandom::fill(&mut nonce).map_err(|e| CryptoError::Random(e.to_string()))?;
+        self.seal_with_nonce(context, plaintext, nonce)
+    }
+
+    /// [`KeyRing::seal`] with a given nonce (the known-answer test fixes it; never reuse one).
+    fn seal_with_nonce(
+        &self,
+        context: &str,
+        plaintext: &[u8],
+        nonce: [u8; 24],
+    ) -> Result<Vec<u8>, CryptoError> {
         let keys = self.read_keys();
         let key = &keys.seal[&keys.primary];
         let sealed = key

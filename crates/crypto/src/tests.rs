@@ -148,3 +148,41 @@ fn env_keys() {
     let plain = one.split_once(':').unwrap().1;
     assert_eq!(KeyRing::from_env_value(plain).unwrap().key_ids(), vec![1]);
 }
+
+/// The envelope's format, pinned by a vector made with an independent implementation (PHP's
+/// libsodium and `hash_hkdf`): version 1, the key id (big-endian), the 24-byte nonce, then
+/// XChaCha20-Poly1305 under HKDF-SHA256(salt "oauthimap", info "seal v1") of the master key,
+/// with the context as additional data. A change of any part fails here before it can make
+/// stored secrets unreadable.
+///
+/// ```php
+/// $key = hash_hkdf('sha256', str_repeat("\x42", 32), 32, 'seal v1', 'oauthimap');
+/// $nonce = hex2bin("000102030405060708090a0b0c0d0e0f1011121314151617");
+/// $ct = sodium_crypto_aead_xchacha20poly1305_ietf_encrypt("M.C123-refresh-token",
+///     "accounts.refresh_token:7", $nonce, $key);
+/// echo bin2hex(chr(1) . pack("N", 1) . $nonce . $ct);
+/// ```
+#[test]
+fn the_envelope_matches_a_known_answer() {
+    const ENVELOPE: &str = "0100000001000102030405060708090a0b0c0d0e0f1011121314151617\
+                            b1903ba9fe5c1b2c4d6eef0613bd4113d01af10bdcf101df73589765aa17ef75d95c79c3";
+    let ring = KeyRing::from_env_value("QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=").unwrap();
+    let nonce: [u8; 24] = std::array::from_fn(|i| u8::try_from(i).unwrap());
+    let sealed = ring
+        .seal_with_nonce("accounts.refresh_token:7", b"M.C123-refresh-token", nonce)
+        .unwrap();
+    let hex = sealed.iter().fold(String::new(), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
+    assert_eq!(hex, ENVELOPE);
+    let bytes: Vec<u8> = (0..ENVELOPE.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&ENVELOPE[i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(
+        &*ring.open("accounts.refresh_token:7", &bytes).unwrap(),
+        b"M.C123-refresh-token"
+    );
+}
