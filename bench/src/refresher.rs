@@ -70,7 +70,7 @@ async fn main() -> Result<()> {
 }
 
 async fn run(args: &Args, work: &std::path::Path) -> Result<String> {
-    let idp = FakeIdp::start().await?;
+    let idp = Arc::new(FakeIdp::start().await?);
     let users: Vec<String> = (0..args.accounts)
         .map(|i| format!("user{i}@contoso.com"))
         .collect();
@@ -88,36 +88,41 @@ async fn run(args: &Args, work: &std::path::Path) -> Result<String> {
     ]);
     let app = App::open(Settings::load_from(None, env)?).await?;
     setup::add_application(&app, &idp).await?;
-    let signed_in = authorize_all(&app, &users, args.sign_ins).await?;
-    eprintln!(
-        "{} accounts authorized in {:.1} s",
-        users.len(),
-        signed_in.as_secs_f64()
-    );
 
+    // The refresher runs from the start, as in `serve`: accounts signed in while it runs fall
+    // due as their slots come, not in a heap when it starts.
     let period = Duration::from_secs(args.lifetime - MARGIN_SECS);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let refresher = tokio::spawn(Arc::clone(app.tokens()).run_refresher(async {
         let _ = stop_rx.await;
     }));
     let start = Instant::now();
-    let watch = period * u32::try_from(args.periods)?;
+    let sampler = {
+        let idp = Arc::clone(&idp);
+        let watch = period * u32::try_from(args.periods)?;
+        tokio::spawn(async move {
+            let mut samples = vec![(Duration::ZERO, refreshes(&idp))];
+            while start.elapsed() < watch {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                samples.push((start.elapsed(), refreshes(&idp)));
+            }
+            samples
+        })
+    };
+    let signed_in = authorize_all(&app, &users, args.sign_ins).await?;
     eprintln!(
-        "watching the refresher for {} s ({} periods of {} s)",
-        watch.as_secs(),
+        "{} accounts authorized in {:.1} s; watching the refresher for {} periods of {} s",
+        users.len(),
+        signed_in.as_secs_f64(),
         args.periods,
         period.as_secs()
     );
-    let mut samples = vec![(Duration::ZERO, refreshes(&idp))];
-    while start.elapsed() < watch {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        samples.push((start.elapsed(), refreshes(&idp)));
-    }
+    let samples = sampler.await?;
     let pause = pause_after_429(&idp).await?;
     let _ = stop_tx.send(());
     let _ = refresher.await;
     app.close().await;
-    idp.shutdown().await;
+    drop(idp);
     Ok(report(args, signed_in, period, &samples, pause))
 }
 

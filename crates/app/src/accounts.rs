@@ -55,9 +55,10 @@ impl App {
         }
         let candidates: Vec<Account> = self
             .store()
-            .accounts(app)
+            .accounts_named(app, text)
             .await?
             .into_iter()
+            // LOWER() in SQLite folds ASCII only; the same rule on both databases.
             .filter(|a| {
                 a.mailbox.eq_ignore_ascii_case(text) || a.identity.eq_ignore_ascii_case(text)
             })

@@ -274,7 +274,7 @@ fn collector_settings(
     outbound: &outbound::Outbound,
 ) -> oauthimap_collector::CollectorSettings {
     oauthimap_collector::CollectorSettings {
-        max_concurrent_passes: settings.collector.max_concurrent_passes,
+        max_concurrent_passes: settings.collector.passes(),
         max_connections_per_account: settings.collector.max_connections_per_account,
         sink: oauthimap_collector::SinkPolicy {
             max_outage: settings.sink.max_outage,

@@ -16,11 +16,20 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    allocator::tune();
-    let args = cli::Cli::parse();
     // `oauthimap token` asks the running service before anything else starts: a password
     // command is run for every login, and this path takes about a millisecond.
-    if let Some(code) = commands::token::from_broker(&args) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some((config, request)) = commands::token::quick_parse(&argv)
+        && let Some(code) = commands::token::from_broker(config, &request)
+    {
+        return code;
+    }
+    allocator::tune();
+    let args = cli::Cli::parse_from(argv);
+    if let cli::Command::Token { server: None, .. } = &args.command
+        && let Some(request) = commands::token::request(&args.command)
+        && let Some(code) = commands::token::from_broker(args.config.clone(), &request)
+    {
         return code;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -301,8 +301,10 @@ pub struct HooksSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct CollectorSettings {
     /// Passes (fetching, parsing, delivering) running at once over all receivers; receivers
-    /// waiting in IDLE or for their next poll do not count. Defaults to the number of CPUs.
-    pub max_concurrent_passes: usize,
+    /// waiting in IDLE or for their next poll do not count. Unset, the number of CPUs (see
+    /// [`CollectorSettings::passes`]: counted only by the commands that collect, not by every
+    /// `oauthimap token`).
+    pub max_concurrent_passes: Option<usize>,
     /// IMAP connections opened per mailbox (capped further at the provider's limit: Exchange
     /// Online about 20, Gmail 15).
     pub max_connections_per_account: usize,
@@ -312,11 +314,19 @@ pub struct CollectorSettings {
     pub lease_ttl: Duration,
 }
 
+impl CollectorSettings {
+    /// `max_concurrent_passes`, or the number of CPUs.
+    pub fn passes(&self) -> usize {
+        self.max_concurrent_passes.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+        })
+    }
+}
+
 impl Default for CollectorSettings {
     fn default() -> Self {
         Self {
-            max_concurrent_passes: std::thread::available_parallelism()
-                .map_or(2, std::num::NonZero::get),
+            max_concurrent_passes: None,
             max_connections_per_account: 20,
             lease_ttl: Duration::from_mins(1),
         }
@@ -656,7 +666,7 @@ impl Settings {
             ));
         }
         let c = &self.collector;
-        if c.max_concurrent_passes == 0 || c.max_concurrent_passes > 1024 {
+        if c.max_concurrent_passes.is_some_and(|n| n == 0 || n > 1024) {
             return Err(ConfigError::Invalid(
                 "collector.max_concurrent_passes: must be between 1 and 1024 (the default is the number of CPUs)".into(),
             ));

@@ -185,6 +185,28 @@ impl Store {
         rows.into_iter().map(Account::try_from).collect()
     }
 
+    /// Accounts whose mailbox or identity is `name` (ASCII case-insensitive), in `application`
+    /// or any: the token broker's lookup, one indexed query whatever the number of accounts.
+    pub async fn accounts_named(
+        &self,
+        application: Option<AppId>,
+        name: &str,
+    ) -> Result<Vec<Account>> {
+        let rows: Vec<Row> = on_db!(self.db(), |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "{SELECT} WHERE ($1 IS NULL OR c.application_id = $1) \
+             AND (LOWER(c.mailbox) = LOWER($2) OR LOWER(c.identity) = LOWER($2)) \
+             ORDER BY a.name, c.mailbox, c.id"
+            )))
+            .bind(application.map(|a| a.0))
+            .bind(name)
+            .fetch_all(pool)
+            .await
+            .map_err(StoreError::db("find the account"))?
+        });
+        rows.into_iter().map(Account::try_from).collect()
+    }
+
     /// The account's tokens, opened.
     pub async fn account_tokens(&self, id: AccountId) -> Result<AccountTokens> {
         let row: Option<SealedTokens> = on_db!(self.db(), |pool| {
