@@ -67,7 +67,14 @@ where
     let started = Instant::now();
     loop {
         match check().await {
-            Ok(()) => return,
+            Ok(()) => {
+                // The run's figures (bench/README.md quotes a 300-receiver run).
+                eprintln!(
+                    "fleet: {what} after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                );
+                return;
+            }
             Err(seen) if started.elapsed() > within => {
                 panic!("{what} within {within:?}; last seen: {seen}")
             }
@@ -330,6 +337,11 @@ async fn three_serve_processes_share_receivers_through_kill_and_freeze_losing_no
     assert!(
         manifest.len() > 50,
         "mail kept arriving: {}",
+        manifest.len()
+    );
+    eprintln!(
+        "fleet: {} receivers, {} messages sent while instances were killed and frozen",
+        receivers(),
         manifest.len()
     );
     eventually(Duration::from_mins(1), "every message delivered", || {
