@@ -510,6 +510,32 @@ async fn metrics_in_prometheus_format() {
         "{text}"
     );
     assert!(!text.contains(token.secret.expose_secret()) && !text.contains(SECRET));
+    // A removed account's series is gone from the next scrape (it was kept forever).
+    h.app
+        .remove_account(&oauthimap_app::AccountSelector::new(
+            account.id.to_string(),
+            None,
+        ))
+        .await
+        .unwrap();
+    let text = h
+        .http
+        .get(base.join("/metrics").unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains(&format!("account=\"{}\"", account.id)),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "# TYPE oauthimap_token_expiry_seconds gauge"),
+        "{text}"
+    );
     h.t.cleanup().await;
 }
 

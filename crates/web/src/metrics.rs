@@ -3,6 +3,7 @@
 //! collections, messages and delivery failures (counted where they happen), and HTTP request
 //! latency (a middleware). Nothing here identifies a token or a secret.
 
+use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -10,6 +11,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use oauthimap_app::App;
 use oauthimap_app::types::now_millis;
@@ -93,16 +95,28 @@ pub async fn render(State(app): State<App>, headers: axum::http::HeaderMap) -> R
         )
             .into_response();
     };
+    // Series per account and per receiver are written here at each scrape, not kept in the
+    // recorder: one that is removed disappears from the next scrape instead of staying forever.
+    let mut series = String::new();
     if let Ok(accounts) = app.list_accounts(None).await {
         let now = now_millis();
         for state in oauthimap_app::types::AccountState::ALL {
             let n = accounts.iter().filter(|a| a.state == *state).count();
             metrics::gauge!("oauthimap_accounts", "state" => state.as_str()).set(n as f64);
         }
+        let _ = writeln!(
+            series,
+            "# HELP oauthimap_token_expiry_seconds Seconds until the account's access token expires.\n\
+             # TYPE oauthimap_token_expiry_seconds gauge"
+        );
         for a in &accounts {
             if let Some(expires) = a.access_expires_at {
-                metrics::gauge!("oauthimap_token_expiry_seconds", "account" => a.id.to_string())
-                    .set((expires - now) as f64 / 1000.0);
+                let _ = writeln!(
+                    series,
+                    "oauthimap_token_expiry_seconds{{account=\"{}\"}} {}",
+                    a.id,
+                    (expires - now) as f64 / 1000.0
+                );
             }
         }
     }
@@ -117,6 +131,11 @@ pub async fn render(State(app): State<App>, headers: axum::http::HeaderMap) -> R
                 .set(n as f64);
         }
         let now = now_millis();
+        let _ = writeln!(
+            series,
+            "# HELP oauthimap_receiver_sink_waiting_seconds Seconds the receiver has waited for its sink (0: not waiting).\n\
+             # TYPE oauthimap_receiver_sink_waiting_seconds gauge"
+        );
         for r in &receivers {
             // How long each receiver has waited for its sink (0 when it is not waiting): alert
             // on this rather than on the state alone, which short restarts of the sink also show.
@@ -125,8 +144,11 @@ pub async fn render(State(app): State<App>, headers: axum::http::HeaderMap) -> R
                 .as_ref()
                 .filter(|s| s.state == oauthimap_app::types::ReceiverState::WaitingForSink)
                 .map_or(0.0, |s| (now - s.since) as f64 / 1000.0);
-            metrics::gauge!("oauthimap_receiver_sink_waiting_seconds", "receiver" => r.fields.name.clone())
-                .set(waiting);
+            let _ = writeln!(
+                series,
+                "oauthimap_receiver_sink_waiting_seconds{{receiver=\"{}\"}} {waiting}",
+                label(&r.fields.name)
+            );
         }
     }
     if let Ok(n) = app.store().message_count().await {
@@ -134,7 +156,23 @@ pub async fn render(State(app): State<App>, headers: axum::http::HeaderMap) -> R
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
+        handle.render() + &series,
     )
         .into_response()
+}
+
+/// A label value in the text format: backslash, double quote and line feed escaped.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(super::label("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+    }
 }
