@@ -18,17 +18,17 @@ use clap::Parser;
 fn main() -> ExitCode {
     // `oauthimap token` asks the running service before anything else starts: a password
     // command is run for every login, and this path takes about a millisecond.
-    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if let Some((config, request)) = commands::token::quick_parse(&argv)
+    let words: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some((config, request)) = commands::token::quick_parse(&words)
         && let Some(code) = commands::token::from_broker(config, &request)
     {
         return code;
     }
     allocator::tune();
-    let args = cli::Cli::parse_from(argv);
-    if let cli::Command::Token { server: None, .. } = &args.command
-        && let Some(request) = commands::token::request(&args.command)
-        && let Some(code) = commands::token::from_broker(args.config.clone(), &request)
+    let parsed = cli::Cli::parse_from(words);
+    if let cli::Command::Token { server: None, .. } = &parsed.command
+        && let Some(request) = commands::token::request(&parsed.command)
+        && let Some(code) = commands::token::from_broker(parsed.config.clone(), &request)
     {
         return code;
     }
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(args)) {
+    match runtime.block_on(commands::run(parsed)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
