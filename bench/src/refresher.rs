@@ -97,7 +97,7 @@ async fn run(args: &Args, work: &std::path::Path) -> Result<String> {
         let _ = stop_rx.await;
     }));
     let start = Instant::now();
-    let sampler = {
+    let watcher = {
         let idp = Arc::clone(&idp);
         let watch = period * u32::try_from(args.periods)?;
         tokio::spawn(async move {
@@ -117,7 +117,7 @@ async fn run(args: &Args, work: &std::path::Path) -> Result<String> {
         args.periods,
         period.as_secs()
     );
-    let samples = sampler.await?;
+    let samples = watcher.await?;
     let pause = pause_after_429(&idp).await?;
     let _ = stop_tx.send(());
     let _ = refresher.await;
