@@ -4,12 +4,11 @@
 //! again at connect time, on the addresses the name resolves to then (a name that resolves to
 //! 127.0.0.1 later is refused too), with redirects never followed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use oauthimap_types::net::{Network, is_internal};
-use url::{Host, Url};
+use oauthimap_types::net::{Network, allows, check_outbound_url};
 
 use crate::{AppError, Result};
 
@@ -17,10 +16,6 @@ use crate::{AppError, Result};
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Outbound {
     allowed: Arc<Vec<Network>>,
-}
-
-fn allows(allowed: &[Network], ip: IpAddr) -> bool {
-    !is_internal(ip) || allowed.iter().any(|n| n.contains(ip))
 }
 
 impl Outbound {
@@ -41,35 +36,11 @@ impl Outbound {
     }
 
     /// Refuses a URL whose host is inside the network (as an address, `localhost`, or a
-    /// metadata host name).
+    /// metadata host name): [`check_outbound_url`].
     pub(crate) fn check_url(&self, field: &'static str, text: &str) -> Result<()> {
-        let url = Url::parse(text.trim())
-            .map_err(|e| AppError::invalid(field, format!("{text:?} is not a URL ({e})")))?;
-        let ip: Option<IpAddr> = match url.host() {
-            Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            Some(Host::Domain(d)) => {
-                let d = d.trim_end_matches('.').to_ascii_lowercase();
-                if d == "localhost" || d.ends_with(".localhost") {
-                    Some(IpAddr::from([127, 0, 0, 1]))
-                } else if d == "metadata.google.internal" || d == "metadata" {
-                    Some(IpAddr::from([169, 254, 169, 254]))
-                } else {
-                    None
-                }
-            }
-            None => None,
-        };
-        match ip {
-            Some(ip) if !allows(&self.allowed, ip) => Err(AppError::invalid(
-                field,
-                format!(
-                    "{} points inside the network ({ip}); webhooks go to the internet only, unless outbound.allowed_networks lists that network",
-                    url.as_str()
-                ),
-            )),
-            _ => Ok(()),
-        }
+        check_outbound_url(text, &self.allowed)
+            .map(drop)
+            .map_err(|e| AppError::invalid(field, e.to_string()))
     }
 
     /// The HTTP client for webhooks and notifications: names are resolved through the policy,

@@ -3,11 +3,18 @@
 #![allow(clippy::doc_markdown)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use oauthimap_app::types::units::{DurationParseError, parse_duration};
 use oauthimap_app::types::{
     AfterDelivery, Cloud, Mechanism, Provider, Security, SinkKind, Trigger,
 };
+
+/// Durations on the command line (`90s`, `15m`, `5d`) read as in the configuration file.
+fn duration(text: &str) -> Result<Duration, DurationParseError> {
+    parse_duration(text)
+}
 
 /// OAuth2 for IMAP mail collectors: register OAuth applications (Microsoft Entra ID, Google,
 /// generic), keep their authorizations alive, and collect mail with SASL XOAUTH2/OAUTHBEARER.
@@ -104,8 +111,8 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         ca_file: Option<String>,
         /// Limit for each network step.
-        #[arg(long, default_value = "20s")]
-        timeout: humantime::Duration,
+        #[arg(long, default_value = "20s", value_parser = duration)]
+        timeout: Duration,
         /// Also print the protocol transcript.
         #[arg(long)]
         transcript: bool,
@@ -127,8 +134,8 @@ pub enum Command {
         /// While a sink is down, keep retrying (with back-off, honouring Retry-After) for up to
         /// this long before giving up with exit 1; the held message and everything after it stay
         /// on the server, and the next run carries on from it. `0s` gives up at once.
-        #[arg(long, default_value = "30s", value_name = "DURATION")]
-        retry_for: humantime::Duration,
+        #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = duration)]
+        retry_for: Duration,
     },
     /// Messages collected into the built-in store.
     #[command(subcommand)]
@@ -290,8 +297,8 @@ pub enum AccountCommand {
         #[arg(long)]
         login_hint: Option<String>,
         /// How long to wait for the sign-in.
-        #[arg(long, default_value = "10m")]
-        timeout: humantime::Duration,
+        #[arg(long, default_value = "10m", value_parser = duration)]
+        timeout: Duration,
     },
     /// Create an app-only account (Microsoft client credentials): no user signs in; the
     /// application needs IMAP.AccessAsApp and an Exchange service principal (see `app show`).
@@ -367,8 +374,8 @@ pub struct ReceiverArgs {
     #[arg(long)]
     pub trigger: Option<Trigger>,
     /// Polling interval, such as 5m or 90s.
-    #[arg(long, value_name = "DURATION")]
-    pub poll_interval: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub poll_interval: Option<Duration>,
     /// After delivery: mark_seen, move or delete.
     #[arg(long = "after")]
     pub after_delivery: Option<AfterDelivery>,

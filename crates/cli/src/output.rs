@@ -2,8 +2,6 @@
 
 use std::fmt::Write as _;
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use serde::Serialize;
 
 /// The longest cell a text table shows; longer ones end in `…` (`--json` has them whole).
@@ -88,13 +86,8 @@ impl Out {
 
 /// Formats epoch milliseconds as RFC 3339 (UTC, seconds).
 pub fn time(ms: Option<i64>) -> String {
-    match ms {
-        Some(ms) if ms >= 0 => {
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms as u64))
-                .to_string()
-        }
-        _ => "-".to_owned(),
-    }
+    ms.and_then(oauthimap_types::rfc3339_seconds)
+        .unwrap_or_else(|| "-".to_owned())
 }
 
 /// `key: value` lines, aligned.
@@ -104,4 +97,21 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
         let _ = writeln!(text, "{:<width$} {v}", format!("{k}:"));
         text
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_past_year_9999_print_without_a_panic() {
+        // A gateway password's expiry comes from the REST API as any i64; humantime formats
+        // no year past 9999 and `to_string` panicked on its error.
+        assert_eq!(time(Some(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(time(Some(-1)), "-");
+        assert_eq!(time(None), "-");
+        for ms in [253_402_300_800_000, i64::MAX] {
+            assert_eq!(time(Some(ms)), "9999-12-31T23:59:59Z", "{ms}");
+        }
+    }
 }

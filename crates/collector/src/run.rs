@@ -345,7 +345,7 @@ impl Collector {
         progress: &(dyn Fn(ProgressEvent) + Send + Sync),
     ) -> Result<PassSummary, CollectError> {
         let r = self.store.receiver(receiver).await?;
-        let deadline = tokio::time::Instant::now() + retry_for;
+        let deadline = retry_deadline(tokio::time::Instant::now(), retry_for);
         let mut total = PassSummary::default();
         let mut failures = 0;
         let mut outage = Outage::load(&self.store, r.id).await;
@@ -375,7 +375,7 @@ impl Collector {
                 instance: "collect --once",
                 last: None,
             };
-            let give_up = tokio::time::Instant::now() + delay > deadline;
+            let give_up = deadline.is_some_and(|d| tokio::time::Instant::now() + delay > d);
             self.report_waiting(
                 &mut reporter,
                 &mut outage,
@@ -1134,4 +1134,13 @@ async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, wait: Duration) -> bool
         _ = stop.wait_for(|s| *s) => true,
     };
     stopped || *stop.borrow()
+}
+
+/// When `collect --once` stops retrying a sink that is down: `retry_for` after `now`, or never
+/// when that lies past what an `Instant` holds (`--retry-for 300000000000y` panicked here).
+pub(crate) fn retry_deadline(
+    now: tokio::time::Instant,
+    retry_for: Duration,
+) -> Option<tokio::time::Instant> {
+    now.checked_add(retry_for)
 }

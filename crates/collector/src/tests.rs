@@ -725,3 +725,17 @@ async fn a_pass_under_a_lost_lease_records_and_acts_on_nothing() {
     );
     assert_eq!(server.lock().unwrap().seen().len(), 8);
 }
+
+#[test]
+fn a_retry_time_past_what_an_instant_holds_means_no_deadline() {
+    let now = tokio::time::Instant::now();
+    assert_eq!(
+        crate::run::retry_deadline(now, Duration::from_secs(30)),
+        Some(now + Duration::from_secs(30))
+    );
+    // `collect --once --retry-for 300000000000y` panicked ("overflow when adding duration to
+    // instant").
+    for long in [Duration::from_hours(8_766 * 300_000_000_000), Duration::MAX] {
+        assert_eq!(crate::run::retry_deadline(now, long), None);
+    }
+}

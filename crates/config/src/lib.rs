@@ -370,11 +370,9 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     }
     match Raw::deserialize(d)? {
         Raw::Secs(s) => Ok(Duration::from_secs(s)),
-        Raw::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{t:?} is not a duration ({e}); write it like 90s, 15m, 12h or 5d"
-            ))
-        }),
+        Raw::Text(t) => {
+            oauthimap_types::units::parse_duration(&t).map_err(serde::de::Error::custom)
+        }
     }
 }
 

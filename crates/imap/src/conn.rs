@@ -185,6 +185,14 @@ impl std::fmt::Debug for Conn {
     }
 }
 
+/// `timeout` from now. A timeout past what an `Instant` holds (`--timeout 300000000000y`) waits
+/// a century instead of panicking.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_hours(100 * 365 * 24))
+}
+
 impl Conn {
     /// Resolves and connects (only to loopback addresses when `loopback_only`).
     pub(crate) async fn open(
@@ -195,7 +203,7 @@ impl Conn {
         limits: FrameLimits,
         transcript: Option<Transcript>,
     ) -> Result<Self, ImapError> {
-        let deadline = Instant::now() + connect_timeout;
+        let deadline = deadline_after(connect_timeout);
         let host = target.host.clone();
         let lookup = tokio::net::lookup_host((host.as_str(), target.port));
         let resolved = tokio::time::timeout_at(deadline, lookup).await;
@@ -616,5 +624,34 @@ impl Conn {
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
         self.transport = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_timeout_past_what_an_instant_holds_connects_without_a_panic() {
+        // `oauthimap diagnose --timeout 300000000000y` panicked here ("overflow when adding
+        // duration to instant").
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port,
+            user: "help@contoso.com".into(),
+        };
+        let conn = Conn::open(
+            target,
+            true,
+            Duration::MAX,
+            Duration::MAX,
+            FrameLimits::default(),
+            None,
+        )
+        .await;
+        assert!(conn.is_ok(), "connected: {:?}", conn.err());
+        drop(listener);
     }
 }

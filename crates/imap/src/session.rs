@@ -10,8 +10,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::conn::{Conn, TlsInfo};
 use crate::error::ImapError;
 use crate::login::has;
@@ -439,7 +437,7 @@ impl MailSession for Session {
                 other => outcome = outcome.or(classify(&other, &mut self.exists)),
             }
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::conn::deadline_after(timeout);
         while outcome.is_none() {
             match self.conn.read_until(action, Some(deadline)).await? {
                 None => outcome = Some(IdleOutcome::Timeout),

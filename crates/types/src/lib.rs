@@ -6,6 +6,7 @@
 
 mod child;
 pub mod net;
+pub mod units;
 
 use std::fmt;
 use std::str::FromStr;
@@ -371,9 +372,39 @@ pub fn now_millis() -> EpochMillis {
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// The last second RFC 3339 (and humantime) can write: 9999-12-31T23:59:59Z.
+const LAST_RFC3339_MILLIS: EpochMillis = 253_402_300_799_000;
+
+/// Epoch milliseconds as RFC 3339 in UTC, to the second (`2026-11-28T10:00:00Z`), for people;
+/// `None` before 1970. Times after the year 9999 (any `i64` can come from the REST API) show as
+/// its last second.
+pub fn rfc3339_seconds(ms: EpochMillis) -> Option<String> {
+    let ms = u64::try_from(ms.min(LAST_RFC3339_MILLIS)).ok()?;
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    Some(humantime::format_rfc3339_seconds(at).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_print_up_to_the_year_9999() {
+        assert_eq!(rfc3339_seconds(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            rfc3339_seconds(1_795_860_000_999).as_deref(),
+            Some("2026-11-28T10:00:00Z")
+        );
+        assert_eq!(rfc3339_seconds(-1), None);
+        assert_eq!(rfc3339_seconds(i64::MIN), None);
+        for ms in [LAST_RFC3339_MILLIS, LAST_RFC3339_MILLIS + 1_000, i64::MAX] {
+            assert_eq!(
+                rfc3339_seconds(ms).as_deref(),
+                Some("9999-12-31T23:59:59Z"),
+                "{ms}"
+            );
+        }
+    }
 
     #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {

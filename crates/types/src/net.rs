@@ -1,8 +1,13 @@
 //! Address blocks (`10.0.0.0/8`, `2001:db8::/32`, or one address) for the settings that name
-//! networks (the gateway's trusted networks, `outbound.allowed_networks`), and which addresses
-//! are inside a network rather than on the internet ([`is_internal`]).
+//! networks (the gateway's trusted networks, `outbound.allowed_networks`), which addresses are
+//! inside a network rather than on the internet ([`is_internal`]), and the outbound policy's
+//! check of a webhook URL ([`check_outbound_url`]).
+//!
+//! Pure: no name is resolved here (the caller checks resolved addresses with [`allows`]).
 
 use std::net::IpAddr;
+
+use url::{Host, Url};
 
 /// An address block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +36,17 @@ impl std::str::FromStr for Network {
             None => max,
             Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(err)?,
         };
+        // An IPv4 block written as IPv4-mapped IPv6 (`::ffff:10.0.0.0/104`) is that IPv4 block:
+        // its addresses count as IPv4 when matched.
+        if let IpAddr::V6(v6) = addr
+            && let Some(v4) = v6.to_ipv4_mapped()
+            && prefix >= 96
+        {
+            return Ok(Network {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            });
+        }
         Ok(Network { addr, prefix })
     }
 }
@@ -42,7 +58,8 @@ impl std::fmt::Display for Network {
 }
 
 impl Network {
-    /// Whether `ip` lies in this block (an IPv4-mapped IPv6 address counts as IPv4).
+    /// Whether `ip` lies in this block (an IPv4-mapped IPv6 address counts as IPv4, so only
+    /// IPv4 blocks hold one).
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
@@ -108,6 +125,69 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
+/// Whether the outbound policy lets a connection go to `ip`: any internet address, and an
+/// internal one only inside a block of `allowed` (`outbound.allowed_networks`).
+pub fn allows(allowed: &[Network], ip: IpAddr) -> bool {
+    !is_internal(ip) || allowed.iter().any(|n| n.contains(ip))
+}
+
+/// The address a URL's host stands for when that is known without asking DNS: an address
+/// literal (in whatever spelling the URL parser reads: `127.1`, `2130706433`, `0x7f.1`,
+/// `[::ffff:127.0.0.1]`), `localhost` and its subdomains (loopback), and the cloud metadata
+/// names `metadata` and `metadata.google.internal` (169.254.169.254). `None` for any other
+/// name: those are checked on the addresses they resolve to, when connecting.
+pub fn host_address(url: &Url) -> Option<IpAddr> {
+    match url.host()? {
+        Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            if d == "localhost" || d.ends_with(".localhost") {
+                Some(IpAddr::from([127, 0, 0, 1]))
+            } else if d == "metadata.google.internal" || d == "metadata" {
+                Some(IpAddr::from([169, 254, 169, 254]))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Why a webhook URL was refused by [`check_outbound_url`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundUrlError {
+    /// The text does not parse as a URL.
+    #[error("{text:?} is not a URL ({reason})")]
+    NotUrl {
+        text: String,
+        reason: url::ParseError,
+    },
+    /// The host is (or stands for) an internal address no allowed network holds.
+    #[error(
+        "{url} points inside the network ({ip}); webhooks go to the internet only, unless outbound.allowed_networks lists that network"
+    )]
+    Inside { url: String, ip: IpAddr },
+}
+
+/// The outbound policy's check of a webhook URL (the webhook sink's target,
+/// `notify.webhook_url`) when it is saved: refused when its host is inside the network (see
+/// [`host_address`] and [`is_internal`]) and no block of `allowed` holds it. A host name that is
+/// not known here passes; its addresses are checked with [`allows`] when it is resolved.
+/// Returns the parsed URL.
+pub fn check_outbound_url(text: &str, allowed: &[Network]) -> Result<Url, OutboundUrlError> {
+    let url = Url::parse(text.trim()).map_err(|reason| OutboundUrlError::NotUrl {
+        text: text.to_owned(),
+        reason,
+    })?;
+    match host_address(&url) {
+        Some(ip) if !allows(allowed, ip) => Err(OutboundUrlError::Inside {
+            url: url.as_str().to_owned(),
+            ip,
+        }),
+        _ => Ok(url),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +225,25 @@ mod tests {
         ] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
+    }
+
+    #[test]
+    fn an_ipv4_block_written_as_ipv6_holds_its_addresses() {
+        // Found by fuzz/fuzz_targets/network.rs: `::ffff:10.0.0.0/104` held nothing, since every
+        // address of it counts as IPv4 when matched.
+        let n: Network = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(n, "10.0.0.0/8".parse().unwrap());
+        assert_eq!(n.to_string(), "10.0.0.0/8");
+        for ip in ["10.1.2.3", "::ffff:10.1.2.3"] {
+            assert!(n.contains(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(!n.contains("11.0.0.1".parse().unwrap()));
+        let one: Network = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(one.to_string(), "127.0.0.1/32");
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        // Wider than the mapped range: an IPv6 block, as written.
+        let wide: Network = "::ffff:0:0/95".parse().unwrap();
+        assert_eq!(wide.to_string(), "::ffff:0.0.0.0/95");
     }
 
     #[test]

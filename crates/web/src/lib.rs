@@ -10,6 +10,14 @@ mod ui;
 
 pub use rest::OPENAPI;
 
+/// The REST API's JSON request bodies, as its handlers read them: for the fuzz target in
+/// `crates/web/fuzz-rest`, not an interface.
+#[doc(hidden)]
+pub mod bodies {
+    pub use crate::api::DiagnoseBody;
+    pub use crate::rest::{ApplicationBody, GatewayPasswordBody, ReceiverBody};
+}
+
 use std::future::Future;
 use std::net::SocketAddr;
 

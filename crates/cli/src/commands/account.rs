@@ -53,14 +53,14 @@ pub async fn run(app: &App, out: &Out, cmd: AccountCommand) -> Result<(), AppErr
             timeout,
         } => {
             let account = if device {
-                authorize_device(app, &application, mailbox.as_deref(), *timeout).await?
+                authorize_device(app, &application, mailbox.as_deref(), timeout).await?
             } else {
                 authorize_browser(
                     app,
                     &application,
                     mailbox.as_deref(),
                     login_hint.as_deref(),
-                    *timeout,
+                    timeout,
                 )
                 .await?
             };

@@ -85,7 +85,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             once: _,
             receiver,
             retry_for,
-        } => collect::once(&app, &out, receiver.as_deref(), retry_for.into()).await,
+        } => collect::once(&app, &out, receiver.as_deref(), retry_for).await,
         Command::Messages(c) => collect::messages(&app, &out, c).await,
         Command::Diagnose {
             account,
@@ -107,7 +107,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 mechanism,
                 folder,
                 ca_file,
-                timeout: Some(*timeout),
+                timeout: Some(timeout),
                 smtp,
             };
             diagnose::run(&app, &out, account, filter, &options, transcript).await

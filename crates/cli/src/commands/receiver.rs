@@ -152,22 +152,10 @@ fn print_secret(secret: Option<&secrecy::SecretString>) {
 }
 
 fn parse_size(text: &str) -> Result<u64, AppError> {
-    let t = text.trim();
-    let (digits, factor) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 1024),
-        Some((i, 'm' | 'M')) => (&t[..i], 1024 * 1024),
-        Some((i, 'g' | 'G')) => (&t[..i], 1024 * 1024 * 1024),
-        _ => (t, 1),
-    };
-    digits
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(factor))
-        .ok_or_else(|| AppError::Invalid {
-            field: "size_limit",
-            message: format!("{text:?} is not a size; use bytes or a suffix, such as 25M"),
-        })
+    oauthimap_types::units::parse_size(text).map_err(|e| AppError::Invalid {
+        field: "size_limit",
+        message: e.to_string(),
+    })
 }
 
 fn input(a: &ReceiverArgs) -> Result<ReceiverInput, AppError> {

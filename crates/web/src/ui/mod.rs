@@ -14,7 +14,7 @@ mod tokens;
 
 use std::borrow::Borrow;
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use askama::Template;
 use axum::Router;
@@ -286,11 +286,10 @@ async fn static_file(Path(file): Path<String>) -> Response {
 
 /// A time for people: `2026-11-28 10:00 UTC`, or an em dash (times before 1970 too).
 pub fn when(ms: impl Borrow<Option<EpochMillis>>) -> String {
-    let Some(ms) = (*ms.borrow()).and_then(|ms| u64::try_from(ms).ok()) else {
+    // `2026-11-28T10:00:00Z`, as the CLI prints it.
+    let Some(t) = (*ms.borrow()).and_then(oauthimap_app::types::rfc3339_seconds) else {
         return "—".into();
     };
-    // `2026-11-28T10:00:00Z`, as the CLI prints it.
-    let t = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string();
     format!("{} {} UTC", &t[..10], &t[11..16])
 }
 
@@ -403,6 +402,9 @@ mod tests {
         assert_eq!(when(Some(1_795_860_000_000)), "2026-11-28 10:00 UTC");
         assert_eq!(when(Some(951_782_400_000)), "2000-02-29 00:00 UTC");
         assert_eq!(when(None), "—");
+        // Any i64 reaches here (a gateway password's expiry from the REST API); humantime
+        // formats no year past 9999, and this panicked.
+        assert_eq!(when(Some(i64::MAX)), "9999-12-31 23:59 UTC");
         assert_eq!(parse_day("2026-11-28", "d").unwrap(), 1_795_824_000_000);
         assert_eq!(parse_day("2000-02-29", "d").unwrap(), 951_782_400_000);
         assert!(parse_day("2026-02-30", "d").is_err());
