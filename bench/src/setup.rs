@@ -136,19 +136,7 @@ pub async fn store_count(data: &Path) -> Result<i64> {
 }
 
 /// Dovecot's limits raised for a thousand sessions of one user (the fixture's defaults suit tests).
-pub const DOVECOT_LIMITS: &str = "
-default_process_limit = 1500
-default_client_limit = 5000
-mail_max_userip_connections = 5000
-service imap {
-  process_limit = 1500
-}
-service imap-login {
-  service_count = 0
-  process_min_avail = 2
-  client_limit = 2500
-}
-";
+pub const DOVECOT_LIMITS: &str = oauthimap_dovecot_fixture::MANY_SESSIONS_CONFIG;
 
 /// A loopback port free now.
 pub fn free_port() -> Result<u16> {

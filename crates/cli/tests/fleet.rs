@@ -32,20 +32,6 @@ fn receivers() -> usize {
         .unwrap_or(12)
 }
 
-/// Dovecot's limits for hundreds of sessions of one user (its defaults suit a few).
-const DOVECOT_LIMITS: &str = "
-default_process_limit = 1500
-default_client_limit = 5000
-mail_max_userip_connections = 5000
-service imap {
-  process_limit = 1500
-}
-service imap-login {
-  service_count = 0
-  process_min_avail = 2
-  client_limit = 2500
-}
-";
 /// The receivers' lease time: a dead or frozen instance loses them after this.
 const TTL_SECS: u64 = 3;
 
@@ -161,7 +147,7 @@ async fn three_serve_processes_share_receivers_through_kill_and_freeze_losing_no
     ));
     let mut options = DovecotOptions::new(idp.introspection_url());
     if receivers() > 50 {
-        options.extra_config = DOVECOT_LIMITS.to_owned();
+        options.extra_config = oauthimap_dovecot_fixture::MANY_SESSIONS_CONFIG.to_owned();
     }
     let dovecot = Arc::new(Dovecot::start(options).await.unwrap());
 

@@ -45,6 +45,22 @@ static INSTANCE: AtomicU32 = AtomicU32::new(0);
 /// Debian's `nobody` / `nogroup`: mail processes run as this uid/gid unless told otherwise.
 pub const DEFAULT_MAIL_ID: u32 = 65534;
 
+/// `extra_config` for hundreds or thousands of sessions of one user (the benchmarks, the fleet
+/// test past 50 receivers); the fixture's defaults suit a few.
+pub const MANY_SESSIONS_CONFIG: &str = "
+default_process_limit = 1500
+default_client_limit = 5000
+mail_max_userip_connections = 5000
+service imap {
+  process_limit = 1500
+}
+service imap-login {
+  service_count = 0
+  process_min_avail = 2
+  client_limit = 2500
+}
+";
+
 /// How to start the instance. Only `introspection_url` has no sensible default.
 #[derive(Debug, Clone)]
 pub struct DovecotOptions {
