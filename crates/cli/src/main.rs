@@ -19,14 +19,17 @@ fn main() -> ExitCode {
     // `oauthimap token` asks the running service before anything else starts: a password
     // command is run for every login, and this path takes about a millisecond.
     let words: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if let Some((config, request)) = commands::token::quick_parse(&words)
-        && let Some(code) = commands::token::from_broker(config, &request)
+    let quick = commands::token::quick_parse(&words);
+    if let Some((config, request)) = &quick
+        && let Some(code) = commands::token::from_broker(config.clone(), request)
     {
         return code;
     }
     allocator::tune();
     let parsed = cli::Cli::parse_from(words);
-    if let cli::Command::Token { server: None, .. } = &parsed.command
+    // The socket was asked already when the quick reading understood the arguments.
+    if quick.is_none()
+        && let cli::Command::Token { server: None, .. } = &parsed.command
         && let Some(request) = commands::token::request(&parsed.command)
         && let Some(code) = commands::token::from_broker(parsed.config.clone(), &request)
     {

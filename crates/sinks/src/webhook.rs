@@ -59,15 +59,10 @@ impl WebhookSink {
     ) -> Result<Self, SinkError> {
         let url = reqwest::Url::parse(url)
             .map_err(|e| SinkError::Permanent(format!("the webhook URL is invalid: {e}")))?;
-        // A name is checked when it is resolved (the HTTP client's resolver); an address here.
-        let literal: Option<std::net::IpAddr> = match url.host() {
-            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
-            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
-            _ => None,
-        };
-        if let Some(ip) = literal
-            && oauthimap_types::net::is_internal(ip)
-            && !allowed.iter().any(|n| n.contains(ip))
+        // A name is checked when it is resolved (the HTTP client's resolver); an address, and
+        // the names that stand for one, here: the same rule as when the target was saved.
+        if let Some(ip) = oauthimap_types::net::host_address(&url)
+            && !oauthimap_types::net::allows(allowed, ip)
         {
             return Err(SinkError::Permanent(format!(
                 "the webhook {} points inside the network ({ip}); outbound.allowed_networks can allow it",
