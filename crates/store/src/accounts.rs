@@ -76,9 +76,18 @@ pub struct AccountTokens {
 }
 
 impl Store {
+    /// The state a sign-in leaves an account in, whatever its state before: what the token
+    /// crate's state machine gives for `AccountEvent::Authorized` (a test there pins it).
+    /// [`Store::upsert_account`] writes it; the store decides no other state.
+    pub const AUTHORIZED_STATE: AccountState = AccountState::Active;
+
+    /// The states whose accounts the background refresher renews ([`Store::accounts_due`]):
+    /// those that serve tokens and are ever written.
+    pub const REFRESHABLE_STATES: [AccountState; 2] = [AccountState::Active, AccountState::Failing];
+
     /// Creates the account for (application, identity, mailbox), or renews its grant if it exists:
-    /// tokens replaced, state back to active, errors cleared. Returns the account and whether it
-    /// was created.
+    /// tokens replaced, state set to [`Store::AUTHORIZED_STATE`], errors cleared. Returns the
+    /// account and whether it was created.
     pub async fn upsert_account(
         &self,
         application: AppId,
@@ -111,13 +120,14 @@ impl Store {
             } else {
                 let id: i64 = sqlx::query_scalar(
                     "INSERT INTO accounts (application_id, identity, mailbox, grant_kind, state, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, 'active', $5, $5) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $6, $5, $5) RETURNING id",
                 )
                 .bind(application.0)
                 .bind(identity)
                 .bind(mailbox)
                 .bind(grant.as_str())
                 .bind(now)
+                .bind(Self::AUTHORIZED_STATE.as_str())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StoreError::unique("an account for", mailbox, "create the account"))?;
@@ -130,7 +140,7 @@ impl Store {
                 .map(|t| self.seal("accounts", "refresh_token", id, t))
                 .transpose()?;
             sqlx::query(
-                "UPDATE accounts SET grant_kind = $1, state = 'active', failure_count = 0, access_token = $2, \
+                "UPDATE accounts SET grant_kind = $1, state = $10, failure_count = 0, access_token = $2, \
                  access_expires_at = $3, refresh_token = $4, refresh_issued_at = $5, refresh_last_used_at = NULL, \
                  scopes = $6, last_refresh_at = $7, next_attempt_at = NULL, last_error = NULL, updated_at = $7, \
                  identity = $9 WHERE id = $8",
@@ -144,6 +154,7 @@ impl Store {
             .bind(now)
             .bind(id)
             .bind(identity)
+            .bind(Self::AUTHORIZED_STATE.as_str())
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("store the account's tokens"))?;
@@ -233,7 +244,8 @@ impl Store {
         })
     }
 
-    /// Sets an account's state and last error (None clears it).
+    /// Sets an account's state and last error (None clears it), nothing else: for tools and tests.
+    /// The token service records its outcomes with the functions below.
     pub async fn set_account_state(
         &self,
         id: AccountId,
@@ -302,10 +314,22 @@ impl Store {
 }
 
 impl Store {
-    /// Stores a refreshed grant in one statement: the rotated refresh token (when the provider
-    /// sent one; else the old one stays) is persisted together with the new access token, so a
-    /// crash can never keep an access token whose refresh token was lost.
+    /// [`Store::record_refresh`] into `active`, the state a refresh gives from every state that
+    /// refreshes: for tests and tools that plant tokens.
     pub async fn store_refreshed(&self, id: AccountId, tokens: &TokenSet) -> Result<()> {
+        self.record_refresh(id, tokens, AccountState::Active).await
+    }
+
+    /// Stores a refreshed grant and the account's new `state` (computed by the token service's
+    /// state machine) in one statement, clearing failures: the rotated refresh token (when the
+    /// provider sent one; else the old one stays) is persisted together with the new access
+    /// token, so a crash can never keep an access token whose refresh token was lost.
+    pub async fn record_refresh(
+        &self,
+        id: AccountId,
+        tokens: &TokenSet,
+        state: AccountState,
+    ) -> Result<()> {
         let now = now_millis();
         let access = self.seal("accounts", "access_token", id.0, &tokens.access_token)?;
         let refresh = tokens
@@ -317,7 +341,7 @@ impl Store {
             "UPDATE accounts SET access_token = $1, access_expires_at = $2, \
              refresh_token = COALESCE($3, refresh_token), \
              refresh_issued_at = CASE WHEN $3 IS NULL THEN refresh_issued_at ELSE $4 END, \
-             refresh_last_used_at = $4, last_refresh_at = $4, state = 'active', failure_count = 0, \
+             refresh_last_used_at = $4, last_refresh_at = $4, state = $6, failure_count = 0, \
              next_attempt_at = NULL, last_error = NULL, updated_at = $4 WHERE id = $5"
         )
         .bind(access)
@@ -325,6 +349,7 @@ impl Store {
         .bind(refresh)
         .bind(now)
         .bind(id.0)
+        .bind(state.as_str())
         .execute(pool)
         .await
         .map_err(StoreError::db("store the refreshed tokens"))?
@@ -338,22 +363,26 @@ impl Store {
         Ok(())
     }
 
-    /// Notes a transient refresh failure: the token is kept, the next attempt scheduled.
+    /// Notes a transient refresh failure: the token is kept, the failure counted, the next
+    /// attempt scheduled, the account put in `state` (computed by the token service's state
+    /// machine). Returns the failure count.
     pub async fn record_transient_failure(
         &self,
         id: AccountId,
+        state: AccountState,
         error: &str,
         next_attempt_at: i64,
     ) -> Result<i64> {
         let count: Option<i64> = on_db!(self.db(), |pool| {
             sqlx::query_scalar(
-            "UPDATE accounts SET state = 'failing', failure_count = failure_count + 1, last_error = $1, \
+            "UPDATE accounts SET state = $5, failure_count = failure_count + 1, last_error = $1, \
              next_attempt_at = $2, updated_at = $3 WHERE id = $4 RETURNING failure_count"
         )
         .bind(error)
         .bind(next_attempt_at)
         .bind(now_millis())
         .bind(id.0)
+        .bind(state.as_str())
         .fetch_optional(pool)
         .await
         .map_err(StoreError::db("record the refresh failure"))?
@@ -364,12 +393,14 @@ impl Store {
         })
     }
 
-    /// Marks an account as needing a new sign-in and pauses its active receivers with `reason`,
-    /// in one transaction. Returns how many receivers were paused, or `None` if the account was
-    /// already marked (so callers notify once).
-    pub async fn mark_needs_reauth(
+    /// Records that an account lost its grant: puts it in `state` (computed by the token
+    /// service's state machine: `needs_reauth`), drops its access token, notes `error` and pauses
+    /// its active receivers with `reason`, in one transaction. Returns how many receivers were
+    /// paused, or `None` if the account was in `state` already (so callers notify once).
+    pub async fn lose_grant(
         &self,
         id: AccountId,
+        state: AccountState,
         error: &str,
         reason: &str,
     ) -> Result<Option<u64>> {
@@ -380,12 +411,13 @@ impl Store {
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
             let changed = sqlx::query(
-                "UPDATE accounts SET state = 'needs_reauth', access_token = NULL, access_expires_at = NULL, \
-                 last_error = $1, next_attempt_at = NULL, updated_at = $2 WHERE id = $3 AND state <> 'needs_reauth'",
+                "UPDATE accounts SET state = $4, access_token = NULL, access_expires_at = NULL, \
+                 last_error = $1, next_attempt_at = NULL, updated_at = $2 WHERE id = $3 AND state <> $4",
             )
             .bind(error)
             .bind(now)
             .bind(id.0)
+            .bind(state.as_str())
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("mark the account"))?
@@ -430,7 +462,8 @@ impl Store {
         .rows_affected()))
     }
 
-    /// Accounts whose tokens should be renewed now, where no back-off is pending:
+    /// Accounts in one of [`Store::REFRESHABLE_STATES`] whose tokens should be renewed now, where
+    /// no back-off is pending:
     /// - the access token reaches its renewal slot. An access token issued at `I` that expires
     ///   at `E` is renewed once per period `P = E - I - margin_ms`, at the first moment after `I`
     ///   that falls on the account's own phase (an offset in `P` fixed by its id): accounts
@@ -456,7 +489,7 @@ impl Store {
                SELECT id, application_id, access_expires_at, refresh_token, refresh_last_used_at, \
                       refresh_issued_at, last_refresh_at AS issued, \
                       access_expires_at - last_refresh_at - $5 AS period \
-               FROM accounts WHERE state IN ('active', 'failing') \
+               FROM accounts WHERE state IN ($6, $7) \
                AND (next_attempt_at IS NULL OR next_attempt_at <= $1)) a \
              WHERE access_expires_at IS NULL \
                OR (period >= 60000 \
@@ -472,6 +505,8 @@ impl Store {
         .bind(warm_before)
         .bind(spread_ms.max(1))
         .bind(margin_ms)
+        .bind(Self::REFRESHABLE_STATES[0].as_str())
+        .bind(Self::REFRESHABLE_STATES[1].as_str())
         .fetch_all(pool)
         .await
         .map_err(StoreError::db("find accounts due for refresh"))?

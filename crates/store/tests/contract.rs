@@ -349,6 +349,103 @@ async fn application_cascades(backend: Backend) {
 }
 
 /// Reads every byte the database holds and looks for each secret, in plain and hex form.
+/// The store writes the account state it is given (the token service computes it), binding it
+/// as a parameter: a transient failure, a refresh, a lost grant (once: the second call reports
+/// nothing to do, so the service notifies once), and the refresher's filter.
+async fn account_states_are_written_as_given(backend: Backend) {
+    let (t, store) = setup(backend).await;
+    let app = store
+        .insert_application(&app_fields("A"), None)
+        .await
+        .unwrap();
+    let (acc, _) = store
+        .upsert_account(
+            app.id,
+            "u@x",
+            "u@x",
+            GrantKind::AuthorizationCode,
+            &tokens(ACCESS, Some(REFRESH)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(acc.state, Store::AUTHORIZED_STATE);
+    let r = store
+        .insert_receiver(&receiver_fields("r1", app.id, Some(acc.id)), None)
+        .await
+        .unwrap();
+
+    let next = now_millis() + 60_000;
+    for n in 1..=2 {
+        let count = store
+            .record_transient_failure(acc.id, AccountState::Failing, "HTTP 503", next)
+            .await
+            .unwrap();
+        assert_eq!(count, n);
+    }
+    let a = store.account(acc.id).await.unwrap();
+    assert_eq!(a.state, AccountState::Failing);
+    assert_eq!(
+        (a.failure_count, a.next_attempt_at, a.last_error.as_deref()),
+        (2, Some(next), Some("HTTP 503"))
+    );
+    assert!(a.has_access_token, "a transient failure keeps the token");
+    // Backing off: not due until the next attempt.
+    let due = store
+        .accounts_due(now_millis(), 0, i64::MAX, 1)
+        .await
+        .unwrap();
+    assert!(due.is_empty(), "{due:?}");
+
+    store
+        .record_refresh(acc.id, &tokens("fresh", None), AccountState::Active)
+        .await
+        .unwrap();
+    let a = store.account(acc.id).await.unwrap();
+    assert_eq!(
+        (a.state, a.failure_count, a.next_attempt_at, a.last_error),
+        (AccountState::Active, 0, None, None)
+    );
+    assert!(
+        a.has_refresh_token,
+        "a refresh without rotation keeps the refresh token"
+    );
+    let due = store
+        .accounts_due(now_millis(), 0, i64::MAX, 1)
+        .await
+        .unwrap();
+    assert_eq!(due, [(acc.id, app.id)], "an active account is refreshed");
+
+    let paused = store
+        .lose_grant(acc.id, AccountState::NeedsReauth, "invalid_grant", "reauth")
+        .await
+        .unwrap();
+    assert_eq!(paused, Some(1));
+    let again = store
+        .lose_grant(acc.id, AccountState::NeedsReauth, "invalid_grant", "reauth")
+        .await
+        .unwrap();
+    assert_eq!(
+        again, None,
+        "already in that state: nothing to do, nobody to notify"
+    );
+    let a = store.account(acc.id).await.unwrap();
+    assert_eq!(a.state, AccountState::NeedsReauth);
+    assert_eq!(a.last_error.as_deref(), Some("invalid_grant"));
+    assert!(!a.has_access_token, "a lost grant drops the access token");
+    let r = store.receiver(r.id).await.unwrap();
+    assert!(!r.fields.active);
+    assert_eq!(r.paused_reason.as_deref(), Some("reauth"));
+    let due = store
+        .accounts_due(now_millis(), 0, i64::MAX, 1)
+        .await
+        .unwrap();
+    assert!(
+        due.is_empty(),
+        "an account that lost its grant is not refreshed"
+    );
+    t.cleanup().await;
+}
+
 async fn raw_bytes(t: &TestDb) -> Vec<u8> {
     match t.db.backend() {
         Backend::Sqlite => {
@@ -1413,6 +1510,7 @@ on_both_backends!(
     applications_crud,
     accounts_and_receivers,
     application_cascades,
+    account_states_are_written_as_given,
     no_plaintext_secret_in_raw_bytes,
     wrong_key_file_is_refused,
     leases_give_single_ownership,

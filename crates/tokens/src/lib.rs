@@ -10,16 +10,24 @@
 //! `unauthorized_client`) marks the account `needs_reauth`, pauses its receivers, records an
 //! event and notifies once. Re-authorizing restores the account and its receivers.
 //!
+//! Every account state it writes comes from one pure function, [`transition`] (the table is in
+//! the `state` module); errors keep their source ([`Error`], [`RefreshError`]) until the
+//! [`TokenSource`] boundary flattens them into a [`TokenError`](oauthimap_types::TokenError).
+//!
 //! This crate speaks neither IMAP nor HTTP to users: protocol clients get tokens through the
 //! [`TokenSource`] trait.
 
+mod error;
 mod notify;
 mod refresher;
 mod service;
+mod state;
 
+pub use error::{Error, RefreshError};
 pub use notify::{Notice, Notifier, NotifySettings};
 pub use oauthimap_types::TokenSource;
 pub use service::{
     AccountTokenSource, PAUSED_NEEDS_REAUTH, RefreshOutcome, TokenService, TokenSettings,
     profile_of,
 };
+pub use state::{AccountEvent, IllegalTransition, serves_tokens, transition};

@@ -1,5 +1,6 @@
 //! The token service: a valid access token per account, refreshed with single flight, and the
-//! account state changes that follow each refresh outcome.
+//! account state changes that follow each refresh outcome. Every state it writes comes from
+//! [`transition`]; it does not decide states itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,9 @@ use oauthimap_types::{
 };
 use secrecy::ExposeSecret;
 
+use crate::error::{Error, RefreshError};
 use crate::notify::{Notice, Notifier};
+use crate::state::{AccountEvent, serves_tokens, transition};
 
 /// Why receivers were paused when their account lost its grant; re-authorization looks for it.
 pub const PAUSED_NEEDS_REAUTH: &str = "its account needs to be authorized again";
@@ -52,20 +55,17 @@ impl Default for TokenSettings {
 }
 
 /// How one refresh ended.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum RefreshOutcome {
-    Refreshed {
-        expires_at: i64,
-    },
-    /// Kept the current token; the next attempt is scheduled.
+    /// New tokens are stored; the account is `active`.
+    Refreshed { expires_at: i64 },
+    /// Kept the current token; the next attempt is scheduled. `error` is transient.
     Transient {
-        message: String,
+        error: RefreshError,
         next_attempt_at: i64,
     },
-    /// The account needs a new sign-in.
-    Permanent {
-        message: String,
-    },
+    /// The account needs a new sign-in (or was not in a state to refresh). `error` is permanent.
+    Permanent { error: RefreshError },
 }
 
 impl RefreshOutcome {
@@ -115,20 +115,6 @@ fn random_u64() -> u64 {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
-}
-
-fn permanent(message: impl Into<String>) -> TokenError {
-    TokenError {
-        kind: FailureKind::Permanent,
-        message: message.into(),
-    }
-}
-
-fn store_error(e: &StoreError) -> TokenError {
-    TokenError {
-        kind: FailureKind::Transient,
-        message: e.to_string(),
-    }
 }
 
 impl TokenService {
@@ -195,12 +181,20 @@ impl TokenService {
     }
 
     /// A token valid for a while yet, refreshing first when needed (or when `force`d because a
-    /// server just refused the current one).
+    /// server just refused the current one). The error in the plain form protocol clients share;
+    /// [`TokenService::fresh_token`] keeps its source.
     pub async fn access_token(
         &self,
         account: AccountId,
         force: bool,
     ) -> Result<AccessToken, TokenError> {
+        self.fresh_token(account, force)
+            .await
+            .map_err(TokenError::from)
+    }
+
+    /// [`TokenService::access_token`] with the error as it happened.
+    pub async fn fresh_token(&self, account: AccountId, force: bool) -> Result<AccessToken, Error> {
         let before = self.current(account).await?;
         if !force && let Some(token) = self.usable(&before) {
             return Ok(token);
@@ -222,65 +216,45 @@ impl TokenService {
             let held = self
                 .store
                 .try_lease(&lease, &self.instance, millis(self.settings.lease_ttl))
-                .await
-                .map_err(|e| store_error(&e))?;
+                .await?;
             if held {
                 let outcome = self.refresh_locked(&now.0).await;
                 let _ = self.store.release_lease(&lease, &self.instance).await;
                 return match outcome {
                     RefreshOutcome::Refreshed { .. } => {
                         let fresh = self.current(account).await?;
-                        fresh
-                            .1
-                            .ok_or_else(|| permanent("the refreshed token was not stored"))
+                        fresh.1.ok_or(Error::NotStored)
                     }
                     // Keep using the current token while it lasts.
-                    RefreshOutcome::Transient { message, .. } => match self.still_valid(&now) {
+                    RefreshOutcome::Transient { error, .. } => match self.still_valid(&now) {
                         Some(token) if !force => Ok(token),
-                        _ => Err(TokenError {
-                            kind: FailureKind::Transient,
-                            message,
-                        }),
+                        _ => Err(error.into()),
                     },
-                    RefreshOutcome::Permanent { message } => Err(permanent(message)),
+                    RefreshOutcome::Permanent { error } => Err(error.into()),
                 };
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(TokenError {
-                    kind: FailureKind::Transient,
-                    message: format!(
-                        "another instance has been refreshing the token of account {} for too long",
-                        account.0
-                    ),
-                });
+                return Err(Error::OtherInstanceTooLong(account));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// The account and its current access token, refusing accounts that cannot serve tokens.
-    async fn current(&self, id: AccountId) -> Result<(Account, Option<AccessToken>), TokenError> {
+    async fn current(&self, id: AccountId) -> Result<(Account, Option<AccessToken>), Error> {
         let account = self.store.account(id).await.map_err(|e| match e {
-            StoreError::NotFound { .. } => permanent(format!("account {} does not exist", id.0)),
-            other => store_error(&other),
+            StoreError::NotFound { .. } => Error::NoSuchAccount(id),
+            other => Error::Store(other),
         })?;
-        match account.state {
-            AccountState::NeedsReauth | AccountState::Revoked | AccountState::Disabled => {
-                return Err(permanent(format!(
-                    "account {} ({}) is {}: {}; authorize it again",
-                    account.id,
-                    account.mailbox,
-                    account.state,
-                    account.last_error.as_deref().unwrap_or("no token")
-                )));
-            }
-            AccountState::Active | AccountState::Refreshing | AccountState::Failing => {}
+        if !serves_tokens(account.state) {
+            return Err(Error::NotServing {
+                id: account.id,
+                reason: account.last_error.unwrap_or_else(|| "no token".to_owned()),
+                mailbox: account.mailbox,
+                state: account.state,
+            });
         }
-        let tokens = self
-            .store
-            .account_tokens(id)
-            .await
-            .map_err(|e| store_error(&e))?;
+        let tokens = self.store.account_tokens(id).await?;
         let token = tokens
             .access_token
             .zip(tokens.access_expires_at)
@@ -320,28 +294,29 @@ impl TokenService {
             Ok(true) => {}
             Ok(false) => {
                 return RefreshOutcome::Transient {
-                    message: "another instance is refreshing this account".into(),
+                    error: RefreshError::Busy,
                     next_attempt_at: now_millis(),
                 };
             }
             Err(e) => {
                 return RefreshOutcome::Transient {
-                    message: e.to_string(),
+                    error: RefreshError::Store(e),
                     next_attempt_at: now_millis(),
                 };
             }
         }
         let outcome = match self.store.account(id).await {
-            Ok(account)
-                if matches!(account.state, AccountState::Active | AccountState::Failing) =>
-            {
+            Ok(account) if Store::REFRESHABLE_STATES.contains(&account.state) => {
                 self.refresh_locked(&account).await
             }
             Ok(account) => RefreshOutcome::Permanent {
-                message: format!("account {} is {}", account.id, account.state),
+                error: RefreshError::NotRefreshable {
+                    id: account.id,
+                    state: account.state,
+                },
             },
             Err(e) => RefreshOutcome::Transient {
-                message: e.to_string(),
+                error: RefreshError::Store(e),
                 next_attempt_at: now_millis(),
             },
         };
@@ -354,19 +329,18 @@ impl TokenService {
         if let Some(until) = self.throttled_until(account.application_id) {
             // The provider throttles this client: asking again now would only prolong it.
             return RefreshOutcome::Transient {
-                message: format!(
-                    "the provider asked application {} to wait (HTTP 429); refreshes resume in {} s",
-                    account.application_name,
-                    (until - now_millis()).max(0) / 1000 + 1
-                ),
+                error: RefreshError::Throttled {
+                    application: account.application_name.clone(),
+                    seconds: (until - now_millis()).max(0) / 1000 + 1,
+                },
                 next_attempt_at: until,
             };
         }
         let result = self.request_tokens(account).await;
         let outcome = match result {
             Ok(grant) => self.stored(account, &grant).await,
-            Err(e) if e.kind() == FailureKind::Transient => self.transient(account, &e).await,
-            Err(e) => self.permanent_failure(account, &e.to_string()).await,
+            Err(e) if e.kind() == FailureKind::Transient => self.transient(account, e).await,
+            Err(e) => self.permanent_failure(account, e).await,
         };
         let label = match &outcome {
             RefreshOutcome::Refreshed { .. } => "refreshed",
@@ -377,23 +351,18 @@ impl TokenService {
         outcome
     }
 
-    async fn request_tokens(&self, account: &Account) -> Result<Grant, OAuthError> {
+    async fn request_tokens(&self, account: &Account) -> Result<Grant, RefreshError> {
         let (profile, auth) = self.client_for(account).await?;
         if account.grant_kind == GrantKind::ClientCredentials {
-            return self.oauth.client_credentials(&profile, &auth).await;
+            return Ok(self.oauth.client_credentials(&profile, &auth).await?);
         }
         let refresh = self
             .store
             .account_tokens(account.id)
             .await
-            .map_err(|e| OAuthError::Setup(e.to_string()))?
+            .map_err(RefreshError::ReadSetup)?
             .refresh_token
-            .ok_or_else(|| {
-                OAuthError::Setup(format!(
-                    "account {} has no refresh token: authorize it again",
-                    account.mailbox
-                ))
-            })?;
+            .ok_or_else(|| RefreshError::NoRefreshToken(account.mailbox.clone()))?;
         let attempt = if account.grant_kind == GrantKind::DeviceCode {
             // A device-code grant belongs to a public client: redeem it without the secret
             // (Microsoft refuses a secret from a public client, AADSTS700025), unless the
@@ -414,7 +383,7 @@ impl TokenService {
         } else {
             self.oauth.refresh(&profile, &auth, &refresh).await
         };
-        match attempt {
+        let grant = match attempt {
             // Microsoft rarely answers invalid_grant for a good token: one retry guards against it.
             Err(e) if e.error_code() == Some("invalid_grant") => {
                 tracing::info!(
@@ -425,27 +394,25 @@ impl TokenService {
                 self.oauth.refresh(&profile, &auth, &refresh).await
             }
             other => other,
-        }
+        }?;
+        Ok(grant)
     }
 
-    async fn client_for(&self, account: &Account) -> Result<(Profile, ClientAuth), OAuthError> {
+    async fn client_for(&self, account: &Account) -> Result<(Profile, ClientAuth), RefreshError> {
         let app: Application = self
             .store
             .application(account.application_id)
             .await
-            .map_err(|e| OAuthError::Setup(e.to_string()))?;
+            .map_err(RefreshError::ReadSetup)?;
         if !app.fields.active {
-            return Err(OAuthError::Setup(format!(
-                "application {} is deactivated",
-                app.fields.name
-            )));
+            return Err(RefreshError::ApplicationInactive(app.fields.name));
         }
-        let profile = profile_of(&app.fields).map_err(|e| OAuthError::Setup(e.to_string()))?;
+        let profile = profile_of(&app.fields)?;
         let secret = self
             .store
             .application_secret(app.id)
             .await
-            .map_err(|e| OAuthError::Setup(e.to_string()))?;
+            .map_err(RefreshError::ReadSetup)?;
         Ok((
             profile,
             ClientAuth {
@@ -455,12 +422,29 @@ impl TokenService {
         ))
     }
 
+    /// The state `event` takes the account to, or the machine's refusal (logged): then the
+    /// caller writes nothing.
+    fn next_state(account: &Account, event: AccountEvent) -> Result<AccountState, RefreshError> {
+        transition(account.state, event).map_err(|refused| {
+            tracing::error!(account = account.id.0, error = %refused, "refusing an account state change");
+            RefreshError::Illegal(refused)
+        })
+    }
+
     async fn stored(&self, account: &Account, grant: &Grant) -> RefreshOutcome {
-        if let Err(e) = self.store.store_refreshed(account.id, &grant.tokens).await {
+        let state = match Self::next_state(account, AccountEvent::Refreshed) {
+            Ok(state) => state,
+            Err(error) => return RefreshOutcome::Permanent { error },
+        };
+        if let Err(e) = self
+            .store
+            .record_refresh(account.id, &grant.tokens, state)
+            .await
+        {
             // The provider may have rotated the refresh token; we could not keep it. Retry soon.
             tracing::error!(account = account.id.0, error = %e, "cannot store refreshed tokens");
             return RefreshOutcome::Transient {
-                message: e.to_string(),
+                error: RefreshError::Store(e),
                 next_attempt_at: now_millis() + 5_000,
             };
         }
@@ -479,7 +463,7 @@ impl TokenService {
         }
     }
 
-    async fn transient(&self, account: &Account, e: &OAuthError) -> RefreshOutcome {
+    async fn transient(&self, account: &Account, e: RefreshError) -> RefreshOutcome {
         let failures = u32::try_from(account.failure_count.max(0)).unwrap_or(u32::MAX);
         let backoff = Duration::from_secs(30)
             .saturating_mul(2u32.saturating_pow(failures.min(10)))
@@ -492,7 +476,10 @@ impl TokenService {
             });
         let next = now_millis() + wait;
         let message = e.to_string();
-        if matches!(e, OAuthError::Http { status: 429, .. }) {
+        if matches!(
+            e,
+            RefreshError::Provider(OAuthError::Http { status: 429, .. })
+        ) {
             let first = self
                 .throttled
                 .lock()
@@ -505,28 +492,34 @@ impl TokenService {
             }
         }
         tracing::warn!(account = account.id.0, error = %message, retry_in_ms = wait, "token refresh failed; will retry");
-        if let Err(se) = self
-            .store
-            .record_transient_failure(account.id, &message, next)
-            .await
-        {
-            tracing::error!(account = account.id.0, error = %se, "cannot record the refresh failure");
-        }
-        if account.state != AccountState::Failing {
-            self.event(account, Level::Warn, "account.failing", message.clone())
-                .await;
+        if let Ok(state) = Self::next_state(account, AccountEvent::RefreshFailedTransient) {
+            if let Err(se) = self
+                .store
+                .record_transient_failure(account.id, state, &message, next)
+                .await
+            {
+                tracing::error!(account = account.id.0, error = %se, "cannot record the refresh failure");
+            }
+            if account.state != AccountState::Failing {
+                self.event(account, Level::Warn, "account.failing", message)
+                    .await;
+            }
         }
         RefreshOutcome::Transient {
-            message,
+            error: e,
             next_attempt_at: next,
         }
     }
 
-    async fn permanent_failure(&self, account: &Account, message: &str) -> RefreshOutcome {
+    async fn permanent_failure(&self, account: &Account, e: RefreshError) -> RefreshOutcome {
+        let message = e.to_string();
         tracing::warn!(account = account.id.0, error = %message, "token refresh refused; the account needs a new sign-in");
+        let Ok(state) = Self::next_state(account, AccountEvent::RefreshRejected) else {
+            return RefreshOutcome::Permanent { error: e };
+        };
         match self
             .store
-            .mark_needs_reauth(account.id, message, PAUSED_NEEDS_REAUTH)
+            .lose_grant(account.id, state, &message, PAUSED_NEEDS_REAUTH)
             .await
         {
             Ok(Some(paused)) => {
@@ -543,19 +536,17 @@ impl TokenService {
                     mailbox: account.mailbox.clone(),
                     application: account.application_name.clone(),
                     receiver: None,
-                    reason: message.to_owned(),
+                    reason: message,
                     at: now_millis(),
                 };
                 self.notifier.send(&notice).await;
             }
             Ok(None) => {}
-            Err(e) => {
-                tracing::error!(account = account.id.0, error = %e, "cannot mark the account");
+            Err(se) => {
+                tracing::error!(account = account.id.0, error = %se, "cannot mark the account");
             }
         }
-        RefreshOutcome::Permanent {
-            message: message.to_owned(),
-        }
+        RefreshOutcome::Permanent { error: e }
     }
 
     async fn event(&self, account: &Account, level: Level, kind: &'static str, message: String) {

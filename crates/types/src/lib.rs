@@ -105,19 +105,38 @@ named_enum!(
 );
 
 named_enum!(
-    /// The health of an account's tokens. Only `Active` and `Failing` accounts serve tokens.
+    /// The health of an account's grant. Only the token service changes it, and only to the
+    /// state its machine gives (`oauthimap_tokens::transition`, whose module holds the full
+    /// table); the store writes the state it is given. Accounts in `Active` and `Failing` serve
+    /// and refresh tokens; the others wait for a person to sign in again.
     AccountState, "account state" {
-        /// Tokens are valid or renewable.
+        /// The grant works: the access token is valid or renewable. Entered by a sign-in (new
+        /// or again) and by every successful refresh. Left when a refresh fails transiently
+        /// (`Failing`) or for good (`NeedsReauth`), or when the application's client ID or
+        /// tenant changes (`Revoked`).
         Active = "active",
-        /// A refresh is under way.
+        /// Reserved; never written: single flight is an in-process lock plus a database lease,
+        /// not a stored state. Treated like `Active` if read. Kept only while readers still
+        /// match on it (the overview's attention list).
         Refreshing = "refreshing",
-        /// Recent refreshes failed transiently; the token is kept and retried with backoff.
+        /// Recent refreshes failed transiently (network, timeout, HTTP 408/429/5xx): the
+        /// current token is kept while it lasts, and refreshes are retried with back-off
+        /// (`failure_count`, `next_attempt_at`). Left by a successful refresh (`Active`, event
+        /// `account.recovered`), a permanent failure (`NeedsReauth`), a sign-in (`Active`) or
+        /// a revocation (`Revoked`).
         Failing = "failing",
-        /// The provider refused the refresh token for good; a human must sign in again.
+        /// The provider refused the grant for good (`invalid_grant` after one retry,
+        /// `invalid_client`, ...) or a refresh cannot be attempted (no refresh token,
+        /// application deactivated): the access token is dropped, the account's receivers
+        /// paused, a person notified once. Serves no tokens. Left only by a sign-in (`Active`,
+        /// receivers resumed) or a revocation.
         NeedsReauth = "needs_reauth",
-        /// The grant was revoked (by the provider, or because the application changed).
+        /// The grant was dropped because an administrator changed the application's client ID
+        /// or tenant: tokens deleted, receivers switched off. Serves no tokens. Left only by a
+        /// sign-in (`Active`).
         Revoked = "revoked",
-        /// Switched off by an administrator.
+        /// Reserved; never written (nothing switches an account off: receivers are switched
+        /// off instead). Serves no tokens if read. Kept only while readers still match on it.
         Disabled = "disabled",
     }
 );
