@@ -366,13 +366,7 @@ impl Store {
         );
         let now = now_millis();
         let synced = self.backend() == crate::Backend::Sqlite;
-        // SQLite runs one writer at a time; PostgreSQL locks the lease row until the commit, so
-        // a takeover waits for this transaction or this transaction sees the takeover.
-        let fence_sql = if synced {
-            "SELECT epoch FROM leases WHERE name = $1 AND holder = $2"
-        } else {
-            "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 FOR UPDATE"
-        };
+        let (begin, fence_sql) = ledger_batch_sql(synced);
         let rows: Option<Vec<LedgerRow>> = on_db!(self.db(), |pool| {
             let mut conn = pool
                 .acquire()
@@ -385,7 +379,7 @@ impl Store {
                     .map_err(StoreError::db("record the deliveries"))?;
             }
             let rows = async {
-                let mut tx = sqlx::Acquire::begin(&mut conn).await?;
+                let mut tx = sqlx::Connection::begin_with(&mut *conn, begin).await?;
                 if let Some(f) = fence {
                     let epoch: Option<i64> = sqlx::query_scalar(fence_sql)
                         .bind(&f.lease)
@@ -748,5 +742,27 @@ impl Store {
         .fetch_one(pool)
         .await
         .map_err(StoreError::db("count the messages"))?))
+    }
+}
+
+/// How a ledger batch starts its transaction and checks its fence, on SQLite (`synced`) or
+/// PostgreSQL.
+///
+/// SQLite runs one writer at a time and takes the write lock first (see `BeginWrite`): a deferred
+/// transaction that reads the lease and then writes fails at once with "database is locked" when
+/// another connection committed in between, whatever the busy timeout. PostgreSQL locks the lease
+/// row until the commit, so a takeover waits for this transaction or this transaction sees the
+/// takeover.
+fn ledger_batch_sql(synced: bool) -> (&'static str, &'static str) {
+    if synced {
+        (
+            "BEGIN IMMEDIATE",
+            "SELECT epoch FROM leases WHERE name = $1 AND holder = $2",
+        )
+    } else {
+        (
+            "BEGIN",
+            "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 FOR UPDATE",
+        )
     }
 }
