@@ -17,7 +17,9 @@ mod gateway;
 mod import;
 mod keys;
 pub mod limits;
+mod message_view;
 mod outbound;
+mod overview;
 mod receivers;
 mod signin;
 
@@ -46,6 +48,7 @@ pub use gateway::{
 };
 pub use import::{CollectorTarget, GlpiImport, ImportLine};
 pub use keys::{KeyRotation, KeyStatus};
+pub use message_view::{MailAddress, MailContent, MessageAttachment, MessageView, SafeHtml};
 pub use oauthimap_collector::{Collector, CollectorSettings, PassSummary, ProgressEvent, SinkWait};
 pub use oauthimap_config as config;
 pub use oauthimap_crypto as crypto;
@@ -54,6 +57,10 @@ pub use oauthimap_oauth as oauth;
 pub use oauthimap_store as store;
 pub use oauthimap_tokens as tokens;
 pub use oauthimap_types as types;
+pub use overview::{
+    AccountGroup, Attention, AttentionKind, AttentionSubject, GettingStarted, HealthReport, Severity,
+    WARNING_WINDOW_DAYS,
+};
 pub use receivers::ReceiverInput;
 pub use signin::{CallbackParams, SignInStart, SignedIn};
 

@@ -231,6 +231,19 @@ named_enum!(
     }
 );
 
+impl Provider {
+    /// How long the provider keeps a refresh token that goes unused before it drops it
+    /// (Microsoft: 90 days of inactivity; Google: six months unused), or `None` when unknown.
+    pub fn refresh_token_idle_lifetime(self) -> Option<std::time::Duration> {
+        const DAY: u64 = 86_400;
+        match self {
+            Provider::Microsoft => Some(std::time::Duration::from_secs(90 * DAY)),
+            Provider::Google => Some(std::time::Duration::from_secs(180 * DAY)),
+            Provider::Generic => None,
+        }
+    }
+}
+
 impl AccountState {
     /// The words shown to people (the stable name stays in `--json` and REST).
     pub fn label(self) -> &'static str {
