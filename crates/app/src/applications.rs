@@ -11,8 +11,9 @@ use std::fmt::Write;
 use oauthimap_oauth::Profile;
 use oauthimap_store::{
     Application, ApplicationCascade, ApplicationFields, CascadeReport, Endpoints, Level, NewEvent,
-    SecretChange,
+    Revocation, SecretChange,
 };
+use oauthimap_tokens::{AccountEvent, change_for};
 use oauthimap_types::{Cloud, EpochMillis, Provider};
 use secrecy::SecretString;
 use serde::Serialize;
@@ -214,6 +215,54 @@ fn merge(base: Option<&ApplicationFields>, input: &ApplicationInput) -> Result<A
     Ok(fields)
 }
 
+/// What else changing an application from `old` to `new` must change (the seed's rules), and
+/// the settings whose change revokes its accounts (none when it has no accounts): a new
+/// provider, cloud, client ID, tenant or endpoint set revokes them through the token service's
+/// state machine (the change it gives for [`AccountEvent::Revoked`]) and stops their receivers;
+/// switching the application off stops its receivers, switching it back on (without such a
+/// change) brings back those it stopped.
+fn cascade_for(
+    old: &ApplicationFields,
+    new: &ApplicationFields,
+    account_count: i64,
+) -> (ApplicationCascade, Vec<&'static str>) {
+    let mut grant_changes = Vec::new();
+    if old.provider != new.provider {
+        grant_changes.push("provider");
+    }
+    if old.cloud != new.cloud {
+        grant_changes.push("cloud");
+    }
+    if old.client_id != new.client_id {
+        grant_changes.push("client ID");
+    }
+    if old.tenant != new.tenant {
+        grant_changes.push("tenant");
+    }
+    if old.endpoints != new.endpoints {
+        grant_changes.push("endpoints");
+    }
+    let mut cascade = ApplicationCascade::default();
+    if !grant_changes.is_empty() && account_count > 0 {
+        let why = format!(
+            "the application's {} changed, so its authorizations no longer apply; authorize again",
+            grant_changes.join(", ")
+        );
+        cascade.revoke_accounts = Some(Revocation {
+            change: change_for(AccountEvent::Revoked),
+            reason: why.clone(),
+        });
+        cascade.deactivate_receivers = Some(why);
+    }
+    if old.active && !new.active {
+        cascade.deactivate_receivers = Some(PAUSED_APP_INACTIVE.into());
+    }
+    if !old.active && new.active && cascade.revoke_accounts.is_none() {
+        cascade.reactivate_paused_for = Some(PAUSED_APP_INACTIVE.into());
+    }
+    (cascade, grant_changes)
+}
+
 /// The provider profile an application's fields describe.
 pub(crate) fn profile_of(f: &ApplicationFields) -> Result<Profile> {
     Ok(oauthimap_tokens::profile_of(f)?)
@@ -303,40 +352,9 @@ impl App {
             (None, true) => SecretChange::Clear,
             (None, false) => SecretChange::Keep,
         };
-        let o = &old.fields;
-        let mut grant_changes = Vec::new();
-        if o.provider != new.provider {
-            grant_changes.push("provider");
-        }
-        if o.cloud != new.cloud {
-            grant_changes.push("cloud");
-        }
-        if o.client_id != new.client_id {
-            grant_changes.push("client ID");
-        }
-        if o.tenant != new.tenant {
-            grant_changes.push("tenant");
-        }
-        if o.endpoints != new.endpoints {
-            grant_changes.push("endpoints");
-        }
-        let mut cascade = ApplicationCascade::default();
-        if !grant_changes.is_empty() && old.account_count > 0 {
-            let why = format!(
-                "the application's {} changed, so its authorizations no longer apply; authorize again",
-                grant_changes.join(", ")
-            );
-            cascade.revoke_accounts = Some(why.clone());
-            cascade.deactivate_receivers = Some(why);
-        }
+        let (cascade, grant_changes) = cascade_for(&old.fields, &new, old.account_count);
         if cascade.revoke_accounts.is_some() && !input.confirm {
             return Err(self.revocation_impact(old.id, &grant_changes).await?);
-        }
-        if o.active && !new.active {
-            cascade.deactivate_receivers = Some(PAUSED_APP_INACTIVE.into());
-        }
-        if !o.active && new.active && cascade.revoke_accounts.is_none() {
-            cascade.reactivate_paused_for = Some(PAUSED_APP_INACTIVE.into());
         }
         let (app, report) = self
             .store()
@@ -508,5 +526,122 @@ impl App {
             })
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oauthimap_types::{AccountState, StateChange};
+
+    use super::*;
+
+    fn fields() -> ApplicationFields {
+        ApplicationFields {
+            name: "Helpdesk".into(),
+            active: true,
+            provider: Provider::Microsoft,
+            cloud: Cloud::Global,
+            client_id: "11111111-2222-3333-4444-555555555555".into(),
+            tenant: Some("contoso.onmicrosoft.com".into()),
+            endpoints: Endpoints::default(),
+            scopes: None,
+            secret_expires_at: None,
+            comment: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_new_client_id_or_tenant_revokes_every_account_through_the_state_machine() {
+        let old = fields();
+        let mut new = fields();
+        new.client_id = "99999999-2222-3333-4444-555555555555".into();
+        new.tenant = Some("fabrikam.onmicrosoft.com".into());
+        let (cascade, changed) = cascade_for(&old, &new, 2);
+        assert_eq!(changed, ["client ID", "tenant"]);
+        let why = "the application's client ID, tenant changed, so its authorizations no longer \
+                   apply; authorize again";
+        let revocation = cascade.revoke_accounts.expect("accounts are revoked");
+        // Whatever state an account is in, it ends revoked: what the machine says.
+        assert_eq!(
+            revocation.change,
+            StateChange {
+                from: AccountState::ALL.to_vec(),
+                to: AccountState::Revoked,
+            }
+        );
+        for from in AccountState::ALL {
+            assert_eq!(
+                oauthimap_tokens::transition(*from, AccountEvent::Revoked),
+                Ok(revocation.change.to)
+            );
+        }
+        assert_eq!(revocation.reason, why);
+        assert_eq!(cascade.deactivate_receivers.as_deref(), Some(why));
+        assert_eq!(cascade.reactivate_paused_for, None);
+    }
+
+    #[test]
+    fn without_accounts_or_grant_changes_nothing_is_revoked() {
+        let old = fields();
+        let mut new = fields();
+        new.client_id = "99999999-2222-3333-4444-555555555555".into();
+        let (cascade, changed) = cascade_for(&old, &new, 0);
+        assert_eq!(changed, ["client ID"]);
+        assert_eq!(cascade, ApplicationCascade::default());
+        // A new name, comment or secret expiry keeps every authorization.
+        new = fields();
+        new.name = "Support".into();
+        new.comment = "renamed".into();
+        new.secret_expires_at = Some(1);
+        let (cascade, changed) = cascade_for(&old, &new, 5);
+        assert!(changed.is_empty());
+        assert_eq!(cascade, ApplicationCascade::default());
+    }
+
+    #[test]
+    fn switching_off_stops_receivers_and_switching_on_brings_them_back() {
+        let on = fields();
+        let off = ApplicationFields {
+            active: false,
+            ..fields()
+        };
+        let (cascade, _) = cascade_for(&on, &off, 3);
+        assert_eq!(
+            cascade,
+            ApplicationCascade {
+                deactivate_receivers: Some(PAUSED_APP_INACTIVE.into()),
+                ..ApplicationCascade::default()
+            }
+        );
+        let (cascade, _) = cascade_for(&off, &on, 3);
+        assert_eq!(
+            cascade,
+            ApplicationCascade {
+                reactivate_paused_for: Some(PAUSED_APP_INACTIVE.into()),
+                ..ApplicationCascade::default()
+            }
+        );
+        // Back on with a new client ID: the accounts are revoked, so nothing comes back.
+        let moved = ApplicationFields {
+            client_id: "99999999-2222-3333-4444-555555555555".into(),
+            ..on
+        };
+        let (cascade, _) = cascade_for(&off, &moved, 3);
+        assert!(cascade.revoke_accounts.is_some());
+        assert_eq!(cascade.reactivate_paused_for, None);
+        // Off with a new client ID: revoked, and the receivers stopped as the application is off.
+        let (cascade, _) = cascade_for(
+            &fields(),
+            &ApplicationFields {
+                active: false,
+                ..moved
+            },
+            3,
+        );
+        assert!(cascade.revoke_accounts.is_some());
+        assert_eq!(
+            cascade.deactivate_receivers.as_deref(),
+            Some(PAUSED_APP_INACTIVE)
+        );
     }
 }

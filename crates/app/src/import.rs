@@ -448,6 +448,8 @@ fn plan(
         });
         accounts.push(ImportedAccount {
             mailbox: a.email.trim().to_owned(),
+            // The plugin's grant is a sign-in's: the account starts where a sign-in leaves one.
+            state: oauthimap_tokens::new_account_state(),
             refresh_token,
             access,
         });

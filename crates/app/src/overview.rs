@@ -333,10 +333,9 @@ fn account_attention(
             Severity::Warning,
             AttentionKind::RenewalsFail { last_error },
         )),
-        AccountState::Active | AccountState::Refreshing => {
+        AccountState::Active => {
             idle_refresh_token(now, a, provider).map(|kind| (Severity::Warning, kind))
         }
-        AccountState::Disabled => None,
     }
 }
 
@@ -542,7 +541,16 @@ mod tests {
         );
         assert_eq!(items[0].reauthorize(), Some(AccountId(7)));
         assert_eq!(items[1].severity, Severity::Warning);
-        let items = attention(now, &[], &[account(AccountState::Disabled, None)], &[]);
+        let items = attention(now, &[], &[account(AccountState::Revoked, None)], &[]);
+        assert_eq!(items[0].severity, Severity::Error);
+        assert_eq!(
+            items[0].kind,
+            AttentionKind::Revoked {
+                last_error: Some("invalid_grant".into())
+            }
+        );
+        // An active account of an unknown provider needs nobody.
+        let items = attention(now, &[], &[account(AccountState::Active, None)], &[]);
         assert!(items.is_empty());
     }
 

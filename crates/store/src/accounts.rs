@@ -2,7 +2,9 @@
 //! access and refresh tokens and its health.
 
 use crate::BeginWrite as _;
-use oauthimap_types::{AccountId, AccountState, AppId, GrantKind, TokenSet, now_millis};
+use oauthimap_types::{
+    AccountId, AccountState, AppId, GrantKind, StateChange, TokenSet, now_millis,
+};
 use secrecy::SecretString;
 
 use crate::models::Account;
@@ -313,23 +315,56 @@ impl Store {
     }
 }
 
+/// `state IN ($first, $first + 1, ...)`: the guard of a [`StateChange`], one parameter per state
+/// it may leave from, to bind after the statement's other parameters ([`bind_from`]). `FALSE`
+/// for a change that leaves from nowhere.
+pub(crate) fn state_in(first: usize, change: &StateChange) -> String {
+    if change.from.is_empty() {
+        return "FALSE".to_owned();
+    }
+    let params: Vec<String> = (first..first + change.from.len())
+        .map(|n| format!("${n}"))
+        .collect();
+    format!("state IN ({})", params.join(", "))
+}
+
+/// Binds the states of [`state_in`]'s guard, in order.
+macro_rules! bind_from {
+    ($query:expr, $change:expr) => {{
+        let mut query = $query;
+        for state in &$change.from {
+            query = query.bind(state.as_str());
+        }
+        query
+    }};
+}
+pub(crate) use bind_from;
+
 impl Store {
-    /// [`Store::record_refresh`] into `active`, the state a refresh gives from every state that
-    /// refreshes: for tests and tools that plant tokens.
+    /// [`Store::record_refresh`] into `active` whatever the account's state: for tests and tools
+    /// that plant tokens (the token service's writes are guarded).
     pub async fn store_refreshed(&self, id: AccountId, tokens: &TokenSet) -> Result<()> {
-        self.record_refresh(id, tokens, AccountState::Active).await
+        let anywhere = StateChange {
+            from: AccountState::ALL.to_vec(),
+            to: AccountState::Active,
+        };
+        self.record_refresh(id, tokens, &anywhere).await.map(|_| ())
     }
 
-    /// Stores a refreshed grant and the account's new `state` (computed by the token service's
-    /// state machine) in one statement, clearing failures: the rotated refresh token (when the
-    /// provider sent one; else the old one stays) is persisted together with the new access
-    /// token, so a crash can never keep an access token whose refresh token was lost.
+    /// Stores a refreshed grant and the account's new state (`change`, computed by the token
+    /// service's state machine) in one statement, clearing failures: the rotated refresh token
+    /// (when the provider sent one; else the old one stays) is persisted together with the new
+    /// access token, so a crash can never keep an access token whose refresh token was lost.
+    ///
+    /// Only an account still in one of `change.from` is written: `Ok(false)` when it moved on
+    /// meanwhile (revoked, or marked for a new sign-in, while the refresh was under way); the
+    /// tokens are then dropped, not stored.
     pub async fn record_refresh(
         &self,
         id: AccountId,
         tokens: &TokenSet,
-        state: AccountState,
-    ) -> Result<()> {
+        change: &StateChange,
+    ) -> Result<bool> {
         let now = now_millis();
         let access = self.seal("accounts", "access_token", id.0, &tokens.access_token)?;
         let refresh = tokens
@@ -337,87 +372,107 @@ impl Store {
             .as_ref()
             .map(|t| self.seal("accounts", "refresh_token", id.0, t))
             .transpose()?;
-        let n = on_db!(self.db(), |pool| sqlx::query(
+        let sql = format!(
             "UPDATE accounts SET access_token = $1, access_expires_at = $2, \
              refresh_token = COALESCE($3, refresh_token), \
              refresh_issued_at = CASE WHEN $3 IS NULL THEN refresh_issued_at ELSE $4 END, \
              refresh_last_used_at = $4, last_refresh_at = $4, state = $6, failure_count = 0, \
-             next_attempt_at = NULL, last_error = NULL, updated_at = $4 WHERE id = $5"
+             next_attempt_at = NULL, last_error = NULL, updated_at = $4 WHERE id = $5 AND {}",
+            state_in(7, change)
+        );
+        let n = on_db!(self.db(), |pool| bind_from!(
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(access)
+                .bind(tokens.expires_at)
+                .bind(refresh)
+                .bind(now)
+                .bind(id.0)
+                .bind(change.to.as_str()),
+            change
         )
-        .bind(access)
-        .bind(tokens.expires_at)
-        .bind(refresh)
-        .bind(now)
-        .bind(id.0)
-        .bind(state.as_str())
         .execute(pool)
         .await
         .map_err(StoreError::db("store the refreshed tokens"))?
         .rows_affected());
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "account",
-                key: id.to_string(),
-            });
+        self.written_or_moved_on(id, n).await
+    }
+
+    /// `Ok(true)` when a guarded write changed the account's row, `Ok(false)` when the account
+    /// exists but was not in a state the write leaves from, `NotFound` when it is gone.
+    async fn written_or_moved_on(&self, id: AccountId, rows: u64) -> Result<bool> {
+        if rows > 0 {
+            return Ok(true);
         }
-        Ok(())
+        self.account(id).await.map(|_| false)
     }
 
     /// Notes a transient refresh failure: the token is kept, the failure counted, the next
-    /// attempt scheduled, the account put in `state` (computed by the token service's state
-    /// machine). Returns the failure count.
+    /// attempt scheduled, the account put in `change.to` (computed by the token service's state
+    /// machine). Returns the failure count, or `None` when the account was no longer in one of
+    /// `change.from` (it moved on meanwhile; nothing was written).
     pub async fn record_transient_failure(
         &self,
         id: AccountId,
-        state: AccountState,
+        change: &StateChange,
         error: &str,
         next_attempt_at: i64,
-    ) -> Result<i64> {
-        let count: Option<i64> = on_db!(self.db(), |pool| {
-            sqlx::query_scalar(
+    ) -> Result<Option<i64>> {
+        let sql = format!(
             "UPDATE accounts SET state = $5, failure_count = failure_count + 1, last_error = $1, \
-             next_attempt_at = $2, updated_at = $3 WHERE id = $4 RETURNING failure_count"
-        )
-        .bind(error)
-        .bind(next_attempt_at)
-        .bind(now_millis())
-        .bind(id.0)
-        .bind(state.as_str())
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::db("record the refresh failure"))?
+             next_attempt_at = $2, updated_at = $3 WHERE id = $4 AND {} RETURNING failure_count",
+            state_in(6, change)
+        );
+        let count: Option<i64> = on_db!(self.db(), |pool| {
+            bind_from!(
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(error)
+                    .bind(next_attempt_at)
+                    .bind(now_millis())
+                    .bind(id.0)
+                    .bind(change.to.as_str()),
+                change
+            )
+            .fetch_optional(pool)
+            .await
+            .map_err(StoreError::db("record the refresh failure"))?
         });
-        count.ok_or_else(|| StoreError::NotFound {
-            what: "account",
-            key: id.to_string(),
-        })
+        if count.is_none() {
+            self.account(id).await?;
+        }
+        Ok(count)
     }
 
-    /// Records that an account lost its grant: puts it in `state` (computed by the token
+    /// Records that an account lost its grant: puts it in `change.to` (computed by the token
     /// service's state machine: `needs_reauth`), drops its access token, notes `error` and pauses
     /// its active receivers with `reason`, in one transaction. Returns how many receivers were
-    /// paused, or `None` if the account was in `state` already (so callers notify once).
+    /// paused, or `None` if the account was not in one of `change.from` (already in that state,
+    /// or revoked meanwhile: nothing was written, so callers notify once).
     pub async fn lose_grant(
         &self,
         id: AccountId,
-        state: AccountState,
+        change: &StateChange,
         error: &str,
         reason: &str,
     ) -> Result<Option<u64>> {
         let now = now_millis();
+        let sql = format!(
+            "UPDATE accounts SET state = $4, access_token = NULL, access_expires_at = NULL, \
+             last_error = $1, next_attempt_at = NULL, updated_at = $2 WHERE id = $3 AND {}",
+            state_in(5, change)
+        );
         Ok(on_db!(self.db(), |pool| {
             let mut tx = pool
                 .begin_write()
                 .await
                 .map_err(StoreError::db("start a transaction"))?;
-            let changed = sqlx::query(
-                "UPDATE accounts SET state = $4, access_token = NULL, access_expires_at = NULL, \
-                 last_error = $1, next_attempt_at = NULL, updated_at = $2 WHERE id = $3 AND state <> $4",
+            let changed = bind_from!(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(error)
+                    .bind(now)
+                    .bind(id.0)
+                    .bind(change.to.as_str()),
+                change
             )
-            .bind(error)
-            .bind(now)
-            .bind(id.0)
-            .bind(state.as_str())
             .execute(&mut *tx)
             .await
             .map_err(StoreError::db("mark the account"))?

@@ -1,9 +1,10 @@
 //! OAuth applications: create, read, update with cascades, delete, and the sealed client secret.
 
 use crate::BeginWrite as _;
-use oauthimap_types::{AppId, now_millis};
+use oauthimap_types::{AccountState, AppId, GrantKind, now_millis};
 use secrecy::SecretString;
 
+use crate::accounts::{bind_from, state_in};
 use crate::models::{
     Application, ApplicationCascade, ApplicationFields, CascadeReport, Endpoints, SecretChange,
 };
@@ -216,15 +217,22 @@ impl Store {
                         .map_err(StoreError::db("store the client secret"))?;
                 }
             }
-            if let Some(reason) = &cascade.revoke_accounts {
-                report.accounts_revoked = sqlx::query(
-                    "UPDATE accounts SET state = 'revoked', access_token = NULL, access_expires_at = NULL, \
+            if let Some(revocation) = &cascade.revoke_accounts {
+                let change = &revocation.change;
+                let sql = format!(
+                    "UPDATE accounts SET state = $4, access_token = NULL, access_expires_at = NULL, \
                      refresh_token = NULL, refresh_issued_at = NULL, last_error = $1, updated_at = $2 \
-                     WHERE application_id = $3",
+                     WHERE application_id = $3 AND {}",
+                    state_in(5, change)
+                );
+                report.accounts_revoked = bind_from!(
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(&revocation.reason)
+                        .bind(now)
+                        .bind(id.0)
+                        .bind(change.to.as_str()),
+                    change
                 )
-                .bind(reason)
-                .bind(now)
-                .bind(id.0)
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::db("revoke the application's accounts"))?
@@ -287,6 +295,9 @@ impl Store {
 #[derive(Debug, Clone)]
 pub struct ImportedAccount {
     pub mailbox: String,
+    /// The state it starts in: the token service's state machine gives it (a new account is in
+    /// the state a sign-in leaves it in).
+    pub state: AccountState,
     pub refresh_token: SecretString,
     /// The access token and its expiry, when it is still valid.
     pub access: Option<(SecretString, i64)>,
@@ -331,12 +342,14 @@ impl Store {
             for a in accounts {
                 let account: i64 = sqlx::query_scalar(
                     "INSERT INTO accounts (application_id, identity, mailbox, grant_kind, state, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'authorization_code', 'active', $4, $4) RETURNING id",
+                     VALUES ($1, $2, $3, $5, $6, $4, $4) RETURNING id",
                 )
                 .bind(id)
                 .bind(a.mailbox.to_lowercase())
                 .bind(&a.mailbox)
                 .bind(now)
+                .bind(GrantKind::AuthorizationCode.as_str())
+                .bind(a.state.as_str())
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(StoreError::unique("an account for", &a.mailbox, "import the account"))?;

@@ -55,11 +55,20 @@ pub struct Application {
 pub struct ApplicationCascade {
     /// Deactivate every receiver of the application, with this reason.
     pub deactivate_receivers: Option<String>,
-    /// Drop every account's tokens and mark it revoked, with this reason.
-    pub revoke_accounts: Option<String>,
+    /// Drop every account's tokens and move it to the revoked state, with a reason.
+    pub revoke_accounts: Option<Revocation>,
     /// Re-activate the receivers that were paused with exactly this reason and still have an
     /// account.
     pub reactivate_paused_for: Option<String>,
+}
+
+/// The accounts of an application lose their grants: each one still in one of `change.from`
+/// moves to `change.to` (the token service's state machine gives both) with `reason` as its last
+/// error, and its tokens are dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub change: oauthimap_types::StateChange,
+    pub reason: String,
 }
 
 /// What an application update did beyond the application row.

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use oauthimap_crypto::KeyRing;
 use oauthimap_store::{
     ApplicationCascade, ApplicationFields, Backend, Endpoints, Level, NewEvent, ReceiverFields,
-    SecretChange, Store, StoreError,
+    Revocation, SecretChange, Store, StoreError,
 };
 use oauthimap_testkit::TestDb;
 use oauthimap_types::{
     AccountState, AfterDelivery, AppId, Cloud, GrantKind, Mechanism, Provider, Security, SinkKind,
-    TokenSet, Trigger, now_millis,
+    StateChange, TokenSet, Trigger, now_millis,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -68,6 +68,23 @@ fn tokens(access: &str, refresh: Option<&str>) -> TokenSet {
         expires_at: now_millis() + 3_600_000,
         refresh_token: refresh.map(|r| SecretString::from(r.to_owned())),
         scopes: "https://outlook.office.com/IMAP.AccessAsUser.All offline_access".into(),
+    }
+}
+
+/// The guarded writes the token service's state machine gives (`oauthimap_tokens::change_for`;
+/// spelled out here, as the store's contract is to write what it is given): a refresh and its
+/// failures leave only from the states that serve tokens, a revocation from anywhere.
+fn serving_to(to: AccountState) -> StateChange {
+    StateChange {
+        from: vec![AccountState::Active, AccountState::Failing],
+        to,
+    }
+}
+
+fn revoked_from_anywhere() -> StateChange {
+    StateChange {
+        from: AccountState::ALL.to_vec(),
+        to: AccountState::Revoked,
     }
 }
 
@@ -321,7 +338,10 @@ async fn application_cascades(backend: Backend) {
     f.client_id = "new-client".into();
     let cascade = ApplicationCascade {
         deactivate_receivers: Some("client ID changed".into()),
-        revoke_accounts: Some("client ID changed: authorize again".into()),
+        revoke_accounts: Some(Revocation {
+            change: revoked_from_anywhere(),
+            reason: "client ID changed: authorize again".into(),
+        }),
         reactivate_paused_for: None,
     };
     let (_, report) = store
@@ -377,10 +397,10 @@ async fn account_states_are_written_as_given(backend: Backend) {
     let next = now_millis() + 60_000;
     for n in 1..=2 {
         let count = store
-            .record_transient_failure(acc.id, AccountState::Failing, "HTTP 503", next)
+            .record_transient_failure(acc.id, &serving_to(AccountState::Failing), "HTTP 503", next)
             .await
             .unwrap();
-        assert_eq!(count, n);
+        assert_eq!(count, Some(n));
     }
     let a = store.account(acc.id).await.unwrap();
     assert_eq!(a.state, AccountState::Failing);
@@ -396,10 +416,15 @@ async fn account_states_are_written_as_given(backend: Backend) {
         .unwrap();
     assert!(due.is_empty(), "{due:?}");
 
-    store
-        .record_refresh(acc.id, &tokens("fresh", None), AccountState::Active)
+    let written = store
+        .record_refresh(
+            acc.id,
+            &tokens("fresh", None),
+            &serving_to(AccountState::Active),
+        )
         .await
         .unwrap();
+    assert!(written);
     let a = store.account(acc.id).await.unwrap();
     assert_eq!(
         (a.state, a.failure_count, a.next_attempt_at, a.last_error),
@@ -416,17 +441,27 @@ async fn account_states_are_written_as_given(backend: Backend) {
     assert_eq!(due, [(acc.id, app.id)], "an active account is refreshed");
 
     let paused = store
-        .lose_grant(acc.id, AccountState::NeedsReauth, "invalid_grant", "reauth")
+        .lose_grant(
+            acc.id,
+            &serving_to(AccountState::NeedsReauth),
+            "invalid_grant",
+            "reauth",
+        )
         .await
         .unwrap();
     assert_eq!(paused, Some(1));
     let again = store
-        .lose_grant(acc.id, AccountState::NeedsReauth, "invalid_grant", "reauth")
+        .lose_grant(
+            acc.id,
+            &serving_to(AccountState::NeedsReauth),
+            "invalid_grant",
+            "reauth",
+        )
         .await
         .unwrap();
     assert_eq!(
         again, None,
-        "already in that state: nothing to do, nobody to notify"
+        "no longer in a state it leaves from: nothing to do, nobody to notify"
     );
     let a = store.account(acc.id).await.unwrap();
     assert_eq!(a.state, AccountState::NeedsReauth);
@@ -443,6 +478,128 @@ async fn account_states_are_written_as_given(backend: Backend) {
         due.is_empty(),
         "an account that lost its grant is not refreshed"
     );
+    t.cleanup().await;
+}
+
+/// A refresh that ends after the account was revoked (an administrator changed the client ID
+/// while the provider answered) does not bring it back: the guarded write changes no row, says
+/// so, and stores none of the late tokens; neither does a late transient failure nor a late
+/// rejection (which would otherwise turn `revoked` into `needs_reauth` and pause receivers).
+/// A sign-in still repairs it.
+async fn late_refresh_results_do_not_revive_a_revoked_account(backend: Backend) {
+    let (t, store) = setup(backend).await;
+    let app = store
+        .insert_application(&app_fields("A"), None)
+        .await
+        .unwrap();
+    let (acc, _) = store
+        .upsert_account(
+            app.id,
+            "u@x",
+            "u@x",
+            GrantKind::AuthorizationCode,
+            &tokens(ACCESS, Some(REFRESH)),
+        )
+        .await
+        .unwrap();
+    let r = store
+        .insert_receiver(&receiver_fields("r1", app.id, Some(acc.id)), None)
+        .await
+        .unwrap();
+    // The refresh starts from `active`; meanwhile the application's client ID changes.
+    let mut f = app.fields.clone();
+    f.client_id = "new-client".into();
+    let cascade = ApplicationCascade {
+        revoke_accounts: Some(Revocation {
+            change: revoked_from_anywhere(),
+            reason: "client ID changed: authorize again".into(),
+        }),
+        ..ApplicationCascade::default()
+    };
+    let (_, report) = store
+        .update_application(app.id, &f, &SecretChange::Keep, &cascade)
+        .await
+        .unwrap();
+    assert_eq!(report.accounts_revoked, 1);
+
+    let written = store
+        .record_refresh(
+            acc.id,
+            &tokens("late-access", Some("late-refresh")),
+            &serving_to(AccountState::Active),
+        )
+        .await
+        .unwrap();
+    assert!(!written, "the late refresh reports that nothing changed");
+    let a = store.account(acc.id).await.unwrap();
+    assert_eq!(a.state, AccountState::Revoked);
+    assert_eq!(
+        a.last_error.as_deref(),
+        Some("client ID changed: authorize again")
+    );
+    assert!(
+        !a.has_access_token && !a.has_refresh_token,
+        "the late tokens are not stored"
+    );
+
+    let failed = store
+        .record_transient_failure(
+            acc.id,
+            &serving_to(AccountState::Failing),
+            "HTTP 503",
+            now_millis() + 60_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(failed, None, "a late transient failure changes nothing");
+    let lost = store
+        .lose_grant(
+            acc.id,
+            &serving_to(AccountState::NeedsReauth),
+            "invalid_grant",
+            "reauth",
+        )
+        .await
+        .unwrap();
+    assert_eq!(lost, None, "a late rejection changes nothing");
+    let a = store.account(acc.id).await.unwrap();
+    assert_eq!((a.state, a.failure_count), (AccountState::Revoked, 0));
+    let r = store.receiver(r.id).await.unwrap();
+    assert!(
+        r.fields.active && r.paused_reason.is_none(),
+        "the late rejection paused no receiver (this cascade left them on)"
+    );
+    let due = store
+        .accounts_due(now_millis(), 0, i64::MAX, 1)
+        .await
+        .unwrap();
+    assert!(
+        due.is_empty(),
+        "a revoked account is not refreshed: {due:?}"
+    );
+
+    // A guarded write on an account that does not exist is still an error.
+    let gone = oauthimap_types::AccountId(acc.id.0 + 1000);
+    assert!(matches!(
+        store
+            .record_refresh(gone, &tokens("x", None), &serving_to(AccountState::Active))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // Signing in again is the repair.
+    let (again, created) = store
+        .upsert_account(
+            app.id,
+            "u@x",
+            "u@x",
+            GrantKind::AuthorizationCode,
+            &tokens("new-access", Some("new-refresh")),
+        )
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(again.state, AccountState::Active);
     t.cleanup().await;
 }
 
@@ -1511,6 +1668,7 @@ on_both_backends!(
     accounts_and_receivers,
     application_cascades,
     account_states_are_written_as_given,
+    late_refresh_results_do_not_revive_a_revoked_account,
     no_plaintext_secret_in_raw_bytes,
     wrong_key_file_is_refused,
     leases_give_single_ownership,

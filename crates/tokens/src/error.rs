@@ -10,7 +10,7 @@ use oauthimap_oauth::{OAuthError, ProfileError};
 use oauthimap_store::StoreError;
 use oauthimap_types::{AccountId, AccountState, FailureKind, TokenError};
 
-use crate::state::IllegalTransition;
+use crate::state::{AccountEvent, IllegalTransition};
 
 /// Why one refresh did not give new tokens.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,13 @@ pub enum RefreshError {
     /// Permanent.
     #[error(transparent)]
     Illegal(#[from] IllegalTransition),
+    /// The account left the states `event` may happen in while the refresh was under way
+    /// (revoked, or marked for a new sign-in by another instance): the outcome was not recorded
+    /// and no token comes of it. Permanent.
+    #[error(
+        "account {id} was revoked or marked for a new sign-in during the refresh; authorize it again"
+    )]
+    MovedOn { id: AccountId, event: AccountEvent },
 }
 
 impl RefreshError {
@@ -67,7 +74,8 @@ impl RefreshError {
             | RefreshError::NoRefreshToken(_)
             | RefreshError::ReadSetup(_)
             | RefreshError::NotRefreshable { .. }
-            | RefreshError::Illegal(_) => FailureKind::Permanent,
+            | RefreshError::Illegal(_)
+            | RefreshError::MovedOn { .. } => FailureKind::Permanent,
         }
     }
 
@@ -212,6 +220,16 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "cannot apply refreshed to an account that is needs_reauth"
+        );
+        // A refresh whose account was revoked under it gives no token and no retry.
+        let e = Error::from(RefreshError::MovedOn {
+            id: AccountId(3),
+            event: AccountEvent::Refreshed,
+        });
+        assert_eq!(e.kind(), FailureKind::Permanent);
+        assert_eq!(
+            e.to_string(),
+            "account 3 was revoked or marked for a new sign-in during the refresh; authorize it again"
         );
         let e = RefreshError::NoRefreshToken("help@contoso.com".into());
         assert_eq!(e.kind(), FailureKind::Permanent);

@@ -30,4 +30,6 @@ pub use service::{
     AccountTokenSource, PAUSED_NEEDS_REAUTH, RefreshOutcome, TokenService, TokenSettings,
     profile_of,
 };
-pub use state::{AccountEvent, IllegalTransition, serves_tokens, transition};
+pub use state::{
+    AccountEvent, IllegalTransition, change_for, new_account_state, serves_tokens, transition,
+};

@@ -9,14 +9,14 @@ use std::time::Duration;
 use oauthimap_oauth::{ClientAuth, Grant, OAuthClient, OAuthError, Profile};
 use oauthimap_store::{Account, Application, Level, NewEvent, Store, StoreError};
 use oauthimap_types::{
-    AccessToken, AccountId, AccountState, FailureKind, GrantKind, TokenError, TokenSource,
-    now_millis,
+    AccessToken, AccountId, AccountState, FailureKind, GrantKind, StateChange, TokenError,
+    TokenSource, now_millis,
 };
 use secrecy::ExposeSecret;
 
 use crate::error::{Error, RefreshError};
 use crate::notify::{Notice, Notifier};
-use crate::state::{AccountEvent, serves_tokens, transition};
+use crate::state::{AccountEvent, change_for, serves_tokens, transition};
 
 /// Why receivers were paused when their account lost its grant; re-authorization looks for it.
 pub const PAUSED_NEEDS_REAUTH: &str = "its account needs to be authorized again";
@@ -107,12 +107,6 @@ pub fn profile_of(
     )
 }
 
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
-}
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -129,7 +123,11 @@ impl TokenService {
             oauth,
             notifier,
             settings,
-            instance: format!("{}-{:016x}", std::process::id(), random_u64()),
+            instance: format!(
+                "{}-{:016x}",
+                std::process::id(),
+                getrandom::u64().unwrap_or_default()
+            ),
             locks: Mutex::new(HashMap::new()),
             throttled: Mutex::new(HashMap::new()),
         }
@@ -422,31 +420,55 @@ impl TokenService {
         ))
     }
 
-    /// The state `event` takes the account to, or the machine's refusal (logged): then the
-    /// caller writes nothing.
-    fn next_state(account: &Account, event: AccountEvent) -> Result<AccountState, RefreshError> {
-        transition(account.state, event).map_err(|refused| {
+    /// The guarded write that records `event` for the account, or the machine's refusal
+    /// (logged): then the caller writes nothing. The write itself checks the state again, as
+    /// the account may move on (a revocation, another instance's verdict) before it happens.
+    fn change(account: &Account, event: AccountEvent) -> Result<StateChange, RefreshError> {
+        let to = transition(account.state, event).map_err(|refused| {
             tracing::error!(account = account.id.0, error = %refused, "refusing an account state change");
             RefreshError::Illegal(refused)
-        })
+        })?;
+        let change = change_for(event);
+        debug_assert_eq!(
+            change.to, to,
+            "the machine's target depends on the event alone"
+        );
+        Ok(change)
     }
 
     async fn stored(&self, account: &Account, grant: &Grant) -> RefreshOutcome {
-        let state = match Self::next_state(account, AccountEvent::Refreshed) {
-            Ok(state) => state,
+        let change = match Self::change(account, AccountEvent::Refreshed) {
+            Ok(change) => change,
             Err(error) => return RefreshOutcome::Permanent { error },
         };
-        if let Err(e) = self
+        match self
             .store
-            .record_refresh(account.id, &grant.tokens, state)
+            .record_refresh(account.id, &grant.tokens, &change)
             .await
         {
-            // The provider may have rotated the refresh token; we could not keep it. Retry soon.
-            tracing::error!(account = account.id.0, error = %e, "cannot store refreshed tokens");
-            return RefreshOutcome::Transient {
-                error: RefreshError::Store(e),
-                next_attempt_at: now_millis() + 5_000,
-            };
+            Ok(true) => {}
+            Ok(false) => {
+                // Revoked or marked for a new sign-in while the provider answered: the new
+                // tokens belong to a grant that is no longer ours to use.
+                tracing::info!(
+                    account = account.id.0,
+                    "the account changed during the refresh; its new tokens are dropped"
+                );
+                return RefreshOutcome::Permanent {
+                    error: RefreshError::MovedOn {
+                        id: account.id,
+                        event: AccountEvent::Refreshed,
+                    },
+                };
+            }
+            Err(e) => {
+                // The provider may have rotated the refresh token; we could not keep it. Retry soon.
+                tracing::error!(account = account.id.0, error = %e, "cannot store refreshed tokens");
+                return RefreshOutcome::Transient {
+                    error: RefreshError::Store(e),
+                    next_attempt_at: now_millis() + 5_000,
+                };
+            }
         }
         tracing::debug!(account = account.id.0, "access token refreshed");
         if account.state == AccountState::Failing {
@@ -468,7 +490,7 @@ impl TokenService {
         let backoff = Duration::from_secs(30)
             .saturating_mul(2u32.saturating_pow(failures.min(10)))
             .min(self.settings.max_backoff);
-        let jitter = random_u64() % (millis(backoff) as u64 / 4 + 1);
+        let jitter = getrandom::u64().unwrap_or_default() % (millis(backoff) as u64 / 4 + 1);
         let wait = e
             .retry_after()
             .map_or(millis(backoff) + jitter as i64, |s| {
@@ -492,13 +514,26 @@ impl TokenService {
             }
         }
         tracing::warn!(account = account.id.0, error = %message, retry_in_ms = wait, "token refresh failed; will retry");
-        if let Ok(state) = Self::next_state(account, AccountEvent::RefreshFailedTransient) {
-            if let Err(se) = self
+        if let Ok(change) = Self::change(account, AccountEvent::RefreshFailedTransient) {
+            let written = self
                 .store
-                .record_transient_failure(account.id, state, &message, next)
-                .await
-            {
-                tracing::error!(account = account.id.0, error = %se, "cannot record the refresh failure");
+                .record_transient_failure(account.id, &change, &message, next)
+                .await;
+            match written {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    // Revoked or marked for a new sign-in meanwhile: no retry, no warning; the
+                    // account waits for a person, and its token is not handed out any more.
+                    return RefreshOutcome::Permanent {
+                        error: RefreshError::MovedOn {
+                            id: account.id,
+                            event: AccountEvent::RefreshFailedTransient,
+                        },
+                    };
+                }
+                Err(se) => {
+                    tracing::error!(account = account.id.0, error = %se, "cannot record the refresh failure");
+                }
             }
             if account.state != AccountState::Failing {
                 self.event(account, Level::Warn, "account.failing", message)
@@ -514,12 +549,12 @@ impl TokenService {
     async fn permanent_failure(&self, account: &Account, e: RefreshError) -> RefreshOutcome {
         let message = e.to_string();
         tracing::warn!(account = account.id.0, error = %message, "token refresh refused; the account needs a new sign-in");
-        let Ok(state) = Self::next_state(account, AccountEvent::RefreshRejected) else {
+        let Ok(change) = Self::change(account, AccountEvent::RefreshRejected) else {
             return RefreshOutcome::Permanent { error: e };
         };
         match self
             .store
-            .lose_grant(account.id, state, &message, PAUSED_NEEDS_REAUTH)
+            .lose_grant(account.id, &change, &message, PAUSED_NEEDS_REAUTH)
             .await
         {
             Ok(Some(paused)) => {
@@ -541,6 +576,8 @@ impl TokenService {
                 };
                 self.notifier.send(&notice).await;
             }
+            // Already marked (by another instance) or revoked meanwhile: the notice went out, or
+            // is not due.
             Ok(None) => {}
             Err(se) => {
                 tracing::error!(account = account.id.0, error = %se, "cannot mark the account");

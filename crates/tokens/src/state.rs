@@ -5,20 +5,20 @@
 //! | from \ event  | `Authorized` | `Refreshed` | `RefreshFailedTransient` | `RefreshRejected` | `Revoked` |
 //! |---------------|--------------|-------------|--------------------------|-------------------|-----------|
 //! | `Active`      | `Active`     | `Active`    | `Failing`                | `NeedsReauth`     | `Revoked` |
-//! | `Refreshing`  | `Active`     | `Active`    | `Failing`                | `NeedsReauth`     | `Revoked` |
 //! | `Failing`     | `Active`     | `Active`    | `Failing`                | `NeedsReauth`     | `Revoked` |
 //! | `NeedsReauth` | `Active`     | refused     | refused                  | refused           | `Revoked` |
 //! | `Revoked`     | `Active`     | refused     | refused                  | refused           | `Revoked` |
-//! | `Disabled`    | `Active`     | refused     | refused                  | refused           | `Revoked` |
 //!
-//! `Refreshing` and `Disabled` are never written (see [`AccountState`]); they are in the table
-//! so that the match stays total and a row read with them behaves like its nearest neighbour.
+//! The state an event leads to depends on the event alone; the state it starts from only decides
+//! whether it may happen. So each event is one guarded write, [`change_for`]: "to this state, if
+//! still in one of these". The store applies it with `... WHERE state IN (from)`, so a result that
+//! arrives after the account moved on (a refresh finishing after a revocation) changes nothing.
 //!
 //! This module does no I/O: it is a pure function, tested pair by pair below.
 
 use std::fmt;
 
-use oauthimap_types::AccountState;
+use oauthimap_types::{AccountState, StateChange};
 
 /// Something that happened to an account's grant. Each variant names the code path that
 /// produces it and the store function that records the resulting state.
@@ -27,7 +27,9 @@ pub enum AccountEvent {
     /// A person signed in (browser authorization code or device code) and the provider gave
     /// tokens: a new account, or the same account authorized again. Legal from every state: a
     /// sign-in is the repair for whatever went wrong. Recorded by `Store::upsert_account`
-    /// (whose fixed state `Store::AUTHORIZED_STATE` is what this event gives).
+    /// (whose fixed state `Store::AUTHORIZED_STATE` is what this event gives); an account
+    /// imported from GLPI's plugin carries a sign-in's tokens and starts in the same state
+    /// ([`new_account_state`], given to `Store::import_application`).
     Authorized,
     /// The token endpoint gave a new access token (and perhaps a rotated refresh token), and it
     /// was stored. From `Failing` this is a recovery (event `account.recovered`). Recorded by
@@ -45,7 +47,8 @@ pub enum AccountEvent {
     RefreshRejected,
     /// An administrator changed the application's client ID or tenant (and confirmed): the
     /// grants of all its accounts are dropped whatever their state. Recorded by
-    /// `Store::update_application`'s cascade.
+    /// `Store::update_application`'s cascade (`ApplicationCascade::revoke_accounts`, holding
+    /// [`change_for`] this event).
     Revoked,
 }
 
@@ -91,20 +94,57 @@ pub fn transition(
     from: AccountState,
     event: AccountEvent,
 ) -> Result<AccountState, IllegalTransition> {
+    if allowed(from, event) {
+        Ok(target(event))
+    } else {
+        Err(IllegalTransition { from, event })
+    }
+}
+
+/// The guarded write that records `event`: to the state it leads to, from every state it may
+/// happen in. What the store is given, so that the check and the write are one statement.
+pub fn change_for(event: AccountEvent) -> StateChange {
+    StateChange {
+        from: AccountState::ALL
+            .iter()
+            .copied()
+            .filter(|s| allowed(*s, event))
+            .collect(),
+        to: target(event),
+    }
+}
+
+/// The state a new account starts in: what a sign-in gives (an account is only ever created by
+/// a sign-in, or by importing one from GLPI's plugin, which carries a sign-in's tokens).
+pub fn new_account_state() -> AccountState {
+    target(AccountEvent::Authorized)
+}
+
+/// Where `event` leads, from any state it may happen in.
+fn target(event: AccountEvent) -> AccountState {
+    match event {
+        AccountEvent::Authorized | AccountEvent::Refreshed => AccountState::Active,
+        AccountEvent::RefreshFailedTransient => AccountState::Failing,
+        AccountEvent::RefreshRejected => AccountState::NeedsReauth,
+        AccountEvent::Revoked => AccountState::Revoked,
+    }
+}
+
+/// Whether `event` may happen to an account in `from`.
+fn allowed(from: AccountState, event: AccountEvent) -> bool {
     use AccountEvent as E;
     use AccountState as S;
     match (from, event) {
-        // A sign-in repairs anything; a refresh of an account that serves tokens works.
-        (_, E::Authorized) | (S::Active | S::Refreshing | S::Failing, E::Refreshed) => {
-            Ok(S::Active)
+        // A sign-in repairs anything, a revocation ends anything; an account that serves tokens
+        // refreshes, succeeding or failing.
+        (_, E::Authorized | E::Revoked)
+        | (S::Active | S::Failing, E::Refreshed | E::RefreshFailedTransient | E::RefreshRejected) => {
+            true
         }
-        (_, E::Revoked) => Ok(S::Revoked),
-        (S::Active | S::Refreshing | S::Failing, E::RefreshFailedTransient) => Ok(S::Failing),
-        (S::Active | S::Refreshing | S::Failing, E::RefreshRejected) => Ok(S::NeedsReauth),
         (
-            S::NeedsReauth | S::Revoked | S::Disabled,
+            S::NeedsReauth | S::Revoked,
             E::Refreshed | E::RefreshFailedTransient | E::RefreshRejected,
-        ) => Err(IllegalTransition { from, event }),
+        ) => false,
     }
 }
 
@@ -127,11 +167,6 @@ mod tests {
         (S::Active, E::RefreshFailedTransient, Some(S::Failing)),
         (S::Active, E::RefreshRejected, Some(S::NeedsReauth)),
         (S::Active, E::Revoked, Some(S::Revoked)),
-        (S::Refreshing, E::Authorized, Some(S::Active)),
-        (S::Refreshing, E::Refreshed, Some(S::Active)),
-        (S::Refreshing, E::RefreshFailedTransient, Some(S::Failing)),
-        (S::Refreshing, E::RefreshRejected, Some(S::NeedsReauth)),
-        (S::Refreshing, E::Revoked, Some(S::Revoked)),
         (S::Failing, E::Authorized, Some(S::Active)),
         (S::Failing, E::Refreshed, Some(S::Active)),
         (S::Failing, E::RefreshFailedTransient, Some(S::Failing)),
@@ -147,11 +182,6 @@ mod tests {
         (S::Revoked, E::RefreshFailedTransient, None),
         (S::Revoked, E::RefreshRejected, None),
         (S::Revoked, E::Revoked, Some(S::Revoked)),
-        (S::Disabled, E::Authorized, Some(S::Active)),
-        (S::Disabled, E::Refreshed, None),
-        (S::Disabled, E::RefreshFailedTransient, None),
-        (S::Disabled, E::RefreshRejected, None),
-        (S::Disabled, E::Revoked, Some(S::Revoked)),
     ];
 
     #[test]
@@ -190,8 +220,38 @@ mod tests {
                 Ok(oauthimap_store::Store::AUTHORIZED_STATE)
             );
         }
+        // An imported account starts where a sign-in leaves one.
+        assert_eq!(
+            new_account_state(),
+            oauthimap_store::Store::AUTHORIZED_STATE
+        );
         // `Store::store_refreshed` (tests and tools planting tokens) writes `Active` too.
         assert_eq!(transition(S::Failing, E::Refreshed), Ok(S::Active));
+    }
+
+    #[test]
+    fn each_event_is_one_guarded_write_that_agrees_with_the_table() {
+        for event in E::ALL {
+            let change = change_for(*event);
+            assert!(!change.from.is_empty(), "{event} happens from some state");
+            for from in S::ALL {
+                match transition(*from, *event) {
+                    Ok(to) => {
+                        assert!(change.applies_to(*from), "({from}, {event})");
+                        assert_eq!(to, change.to, "({from}, {event})");
+                    }
+                    Err(_) => assert!(!change.applies_to(*from), "({from}, {event})"),
+                }
+            }
+        }
+        // The races the guard closes: a refresh (or its failure) that ends after a revocation
+        // or a lost grant does not bring the account back, and a rejection does not turn a
+        // revoked account into one that needs a sign-in (nor notify twice).
+        for event in [E::Refreshed, E::RefreshFailedTransient, E::RefreshRejected] {
+            assert_eq!(change_for(event).from, [S::Active, S::Failing], "{event}");
+        }
+        assert_eq!(change_for(E::Revoked).from, S::ALL);
+        assert_eq!(change_for(E::Authorized).from, S::ALL);
     }
 
     #[test]
@@ -201,10 +261,8 @@ mod tests {
             .copied()
             .filter(|s| serves_tokens(*s))
             .collect();
-        assert_eq!(serving, [S::Active, S::Refreshing, S::Failing]);
-        // The background refresher's filter (`Store::accounts_due`) is the written subset.
-        for s in oauthimap_store::Store::REFRESHABLE_STATES {
-            assert!(serves_tokens(s), "{s}");
-        }
+        assert_eq!(serving, [S::Active, S::Failing]);
+        // The background refresher's filter (`Store::accounts_due`) is the same set.
+        assert_eq!(oauthimap_store::Store::REFRESHABLE_STATES, serving[..]);
     }
 }

@@ -107,18 +107,15 @@ named_enum!(
 named_enum!(
     /// The health of an account's grant. Only the token service changes it, and only to the
     /// state its machine gives (`oauthimap_tokens::transition`, whose module holds the full
-    /// table); the store writes the state it is given. Accounts in `Active` and `Failing` serve
-    /// and refresh tokens; the others wait for a person to sign in again.
+    /// table); the store writes the state it is given, as a [`StateChange`] guarded by the
+    /// states it may leave from. Accounts in `Active` and `Failing` serve and refresh tokens; the
+    /// others wait for a person to sign in again.
     AccountState, "account state" {
         /// The grant works: the access token is valid or renewable. Entered by a sign-in (new
         /// or again) and by every successful refresh. Left when a refresh fails transiently
         /// (`Failing`) or for good (`NeedsReauth`), or when the application's client ID or
         /// tenant changes (`Revoked`).
         Active = "active",
-        /// Reserved; never written: single flight is an in-process lock plus a database lease,
-        /// not a stored state. Treated like `Active` if read. Kept only while readers still
-        /// match on it (the overview's attention list).
-        Refreshing = "refreshing",
         /// Recent refreshes failed transiently (network, timeout, HTTP 408/429/5xx): the
         /// current token is kept while it lasts, and refreshes are retried with back-off
         /// (`failure_count`, `next_attempt_at`). Left by a successful refresh (`Active`, event
@@ -135,9 +132,6 @@ named_enum!(
         /// or tenant: tokens deleted, receivers switched off. Serves no tokens. Left only by a
         /// sign-in (`Active`).
         Revoked = "revoked",
-        /// Reserved; never written (nothing switches an account off: receivers are switched
-        /// off instead). Serves no tokens if read. Kept only while readers still match on it.
-        Disabled = "disabled",
     }
 );
 
@@ -249,12 +243,29 @@ impl AccountState {
     pub fn label(self) -> &'static str {
         match self {
             AccountState::Active => "Active",
-            AccountState::Refreshing => "Refreshing",
             AccountState::Failing => "Refresh failing, retrying",
             AccountState::NeedsReauth => "Needs a new sign-in",
             AccountState::Revoked => "Revoked",
-            AccountState::Disabled => "Disabled",
         }
+    }
+}
+
+/// One write of an account's state, as the token service's state machine allows it
+/// (`oauthimap_tokens::change_for`): the account moves to `to` only if, when the write happens,
+/// it is still in one of `from`. A write whose account has moved on meanwhile (revoked while a
+/// refresh was in flight, say) changes nothing, and the store reports that no row changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The states the change may leave from; never empty.
+    pub from: Vec<AccountState>,
+    /// The state it leads to.
+    pub to: AccountState,
+}
+
+impl StateChange {
+    /// Whether an account in `state` would take this change.
+    pub fn applies_to(&self, state: AccountState) -> bool {
+        self.from.contains(&state)
     }
 }
 
