@@ -5,7 +5,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oauthimap_store::{ApiToken, Level, NewEvent};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 
 use crate::{App, AppError, Result};
 
@@ -13,15 +12,9 @@ use crate::{App, AppError, Result};
 pub const SCOPES: &[&str] = &["tokens:read", "admin"];
 const PREFIX: &str = "oimp_";
 
-pub(crate) fn sha256_hex(value: &str) -> String {
-    Sha256::digest(value.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            use std::fmt::Write;
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
+/// SHA-256 as lowercase hex, how token, session and link hashes are stored: the MIME crate's
+/// (one helper for the workspace).
+pub(crate) use oauthimap_mime::sha256_hex;
 
 pub(crate) fn random_token(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
@@ -106,5 +99,25 @@ impl App {
 
     pub async fn remove_api_token(&self, name: &str) -> Result<()> {
         Ok(self.store().delete_api_token(name).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sha256_hex;
+
+    #[test]
+    fn hashes_are_lowercase_hex_sha256_whatever_the_input_type() {
+        // FIPS 180-2's "abc": stored token, session and link hashes keep this form, so existing
+        // rows still match after the helper moved.
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(sha256_hex("abc"), abc);
+        assert_eq!(sha256_hex(String::from("abc")), abc);
+        assert_eq!(sha256_hex(b"abc"), abc);
+        assert_eq!(sha256_hex(&b"abc"[..]), abc);
+        assert_eq!(
+            sha256_hex(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 }

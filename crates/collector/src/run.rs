@@ -104,12 +104,6 @@ pub struct Collector {
     share: Arc<AtomicUsize>,
 }
 
-fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    u64::from_le_bytes(b)
-}
-
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -187,7 +181,7 @@ impl Collector {
                 "{}-{}-{:08x}",
                 hostname(),
                 std::process::id(),
-                random_u64() & 0xffff_ffff
+                getrandom::u64().unwrap_or_default() & 0xffff_ffff
             ),
             passes: Arc::new(Semaphore::new(settings.max_concurrent_passes.max(1))),
             settings,
@@ -330,7 +324,12 @@ impl Collector {
     /// How long to wait before the `failures`-th retry of a sink that is down.
     fn sink_delay(&self, failures: u32, wait: &SinkWait) -> Duration {
         let p = &self.settings.sink;
-        let delay = backoff(failures, p.retry_base, p.retry_cap, random_u64());
+        let delay = backoff(
+            failures,
+            p.retry_base,
+            p.retry_cap,
+            getrandom::u64().unwrap_or_default(),
+        );
         delay.max(Duration::from_secs(wait.retry_after_secs.unwrap_or(0)))
     }
 
@@ -701,7 +700,12 @@ impl Collector {
         failures: u32,
         reporter: &mut Reporter<'_>,
     ) -> Duration {
-        let wait = backoff(failures, Duration::from_secs(10), MAX_BACKOFF, random_u64());
+        let wait = backoff(
+            failures,
+            Duration::from_secs(10),
+            MAX_BACKOFF,
+            getrandom::u64().unwrap_or_default(),
+        );
         tracing::warn!(receiver = %r.fields.name, error = %e, retry_in_s = wait.as_secs(), "collection failed; reconnecting later");
         let paused = matches!(e, CollectError::Imap(i) if i.kind() == FailureKind::Permanent)
             && self.account_needs_reauth(r).await;

@@ -59,9 +59,10 @@ pub fn attachment_bytes(
 }
 
 /// SHA-256 of `bytes` as lowercase hex: how [`Normalized::sha256`] and [`Attachment::sha256`]
-/// are written, for whoever checks stored bytes against them.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    sanitize::hex(&Sha256::digest(bytes))
+/// are written, for whoever checks stored bytes against them. The workspace's one such helper
+/// (the core also hashes tokens and links with it), so it takes text as well as bytes.
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    sanitize::hex(&Sha256::digest(bytes.as_ref()))
 }
 
 impl Normalized {
