@@ -110,19 +110,37 @@ impl AppError {
         ))
     }
 
-    /// Whether the caller can fix this by changing the request (exit code 2, HTTP 4xx).
+    /// Whether the caller can fix this by changing the request (exit code 2, HTTP 4xx), rather
+    /// than the system failing at work it was right to attempt (exit code 1): a database, key
+    /// file, provider, server or sink that fails, or work that could not finish (a collection
+    /// whose IMAP server or sink failed is [`AppError::Unfinished`]).
+    ///
+    /// Every variant is named, so a new one must be put on a side.
     pub fn is_user_error(&self) -> bool {
-        matches!(
-            self,
+        match self {
             AppError::Invalid { .. }
-                | AppError::Fields(_)
-                | AppError::NotFound { .. }
-                | AppError::Conflict(_)
-                | AppError::NeedsConfirmation { .. }
-                | AppError::Denied(_)
-                | AppError::RateLimited { .. }
-                | AppError::Config(_)
-        )
+            | AppError::Fields(_)
+            | AppError::NotFound { .. }
+            | AppError::Conflict(_)
+            | AppError::NeedsConfirmation { .. }
+            | AppError::Denied(_)
+            | AppError::RateLimited { .. }
+            // A bad setting, or a configuration file that cannot be read, is fixed by the
+            // person who runs the command (docs/configuration.md: exit 2).
+            | AppError::Config(_) => true,
+            // Built directly rather than through `From`, a missing row or a duplicate name is
+            // still the caller's.
+            AppError::Store(e) => matches!(
+                e,
+                StoreError::NotFound { .. } | StoreError::Duplicate { .. }
+            ),
+            AppError::Crypto(_)
+            | AppError::Provider(_)
+            | AppError::Token(_)
+            | AppError::Unfinished(_)
+            | AppError::DiagnosticFailed
+            | AppError::Io { .. } => false,
+        }
     }
 
     pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Self {
@@ -184,7 +202,104 @@ pub fn summarize_error(text: &str) -> (String, Option<String>) {
 
 #[cfg(test)]
 mod tests {
-    use super::summarize_error;
+    use oauthimap_types::{FailureKind, TokenError};
+
+    use super::{AppError, FieldError, StoreError, summarize_error};
+
+    fn io() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused")
+    }
+
+    /// The CLI exits 2 for these (what to fix is in the message), the web answers 4xx.
+    #[test]
+    fn the_caller_s_mistakes_are_user_errors() {
+        let user = [
+            AppError::invalid("port", "must be between 1 and 65535"),
+            AppError::Fields(vec![FieldError {
+                field: "name",
+                message: "is empty".into(),
+            }]),
+            AppError::from(StoreError::NotFound {
+                what: "receiver",
+                key: "Support".into(),
+            }),
+            AppError::from(StoreError::Duplicate {
+                what: "an application named",
+                key: "Helpdesk".into(),
+            }),
+            AppError::Store(StoreError::Duplicate {
+                what: "an application named",
+                key: "Helpdesk".into(),
+            }),
+            AppError::Conflict("Support is switched off; switch it on first".into()),
+            AppError::NeedsConfirmation {
+                what: "2 account(s) would be revoked".into(),
+                accounts: vec!["ann@example.com".into()],
+                receivers: Vec::new(),
+            },
+            AppError::Denied("wrong user name or password".into()),
+            AppError::RateLimited {
+                retry_after_secs: 30,
+            },
+            AppError::Config(oauthimap_config::ConfigError::Invalid(
+                "unknown key `colector`".into(),
+            )),
+            AppError::Config(oauthimap_config::ConfigError::Read {
+                what: "the configuration file",
+                path: "/etc/oauthimap/oauthimap.toml".into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            }),
+            AppError::from(oauthimap_oauth::ProfileError::Invalid {
+                field: "tenant",
+                message: "is missing".into(),
+            }),
+        ];
+        for e in &user {
+            assert!(e.is_user_error(), "{e:?}");
+        }
+        assert!(matches!(user[2], AppError::NotFound { .. }));
+        assert!(matches!(user[3], AppError::Conflict(_)));
+    }
+
+    /// The CLI exits 1 for these: the request was fine, the system could not do it.
+    #[test]
+    fn failures_of_the_system_are_not_user_errors() {
+        let system = [
+            // `oauthimap collect --once` when an IMAP server or a sink fails.
+            AppError::Unfinished(
+                "some receivers could not be collected (see PROBLEM above)".into(),
+            ),
+            AppError::Store(StoreError::Connect {
+                backend: oauthimap_store::Backend::Postgres,
+                reason: "connection refused".into(),
+            }),
+            AppError::from(StoreError::Corrupt("accounts.state \"sleeping\"".into())),
+            AppError::from(StoreError::Fenced {
+                lease: "receiver:3".into(),
+            }),
+            AppError::from(StoreError::Crypto(oauthimap_crypto::CryptoError::Random(
+                "no entropy".into(),
+            ))),
+            AppError::Token(TokenError {
+                kind: FailureKind::Transient,
+                message: "the token endpoint answered 503".into(),
+            }),
+            AppError::Token(TokenError {
+                kind: FailureKind::Permanent,
+                message: "account 3 is needs_reauth: invalid_grant; authorize it again".into(),
+            }),
+            AppError::DiagnosticFailed,
+            AppError::Io {
+                action: "read stored message 7".into(),
+                source: io(),
+            },
+        ];
+        for e in &system {
+            assert!(!e.is_user_error(), "{e:?}");
+        }
+        assert!(matches!(system[4], AppError::Crypto(_)));
+        assert!(matches!(system[2], AppError::Store(StoreError::Corrupt(_))));
+    }
 
     #[test]
     fn provider_texts_are_cut_after_their_first_sentence_keeping_the_hint() {
