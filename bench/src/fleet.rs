@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use oauthimap_app::config::Settings;
-use oauthimap_app::types::{ReceiverState, SinkKind, Trigger};
 use oauthimap_app::{App, ReceiverInput};
+use oauthimap_config::Settings;
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::FakeIdp;
+use oauthimap_types::{ReceiverState, SinkKind, Trigger};
 
 #[derive(Debug, Parser)]
 #[command(name = "oauthimap-fleet-bench")]
@@ -235,11 +235,11 @@ async fn run(args: &Args, work: &Path, n: usize) -> Result<Figures> {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let user = &users[usize::try_from(seed % n as u64).unwrap_or(0)];
-        let before = app.store().message_count().await?;
+        let before = app.message_count().await?;
         let landed = Instant::now();
         dovecot.deliver(user, &message(i))?;
         loop {
-            if app.store().message_count().await? > before {
+            if app.message_count().await? > before {
                 break;
             }
             if landed.elapsed() > Duration::from_secs(30) {

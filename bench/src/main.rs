@@ -24,9 +24,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use oauthimap_app::types::SinkKind;
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::FakeIdp;
+use oauthimap_types::SinkKind;
 
 use measure::{Job, Row};
 use setup::ReceiverSpec;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
 use oauthimap_app::App;
-use oauthimap_app::config::Settings;
+use oauthimap_config::Settings;
 use oauthimap_fake_idp::{FakeIdp, TokenHttpFault};
 
 #[derive(Debug, Parser)]
@@ -93,9 +93,15 @@ async fn run(args: &Args, work: &std::path::Path) -> Result<String> {
     // due as their slots come, not in a heap when it starts.
     let period = Duration::from_secs(args.lifetime - MARGIN_SECS);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let refresher = tokio::spawn(Arc::clone(app.tokens()).run_refresher(async {
-        let _ = stop_rx.await;
-    }));
+    let refresher = tokio::spawn({
+        let app = app.clone();
+        async move {
+            app.run_token_refresher(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        }
+    });
     let start = Instant::now();
     let watcher = {
         let idp = Arc::clone(&idp);

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use oauthimap_app::config::Settings;
-use oauthimap_app::types::{AfterDelivery, Provider, Security, SinkKind, Trigger};
 use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
+use oauthimap_config::Settings;
 use oauthimap_dovecot_fixture::Dovecot;
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
+use oauthimap_types::{AfterDelivery, Provider, Security, SinkKind, Trigger};
 use secrecy::SecretString;
 
 pub const CLIENT_ID: &str = "bench-client";
@@ -130,7 +130,7 @@ pub async fn sign_in(app: &App, http: &reqwest::Client, user: &str) -> Result<()
 /// Messages in the built-in store of a data folder.
 pub async fn store_count(data: &Path) -> Result<i64> {
     let app = App::open(Settings::load_from(None, oauthimap_env(data))?).await?;
-    let n = app.store().message_count().await?;
+    let n = app.message_count().await?;
     app.close().await;
     Ok(n)
 }

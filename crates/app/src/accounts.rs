@@ -95,6 +95,9 @@ impl App {
             .store()
             .delete_account(account.id, PAUSED_ACCOUNT_REMOVED)
             .await?;
+        if paused > 0 {
+            self.collector().wake();
+        }
         self.store()
             .record_event(&NewEvent {
                 level: Level::Warn,

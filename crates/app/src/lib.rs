@@ -4,6 +4,12 @@
 //!
 //! Policy lives here (which changes invalidate accounts, what a valid receiver is); the store
 //! applies multi-row changes atomically; the OAuth and IMAP crates speak the protocols.
+//!
+//! This crate is the shells' only way in (`scripts/check-architecture` holds them to it): they
+//! name rows through [`views`], ids and enums through `oauthimap-types`, load the configuration
+//! through [`Config`], and never reach the store, the token service or the collector themselves.
+//! Those accessors exist for the core's own modules; its tests (and the benchmarks) get them
+//! through the `test-support` feature.
 
 mod accounts;
 mod admins;
@@ -20,8 +26,12 @@ pub mod limits;
 mod message_view;
 mod outbound;
 mod overview;
+mod pages;
 mod receivers;
+mod serve;
 mod signin;
+mod startup;
+pub mod views;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -50,19 +60,16 @@ pub use import::{CollectorTarget, GlpiImport, ImportLine};
 pub use keys::{KeyRotation, KeyStatus};
 pub use message_view::{MailAddress, MailContent, MessageAttachment, MessageView, SafeHtml};
 pub use oauthimap_collector::{Collector, CollectorSettings, PassSummary, ProgressEvent, SinkWait};
-pub use oauthimap_config as config;
-pub use oauthimap_crypto as crypto;
 pub use oauthimap_gateway::{GatewayConfig, Protocol, TlsFiles};
-pub use oauthimap_oauth as oauth;
-pub use oauthimap_store as store;
-pub use oauthimap_tokens as tokens;
-pub use oauthimap_types as types;
 pub use overview::{
-    AccountGroup, Attention, AttentionKind, AttentionSubject, GettingStarted, HealthReport, Severity,
-    WARNING_WINDOW_DAYS,
+    AccountGroup, Attention, AttentionKind, AttentionSubject, GettingStarted, HealthReport,
+    Severity, WARNING_WINDOW_DAYS,
 };
+pub use pages::{EventPage, EventQuery, MAX_EVENTS, MessagePage};
 pub use receivers::ReceiverInput;
+pub use serve::ListenPlan;
 pub use signin::{CallbackParams, SignInStart, SignedIn};
+pub use startup::{Config, generate_master_key};
 
 /// Whether opening may create the data folder, the database and the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +206,14 @@ impl App {
         })
     }
 
+    /// The settings (the core's own modules; tests through `test-support`).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    #[cfg(not(any(test, feature = "test-support")))]
+    pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
 
@@ -241,17 +255,37 @@ impl App {
         Ok(bearer.is_some_and(|b| digest(b) == digest(token.expose_secret())))
     }
 
+    /// The store (the core's own modules; tests through `test-support`).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn store(&self) -> &Store {
         &self.store
     }
 
-    /// The collector (receivers at work).
+    #[cfg(not(any(test, feature = "test-support")))]
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The collector, receivers at work (the core's own modules; tests through `test-support`).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn collector(&self) -> &Arc<oauthimap_collector::Collector> {
         &self.collector
     }
 
-    /// The token service (fresh tokens, the background refresher).
+    #[cfg(not(any(test, feature = "test-support")))]
+    pub(crate) fn collector(&self) -> &Arc<oauthimap_collector::Collector> {
+        &self.collector
+    }
+
+    /// The token service, fresh tokens and the background refresher (the core's own modules;
+    /// tests through `test-support`).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn tokens(&self) -> &Arc<TokenService> {
+        &self.tokens
+    }
+
+    #[cfg(not(any(test, feature = "test-support")))]
+    pub(crate) fn tokens(&self) -> &Arc<TokenService> {
         &self.tokens
     }
 

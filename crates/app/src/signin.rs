@@ -262,6 +262,9 @@ impl App {
             .store()
             .resume_paused_receivers(account.id, crate::applications::PAUSED_APP_INACTIVE)
             .await?;
+        if resumed > 0 {
+            self.collector().wake();
+        }
         let message = if created {
             format!("{mailbox} authorized by {identity} ({kind})")
         } else {

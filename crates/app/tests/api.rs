@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use oauthimap_app::store::Backend;
+use oauthimap_store::Backend;
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -378,7 +378,7 @@ async fn crud_scopes_errors_pagination_and_no_secrets() {
     let tokens = h
         .app
         .store()
-        .account_tokens(oauthimap_app::types::AccountId(account_id))
+        .account_tokens(oauthimap_types::AccountId(account_id))
         .await
         .unwrap();
     for secret in [
@@ -424,10 +424,10 @@ async fn crud_scopes_errors_pagination_and_no_secrets() {
     let still = h
         .app
         .store()
-        .account(oauthimap_app::types::AccountId(account_id))
+        .account(oauthimap_types::AccountId(account_id))
         .await
         .unwrap();
-    assert_eq!(still.state, oauthimap_app::types::AccountState::Active);
+    assert_eq!(still.state, oauthimap_types::AccountState::Active);
     let r = h
         .http
         .patch(url(&format!("/api/v1/applications/{contoso}")))
@@ -717,5 +717,87 @@ async fn gateway_passwords_over_rest() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(h.app.gateway_passwords(None).await.unwrap().is_empty());
+    h.t.cleanup().await;
+}
+
+/// A receiver created over REST starts at once: the core's receiver use cases wake the collector
+/// whichever shell made the change, so its first message lands within seconds, not at the
+/// supervisor's next periodic look (15 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_created_over_rest_collects_at_once() {
+    use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
+    use std::time::{Duration, Instant};
+    const USER: &str = "intake@contoso.com";
+    let h = harness(Backend::Sqlite, &[]).await;
+    let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
+        .await
+        .unwrap();
+    h.idp
+        .add_user(oauthimap_fake_idp::UserConfig::new(USER, "Intake"));
+    h.idp.set_default_user(USER);
+    let (status, page) = h.sign_in("Contoso", None).await;
+    assert_eq!(status, 200, "{page}");
+    dovecot
+        .deliver(
+            USER,
+            b"From: Ann <ann@example.com>\r\nTo: intake@contoso.com\r\nSubject: Printer\r\n\
+              Message-ID: <rest-1@example.com>\r\n\r\nThe printer is out of toner.\r\n",
+        )
+        .unwrap();
+    let (_, admin) = h
+        .app
+        .create_api_token("admin", &["admin".into()])
+        .await
+        .unwrap();
+    // The collector runs as in `serve`, and has taken its first look (no receivers yet): the
+    // next periodic one is 15 s away.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let supervisor = tokio::spawn({
+        let app = h.app.clone();
+        async move { app.run_receivers(stop_rx).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let base = h.app.external_base_url();
+    let r = h
+        .http
+        .post(base.join("/api/v1/receivers").unwrap())
+        .bearer_auth(admin.expose_secret())
+        .json(&json!({
+            "name": "intake",
+            "application": "Contoso",
+            "account": USER,
+            "host": "localhost",
+            "port": dovecot.imaps_port(),
+            "security": "tls",
+            "ca_file": dovecot.ca_pem_path().display().to_string(),
+            "trigger": "idle",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::CREATED,
+        "{}",
+        r.text().await.unwrap()
+    );
+    let created = Instant::now();
+    while h.app.message_count().await.unwrap() == 0 {
+        assert!(
+            created.elapsed() < Duration::from_secs(5),
+            "the receiver created over REST collected nothing within 5 s: the collector was not woken"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "first message collected {:?} after the REST call",
+        created.elapsed()
+    );
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), supervisor)
+        .await
+        .unwrap()
+        .unwrap();
     h.t.cleanup().await;
 }

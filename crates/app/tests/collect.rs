@@ -8,11 +8,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::store::{Backend, LedgerStatus};
-use oauthimap_app::types::{AfterDelivery, Security, SinkKind, Trigger};
 use oauthimap_app::{App, ReceiverInput};
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::UserConfig;
+use oauthimap_store::{Backend, LedgerStatus};
+use oauthimap_types::{AfterDelivery, Security, SinkKind, Trigger};
 
 mod common;
 use common::{Harness, harness};
@@ -657,7 +657,7 @@ fn uids_of(keys: &[String]) -> Vec<u32> {
 /// Runs a receiver as `serve` does, until the returned sender says stop.
 fn run(
     h: &Harness,
-    id: oauthimap_app::types::ReceiverId,
+    id: oauthimap_types::ReceiverId,
 ) -> (
     tokio::sync::watch::Sender<bool>,
     tokio::task::JoinHandle<()>,
@@ -697,7 +697,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_down_for_eighty_seconds_costs_no_message_and_no_order() {
     use axum::http::{HeaderValue, StatusCode, header::RETRY_AFTER};
-    use oauthimap_app::types::ReceiverState;
+    use oauthimap_types::ReceiverState;
     let h = harness(
         Backend::Sqlite,
         &[("OAUTHIMAP_SINK__RETRY_CAP", "5s".into())],
@@ -982,7 +982,7 @@ async fn a_command_sink_asking_to_retry_twice_delivers_in_order() {
     assert_eq!((wait.uid, o.summary.delivered), (1, 0), "{o:?}");
     assert_eq!(
         h.app.find_receiver(&name).await.unwrap().state,
-        oauthimap_app::types::ReceiverState::WaitingForSink
+        oauthimap_types::ReceiverState::WaitingForSink
     );
     assert_eq!(dovecot.list_messages(user, "INBOX").await.unwrap().len(), 5);
     assert!(!notices.exists(), "no alert before sink.alert_after");
@@ -1027,7 +1027,7 @@ async fn a_command_sink_asking_to_retry_twice_delivers_in_order() {
     );
     assert_ne!(
         h.app.find_receiver(&name).await.unwrap().state,
-        oauthimap_app::types::ReceiverState::WaitingForSink,
+        oauthimap_types::ReceiverState::WaitingForSink,
         "the wait is over"
     );
     assert_eq!(
@@ -1054,7 +1054,7 @@ async fn a_command_sink_asking_to_retry_twice_delivers_in_order() {
 /// mail, and once space returns everything is delivered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_maildir_on_a_full_filesystem_waits_then_delivers() {
-    use oauthimap_app::types::ReceiverState;
+    use oauthimap_types::ReceiverState;
     // The test suite runs as root (scripts/test checks); a run as another user cannot mount.
     let out = tempfile::tempdir().unwrap();
     let mount = out.path().join("small");
@@ -1189,7 +1189,7 @@ fn is_root() -> bool {
 /// mail in the last one still arrives while the other 39 sit in IDLE.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_receivers_all_collect_and_show_their_state() {
-    use oauthimap_app::types::ReceiverState;
+    use oauthimap_types::ReceiverState;
     const N: usize = 40;
     let h = harness(
         Backend::Sqlite,
@@ -1363,8 +1363,7 @@ async fn a_receiver_in_idle_stays_with_its_instance_and_moves_when_it_stops() {
     eventually(Duration::from_secs(10), "A in IDLE", || {
         let app = h.app.clone();
         async move {
-            app.find_receiver("shared").await.unwrap().state
-                == oauthimap_app::types::ReceiverState::Idle
+            app.find_receiver("shared").await.unwrap().state == oauthimap_types::ReceiverState::Idle
         }
     })
     .await;
@@ -1407,7 +1406,7 @@ async fn a_receiver_in_idle_stays_with_its_instance_and_moves_when_it_stops() {
 /// switched-off receiver is refused with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collect_now_cuts_the_poll_wait_short() {
-    use oauthimap_app::types::ReceiverState;
+    use oauthimap_types::ReceiverState;
     let h = harness(Backend::Sqlite, &[]).await;
     let dovecot = Dovecot::start(DovecotOptions::new(h.idp.introspection_url()))
         .await

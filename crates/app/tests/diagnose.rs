@@ -2,10 +2,10 @@
 //! identity provider: every step passes for a good account, a revoked grant and an untrusted
 //! certificate fail at the right step with a hint, and no token appears anywhere in the report.
 #![allow(clippy::too_many_lines)] // one story against one server
-use oauthimap_app::store::Backend;
-use oauthimap_app::types::Security;
 use oauthimap_app::{AccountSelector, DiagnoseOptions, Outcome};
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
+use oauthimap_store::Backend;
+use oauthimap_types::Security;
 use secrecy::ExposeSecret;
 
 mod common;
@@ -95,7 +95,7 @@ async fn diagnose_against_real_dovecot() {
     let token = h
         .app
         .store()
-        .account_tokens(oauthimap_app::types::AccountId(account_id))
+        .account_tokens(oauthimap_types::AccountId(account_id))
         .await
         .unwrap();
     let json = serde_json::to_string(&report).unwrap();

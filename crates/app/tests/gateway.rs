@@ -7,10 +7,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use oauthimap_app::store::Backend;
-use oauthimap_app::types::Security;
 use oauthimap_app::{AccountSelector, UpstreamScope, UpstreamServer};
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
+use oauthimap_store::Backend;
+use oauthimap_types::Security;
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

@@ -9,10 +9,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use oauthimap_app::store::Backend;
-use oauthimap_app::types::Security;
 use oauthimap_app::{AccountSelector, Protocol, UpstreamScope, UpstreamServer};
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
+use oauthimap_store::Backend;
+use oauthimap_types::Security;
 use secrecy::ExposeSecret;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -819,10 +819,7 @@ async fn an_smtp_server_that_refuses_the_token_is_named_with_the_scope_to_add() 
     assert!(!report.ok);
     // The account's IMAP and POP3 are untouched by an SMTP refusal.
     let account = s.h.app.list_accounts(None).await.unwrap().remove(0);
-    assert_ne!(
-        account.state,
-        oauthimap_app::types::AccountState::NeedsReauth
-    );
+    assert_ne!(account.state, oauthimap_types::AccountState::NeedsReauth);
     // Clearing the account's SMTP override goes back to the application's.
     s.h.app
         .set_upstream(

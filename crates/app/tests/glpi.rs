@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use oauthimap_app::store::Backend;
 use oauthimap_app::{GlpiImport, ImportLine};
+use oauthimap_store::Backend;
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::Connection;
 
@@ -515,7 +515,7 @@ async fn glpi_collects_through_the_gateway_after_the_rewrite() {
     let target = oauthimap_app::CollectorTarget {
         host: "127.0.0.1".into(),
         port: gateway.imap.port(),
-        security: oauthimap_app::types::Security::Plain,
+        security: oauthimap_types::Security::Plain,
         backup: backup.clone(),
     };
     // The dry run shows the new connect string and changes nothing.
@@ -553,7 +553,7 @@ async fn glpi_collects_through_the_gateway_after_the_rewrite() {
             Some(oauthimap_app::UpstreamServer {
                 host: "localhost".into(),
                 port: dovecot.imaps_port(),
-                security: oauthimap_app::types::Security::Tls,
+                security: oauthimap_types::Security::Tls,
                 ca_file: Some(dovecot.ca_pem_path().display().to_string()),
             }),
         )

@@ -1,7 +1,7 @@
 //! No token, secret, code or state appears in any log line of a whole OAuth flow, at any level.
 //! A test binary of its own, so the log capture sees only this flow.
 
-use oauthimap_app::store::Backend;
+use oauthimap_store::Backend;
 use secrecy::ExposeSecret;
 
 mod common;

@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use oauthimap_app::config::Settings;
-use oauthimap_app::store::Backend;
-use oauthimap_app::types::{AccountState, GrantKind, Provider, now_millis};
 use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
+use oauthimap_config::Settings;
 use oauthimap_fake_idp::{TokenHttpFault, UserConfig};
+use oauthimap_store::Backend;
+use oauthimap_types::{AccountState, GrantKind, Provider, now_millis};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -234,7 +234,7 @@ async fn device_code_and_client_credentials() {
     assert_eq!(app_only.grant_kind, GrantKind::ClientCredentials);
     assert_eq!(app_only.identity, "app:ms-daemon");
     assert!(!app_only.has_refresh_token);
-    let claims = oauthimap_app::oauth::jwt_claims(
+    let claims = oauthimap_oauth::jwt_claims(
         h.app
             .tokens()
             .access_token(app_only.id, false)
@@ -418,11 +418,7 @@ async fn transient_faults_keep_the_account_and_its_token() {
         .access_token(account.id, true)
         .await
         .unwrap_err();
-    assert_eq!(
-        err.kind,
-        oauthimap_app::types::FailureKind::Transient,
-        "{err}"
-    );
+    assert_eq!(err.kind, oauthimap_types::FailureKind::Transient, "{err}");
     assert!(
         err.message.contains("503") && err.message.contains("retry after 7s"),
         "{}",
@@ -452,7 +448,7 @@ async fn transient_faults_keep_the_account_and_its_token() {
         .access_token(account.id, true)
         .await
         .unwrap_err();
-    assert_eq!(err.kind, oauthimap_app::types::FailureKind::Transient);
+    assert_eq!(err.kind, oauthimap_types::FailureKind::Transient);
     assert!(err.message.contains("in time"), "{}", err.message);
     h.idp.set_token_delay(Duration::ZERO);
 
@@ -503,7 +499,7 @@ async fn revoked_grant_needs_reauth_pauses_receivers_notifies_once_and_reauth_re
         .access_token(account.id, false)
         .await
         .unwrap_err();
-    assert_eq!(err.kind, oauthimap_app::types::FailureKind::Permanent);
+    assert_eq!(err.kind, oauthimap_types::FailureKind::Permanent);
     assert!(err.message.contains("invalid_grant"), "{}", err.message);
     assert_eq!(
         h.idp.stats().grant("refresh_token").requests,

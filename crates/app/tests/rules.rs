@@ -1,11 +1,11 @@
 //! The seed's rules and input validation at the core, on both backends.
 #![allow(clippy::too_many_lines)] // each test reads best as one story
 
-use oauthimap_app::config::Settings;
-use oauthimap_app::store::Backend;
-use oauthimap_app::types::{AccountState, GrantKind, Provider, TokenSet, now_millis};
 use oauthimap_app::{AccountSelector, App, AppError, ApplicationInput, ReceiverInput};
+use oauthimap_config::Settings;
+use oauthimap_store::Backend;
 use oauthimap_testkit::TestDb;
+use oauthimap_types::{AccountState, GrantKind, Provider, TokenSet, now_millis};
 use secrecy::{ExposeSecret, SecretString};
 
 async fn open(t: &TestDb) -> App {
@@ -48,10 +48,7 @@ fn ms_app(name: &str) -> ApplicationInput {
 async fn with_receiver(
     app: &App,
     name: &str,
-) -> (
-    oauthimap_app::store::Account,
-    oauthimap_app::store::Receiver,
-) {
+) -> (oauthimap_store::Account, oauthimap_store::Receiver) {
     let a = app.add_application(&ms_app(name)).await.unwrap();
     let tokens = TokenSet {
         access_token: SecretString::from("at".to_owned()),
@@ -401,7 +398,7 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
             ReceiverInput {
                 name: Some("r".into()),
                 application: Some("A".into()),
-                security: Some(oauthimap_app::types::Security::Plain),
+                security: Some(oauthimap_types::Security::Plain),
                 ..Default::default()
             },
             "plain IMAP",
@@ -410,7 +407,7 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
             ReceiverInput {
                 name: Some("r".into()),
                 application: Some("A".into()),
-                after_delivery: Some(oauthimap_app::types::AfterDelivery::Move),
+                after_delivery: Some(oauthimap_types::AfterDelivery::Move),
                 ..Default::default()
             },
             "accepted_folder",
@@ -419,7 +416,7 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
             ReceiverInput {
                 name: Some("r".into()),
                 application: Some("A".into()),
-                sink: Some(oauthimap_app::types::SinkKind::Webhook),
+                sink: Some(oauthimap_types::SinkKind::Webhook),
                 sink_target: Some("http://hooks.example.com/x".into()),
                 ..Default::default()
             },
@@ -429,7 +426,7 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
             ReceiverInput {
                 name: Some("r".into()),
                 application: Some("A".into()),
-                sink: Some(oauthimap_app::types::SinkKind::Webhook),
+                sink: Some(oauthimap_types::SinkKind::Webhook),
                 sink_target: Some("helpdesk intake".into()),
                 ..Default::default()
             },
@@ -512,7 +509,7 @@ async fn webhooks_inside_the_network_are_refused() {
             .add_receiver(&ReceiverInput {
                 name: Some("hook".into()),
                 application: Some("Contoso".into()),
-                sink: Some(oauthimap_app::types::SinkKind::Webhook),
+                sink: Some(oauthimap_types::SinkKind::Webhook),
                 sink_target: Some(target.into()),
                 ..Default::default()
             })
@@ -561,7 +558,7 @@ async fn webhooks_inside_the_network_are_refused() {
 /// `{data_dir}/maildir`), with `..` and symbolic links resolved before the check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_sinks_and_maildirs_stay_within_the_operators_bounds() {
-    use oauthimap_app::types::SinkKind;
+    use oauthimap_types::SinkKind;
     let t = TestDb::new(Backend::Sqlite).await;
     let app = open(&t).await;
     app.add_application(&ms_app("Contoso")).await.unwrap();
@@ -621,7 +618,7 @@ async fn command_sinks_and_maildirs_stay_within_the_operators_bounds() {
 /// it is refused when saved, with the setting named.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn command_sinks_run_only_the_operators_executables() {
-    use oauthimap_app::types::SinkKind;
+    use oauthimap_types::SinkKind;
     let t = TestDb::new(Backend::Sqlite).await;
     let app = open_with(
         &t,
@@ -683,7 +680,7 @@ async fn every_mistake_of_a_receiver_is_reported_at_once() {
             application: Some("A".into()),
             poll_interval_secs: Some(1),
             size_limit_bytes: Some(0),
-            sink: Some(oauthimap_app::types::SinkKind::Webhook),
+            sink: Some(oauthimap_types::SinkKind::Webhook),
             sink_target: Some("http://hooks.example.com/in".into()),
             ..Default::default()
         })

@@ -6,10 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use oauthimap_app::types::units::{DurationParseError, parse_duration};
-use oauthimap_app::types::{
-    AfterDelivery, Cloud, Mechanism, Provider, Security, SinkKind, Trigger,
-};
+use oauthimap_types::units::{DurationParseError, parse_duration};
+use oauthimap_types::{AfterDelivery, Cloud, Mechanism, Provider, Security, SinkKind, Trigger};
 
 /// Durations on the command line (`90s`, `15m`, `5d`) read as in the configuration file.
 fn duration(text: &str) -> Result<Duration, DurationParseError> {

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     let words: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let quick = commands::token::quick_parse(&words);
     if let Some((config, request)) = &quick
-        && let Some(code) = commands::token::from_broker(config.clone(), request)
+        && let Some(code) = commands::token::from_broker(config.as_deref(), request)
     {
         return code;
     }
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     if quick.is_none()
         && let cli::Command::Token { server: None, .. } = &parsed.command
         && let Some(request) = commands::token::request(&parsed.command)
-        && let Some(code) = commands::token::from_broker(parsed.config.clone(), &request)
+        && let Some(code) = commands::token::from_broker(parsed.config.as_deref(), &request)
     {
         return code;
     }

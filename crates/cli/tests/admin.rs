@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use oauthimap_app::App;
-use oauthimap_app::config::Settings;
+use oauthimap_config::Settings;
 use oauthimap_testkit::http_get;
 use secrecy::SecretString;
 

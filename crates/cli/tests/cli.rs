@@ -404,7 +404,7 @@ fn missing_key_file_and_bad_configuration_are_clear_errors() {
 
 #[tokio::test]
 async fn the_cli_runs_on_postgresql_too() {
-    let t = TestDb::new(oauthimap_app::store::Backend::Postgres).await;
+    let t = TestDb::new(oauthimap_store::Backend::Postgres).await;
     let d = t.dir.path();
     let out = run(
         oauthimap(d)
@@ -423,7 +423,7 @@ async fn the_cli_runs_on_postgresql_too() {
         Some("pg-secret\n"),
     );
     assert!(out.status.success(), "{}", text(&out));
-    let oauthimap_app::store::Db::Postgres(pool) = &t.db else {
+    let oauthimap_store::Db::Postgres(pool) = &t.db else {
         unreachable!()
     };
     let names: Vec<String> = sqlx::query_scalar("SELECT name FROM applications")

@@ -8,11 +8,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::config::Settings;
-use oauthimap_app::types::{Provider, Security, SinkKind, Trigger};
 use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
+use oauthimap_config::Settings;
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
+use oauthimap_types::{Provider, Security, SinkKind, Trigger};
 use secrecy::SecretString;
 
 const N: usize = 300;

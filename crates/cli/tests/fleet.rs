@@ -9,12 +9,12 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::config::Settings;
-use oauthimap_app::types::{Provider, Security, Trigger};
 use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
+use oauthimap_config::Settings;
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
 use oauthimap_testkit::TestDb;
+use oauthimap_types::{Provider, Security, Trigger};
 use secrecy::SecretString;
 
 mod common;
@@ -71,10 +71,10 @@ where
 
 /// Receiver leases held now, per serve process id.
 async fn held(t: &TestDb) -> BTreeMap<u32, usize> {
-    let oauthimap_app::store::Db::Postgres(pool) = &t.db else {
+    let oauthimap_store::Db::Postgres(pool) = &t.db else {
         unreachable!()
     };
-    let now = oauthimap_app::types::now_millis();
+    let now = oauthimap_types::now_millis();
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT holder, COUNT(*) FROM leases WHERE name LIKE 'receiver:%' AND expires_at > $1 GROUP BY holder",
     )
@@ -138,7 +138,7 @@ fn signal(child: &Child, signal: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_serve_processes_share_receivers_through_kill_and_freeze_losing_nothing() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let t = TestDb::new(oauthimap_app::store::Backend::Postgres).await;
+    let t = TestDb::new(oauthimap_store::Backend::Postgres).await;
     let idp = FakeIdp::start().await.unwrap();
     idp.add_client(ClientConfig::microsoft(
         "fleet-client",
@@ -360,7 +360,7 @@ async fn three_serve_processes_share_receivers_through_kill_and_freeze_losing_no
     assert!(
         ledger
             .iter()
-            .all(|e| e.status == oauthimap_app::store::LedgerStatus::Delivered),
+            .all(|e| e.status == oauthimap_store::LedgerStatus::Delivered),
         "every message delivered"
     );
 

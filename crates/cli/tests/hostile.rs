@@ -19,10 +19,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::config::Settings;
-use oauthimap_app::types::{Provider, Security, Trigger};
 use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
+use oauthimap_config::Settings;
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
+use oauthimap_types::{Provider, Security, Trigger};
 use secrecy::SecretString;
 
 const USER: &str = "help@contoso.com";

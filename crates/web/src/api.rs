@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use oauthimap_app::types::FailureKind;
 use oauthimap_app::{AccountSelector, App, AppError};
+use oauthimap_types::FailureKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
@@ -68,7 +68,7 @@ pub struct TokenQuery {
     #[serde(default)]
     force: bool,
     /// Also the SASL initial response: xoauth2 or oauthbearer.
-    sasl: Option<oauthimap_app::types::Mechanism>,
+    sasl: Option<oauthimap_types::Mechanism>,
     /// OAUTHBEARER only: the server it binds to.
     host: Option<String>,
     port: Option<u16>,
@@ -142,8 +142,8 @@ fn token_error(account: &str, e: &AppError) -> Response {
 pub struct DiagnoseBody {
     host: Option<String>,
     port: Option<u16>,
-    security: Option<oauthimap_app::types::Security>,
-    mechanism: Option<oauthimap_app::types::Mechanism>,
+    security: Option<oauthimap_types::Security>,
+    mechanism: Option<oauthimap_types::Mechanism>,
     folder: Option<String>,
     ca_file: Option<String>,
     timeout_secs: Option<u64>,

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use oauthimap_app::App;
-use oauthimap_app::types::now_millis;
+use oauthimap_types::now_millis;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -100,7 +100,7 @@ pub async fn render(State(app): State<App>, headers: axum::http::HeaderMap) -> R
     let mut series = String::new();
     if let Ok(accounts) = app.list_accounts(None).await {
         let now = now_millis();
-        for state in oauthimap_app::types::AccountState::ALL {
+        for state in oauthimap_types::AccountState::ALL {
             let n = accounts.iter().filter(|a| a.state == *state).count();
             metrics::gauge!("oauthimap_accounts", "state" => state.as_str()).set(n as f64);
         }
@@ -125,7 +125,7 @@ pub async fn render(State(app): State<App>, headers: axum::http::HeaderMap) -> R
         metrics::gauge!("oauthimap_receivers", "active" => "true").set(active as f64);
         metrics::gauge!("oauthimap_receivers", "active" => "false")
             .set((receivers.len() - active) as f64);
-        for state in oauthimap_app::types::ReceiverState::ALL {
+        for state in oauthimap_types::ReceiverState::ALL {
             let n = receivers.iter().filter(|r| r.state == *state).count();
             metrics::gauge!("oauthimap_receivers_by_state", "state" => state.as_str())
                 .set(n as f64);
@@ -142,7 +142,7 @@ pub async fn render(State(app): State<App>, headers: axum::http::HeaderMap) -> R
             let waiting = r
                 .status
                 .as_ref()
-                .filter(|s| s.state == oauthimap_app::types::ReceiverState::WaitingForSink)
+                .filter(|s| s.state == oauthimap_types::ReceiverState::WaitingForSink)
                 .map_or(0.0, |s| (now - s.since) as f64 / 1000.0);
             let _ = writeln!(
                 series,
@@ -151,7 +151,7 @@ pub async fn render(State(app): State<App>, headers: axum::http::HeaderMap) -> R
             );
         }
     }
-    if let Ok(n) = app.store().message_count().await {
+    if let Ok(n) = app.message_count().await {
         metrics::gauge!("oauthimap_stored_messages").set(n as f64);
     }
     (

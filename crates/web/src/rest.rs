@@ -7,10 +7,8 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use oauthimap_app::types::{
-    AfterDelivery, Cloud, Mechanism, Provider, Security, SinkKind, Trigger,
-};
-use oauthimap_app::{AccountSelector, App, AppError, ApplicationInput, ReceiverInput};
+use oauthimap_app::{AccountSelector, App, AppError, ApplicationInput, EventQuery, ReceiverInput};
+use oauthimap_types::{AfterDelivery, Cloud, Mechanism, Provider, Security, SinkKind, Trigger};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
@@ -447,7 +445,7 @@ pub async fn get_message(
     admin!(
         app,
         headers,
-        app.store().message(id).await.map_err(AppError::from).map(|m| {
+        app.stored_message(id).await.map(|m| {
             let normalized: serde_json::Value = serde_json::from_str(&m.normalized).unwrap_or_default();
             ok(StatusCode::OK, &json!({ "id": m.id, "receiver_id": m.receiver_id, "created_at": m.created_at, "message": normalized }))
         })
@@ -463,23 +461,19 @@ pub async fn list_events(
     admin!(
         app,
         headers,
-        app.store()
-            .events(
-                q.account.map(oauthimap_app::types::AccountId),
-                q.cursor.map(oauthimap_app::types::EventId),
-                limit
+        app.events(EventQuery {
+            account: q.account.map(oauthimap_types::AccountId),
+            before: q.cursor.map(oauthimap_types::EventId),
+            limit
+        })
+        .await
+        .map(|page| {
+            let next = page.next_cursor.map(|e| e.0);
+            ok(
+                StatusCode::OK,
+                &json!({ "items": page.items, "next_cursor": next }),
             )
-            .await
-            .map_err(AppError::from)
-            .map(|items| {
-                let next = (items.len() == limit as usize)
-                    .then(|| items.last().map(|e| e.id.0))
-                    .flatten();
-                ok(
-                    StatusCode::OK,
-                    &json!({ "items": items, "next_cursor": next }),
-                )
-            })
+        })
     )
 }
 

@@ -360,7 +360,7 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
                 account: Some(MAILBOX.into()),
                 host: Some("127.0.0.1".into()),
                 port: Some(closed_port),
-                security: Some(oauthimap_app::types::Security::Tls),
+                security: Some(oauthimap_types::Security::Tls),
                 ..Default::default()
             })
             .await?;
@@ -368,7 +368,7 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
         let app = ui.s.app.clone();
         async move {
             let r = app.find_receiver("wrong-port").await?;
-            Ok((r.state == oauthimap_app::types::ReceiverState::BackingOff).then_some(()))
+            Ok((r.state == oauthimap_types::ReceiverState::BackingOff).then_some(()))
         }
     })
     .await?;
@@ -632,7 +632,7 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
     ensure!(
         accounts
             .iter()
-            .all(|a| a.state == oauthimap_app::types::AccountState::Active),
+            .all(|a| a.state == oauthimap_types::AccountState::Active),
         "an account was revoked before the confirmation: {accounts:?}"
     );
     ui.click("#application-form button#confirm-save").await?;
@@ -648,7 +648,7 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
     );
     let account = ui.s.app.list_accounts(None).await?.remove(0);
     ensure!(
-        account.state == oauthimap_app::types::AccountState::Revoked,
+        account.state == oauthimap_types::AccountState::Revoked,
         "the confirmed change left the account {:?}",
         account.state
     );

@@ -16,12 +16,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::config::Settings;
-use oauthimap_app::store::{Backend, NewStoredMessage};
-use oauthimap_app::types::Provider;
 use oauthimap_app::{AccountSelector, App, ApplicationInput};
+use oauthimap_config::Settings;
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
+use oauthimap_store::{Backend, NewStoredMessage};
 use oauthimap_testkit::TestDb;
+use oauthimap_types::Provider;
 use reqwest::header::{self, HeaderMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
@@ -123,7 +123,7 @@ impl Svc {
 
     /// Authorizes the mailbox through the provider without the UI (the CLI's way): our sign-in
     /// URL, the provider's redirect back, the callback page.
-    async fn sign_in(&self) -> oauthimap_app::store::Account {
+    async fn sign_in(&self) -> oauthimap_store::Account {
         let http = client();
         let start = self.app.start_sign_in("Contoso", None, None).await.unwrap();
         let to_provider = http.get(&start.url).send().await.unwrap();
@@ -1859,7 +1859,7 @@ async fn no_page_or_api_response_carries_a_secret() {
     let kept = s
         .app
         .store()
-        .application_secret(oauthimap_app::types::AppId(a))
+        .application_secret(oauthimap_types::AppId(a))
         .await
         .unwrap()
         .map(|x| x.expose_secret().to_owned());

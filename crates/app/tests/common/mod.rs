@@ -2,12 +2,12 @@
 //! identity provider with Microsoft and Google clients, and a Microsoft application.
 #![allow(dead_code)] // each test binary uses a different part
 
-use oauthimap_app::config::Settings;
-use oauthimap_app::store::Backend;
-use oauthimap_app::types::{Provider, TokenSet, now_millis};
 use oauthimap_app::{App, ApplicationInput};
+use oauthimap_config::Settings;
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
+use oauthimap_store::Backend;
 use oauthimap_testkit::TestDb;
+use oauthimap_types::{Provider, TokenSet, now_millis};
 use secrecy::SecretString;
 
 pub const SECRET: &str = "Zq8Q~fake-client-secret.42";
@@ -124,7 +124,7 @@ impl Harness {
         (page.status().as_u16(), page.text().await.unwrap())
     }
 
-    pub async fn expire_stored_token(&self, account: oauthimap_app::types::AccountId) {
+    pub async fn expire_stored_token(&self, account: oauthimap_types::AccountId) {
         self.app
             .store()
             .store_refreshed(

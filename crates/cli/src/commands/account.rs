@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use oauthimap_app::store::Account;
+use oauthimap_app::views::Account;
 use oauthimap_app::{AccountSelector, App, AppError};
 
 use crate::cli::AccountCommand;
@@ -112,7 +112,7 @@ async fn authorize_browser(
         }
     );
     println!("{}", start.url);
-    let listen = app.settings().listen;
+    let listen = app.callback_address();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = if let Ok(listener) = tokio::net::TcpListener::bind(listen).await {
         eprintln!(
@@ -149,7 +149,7 @@ async fn authorize_browser(
             humantime::format_duration(timeout)
         ))
     })??;
-    Ok(app.store().account(id).await?)
+    app.account(id).await
 }
 
 async fn authorize_device(
@@ -230,9 +230,13 @@ pub async fn events(
         None => None,
     };
     let events = app
-        .store()
-        .events(account, None, limit.clamp(1, 10_000))
-        .await?;
+        .events(oauthimap_app::EventQuery {
+            account,
+            before: None,
+            limit,
+        })
+        .await?
+        .items;
     out.table(&events, &["TIME", "LEVEL", "KIND", "MESSAGE"], |e| {
         vec![
             time(Some(e.at)),

@@ -19,7 +19,7 @@ pub async fn run(app: &App, out: &Out, cmd: AdminCommand) -> Result<(), AppError
             eprintln!(
                 "admin user {} created; log in at {}",
                 user.username,
-                app.settings().external_base_url()
+                app.external_base_url()
             );
         }
         AdminCommand::Passwd {
@@ -49,7 +49,7 @@ pub async fn run(app: &App, out: &Out, cmd: AdminCommand) -> Result<(), AppError
                         u.failed_logins.to_string(),
                         time(
                             u.locked_until
-                                .filter(|t| *t > oauthimap_app::types::now_millis()),
+                                .filter(|t| *t > oauthimap_types::now_millis()),
                         ),
                     ]
                 },

@@ -98,7 +98,7 @@ fn show(out: &Out, v: &ApplicationView) {
             ("active", yes_no(f.active)),
             ("provider", f.provider.to_string()),
         ];
-        if f.provider == oauthimap_app::types::Provider::Microsoft {
+        if f.provider == oauthimap_types::Provider::Microsoft {
             pairs.push(("cloud", f.cloud.to_string()));
             pairs.push(("tenant", f.tenant.clone().unwrap_or_else(|| "organizations (default)".into())));
         }

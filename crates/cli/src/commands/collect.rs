@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use oauthimap_app::store::{LedgerStatus, Receiver};
+use oauthimap_app::views::{LedgerStatus, Receiver};
 use oauthimap_app::{App, AppError, ProgressEvent};
 
 use crate::cli::MessagesCommand;

@@ -23,13 +23,11 @@ pub async fn run(app: &App, out: &Out, cmd: crate::cli::ImportCommand) -> Result
     let rewrite = match (rewrite_collectors, gateway_host) {
         (true, Some(host)) => Some(oauthimap_app::CollectorTarget {
             host,
-            port: gateway_port.unwrap_or(
-                if gateway_security == oauthimap_app::types::Security::Tls {
-                    993
-                } else {
-                    143
-                },
-            ),
+            port: gateway_port.unwrap_or(if gateway_security == oauthimap_types::Security::Tls {
+                993
+            } else {
+                143
+            }),
             security: gateway_security,
             backup,
         }),

@@ -2,15 +2,15 @@
 
 use std::fmt::Write as _;
 
-use oauthimap_app::crypto::KeyRing;
 use oauthimap_app::{App, AppError};
+use secrecy::ExposeSecret as _;
 
 use crate::cli::KeysCommand;
 use crate::output::Out;
 
 pub fn generate(id: u32) -> Result<(), AppError> {
-    let value = KeyRing::generate_env_value(id)?;
-    println!("{}", value.as_str());
+    let value = oauthimap_app::generate_master_key(id)?;
+    println!("{}", value.expose_secret());
     Ok(())
 }
 

@@ -12,8 +12,7 @@ mod receiver;
 mod serve;
 pub mod token;
 
-use oauthimap_app::config::{LogFormat, Settings};
-use oauthimap_app::{App, AppError};
+use oauthimap_app::{AppError, Config};
 
 use crate::cli::{Cli, Command, KeysCommand};
 use crate::output::Out;
@@ -37,23 +36,19 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         } => return token::remote(&cli.command).await,
         _ => {}
     }
-    let file = cli
-        .config
-        .clone()
-        .or_else(oauthimap_app::config::default_config_file);
-    let settings = Settings::load(file.as_deref())?;
+    let config = Config::load(cli.config.as_deref())?;
     let serving = matches!(cli.command, Command::Serve);
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&settings.log_level) {
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(config.log_level()) {
         return Err(AppError::Invalid {
             field: "log_level",
             message: format!(
                 "{:?} is not a log filter ({e}); use a level such as info or debug, or directives such as oauthimap=debug,info",
-                settings.log_level
+                config.log_level()
             ),
         });
     }
-    init_logging(&settings, serving, cli.verbose);
-    for warning in settings.warnings() {
+    init_logging(&config, serving, cli.verbose);
+    for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
     let out = Out { json: cli.json };
@@ -61,9 +56,9 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         return keys::generate(id);
     }
     let app = if creates_data(&cli.command) {
-        App::open(settings).await?
+        config.open().await?
     } else {
-        App::open_existing(settings).await?
+        config.open_existing().await?
     };
     let result = match cli.command {
         Command::Serve => serve::run(app.clone()).await,
@@ -146,10 +141,10 @@ fn creates_data(command: &Command) -> bool {
     )
 }
 
-fn init_logging(settings: &Settings, serving: bool, verbose: u8) {
+fn init_logging(config: &Config, serving: bool, verbose: u8) {
     use tracing_subscriber::EnvFilter;
     let level = match (serving, verbose) {
-        (true, 0) => settings.log_level.clone(),
+        (true, 0) => config.log_level().to_owned(),
         (false, 0) => "warn".to_owned(),
         (_, 1) => "info".to_owned(),
         _ => "debug".to_owned(),
@@ -159,8 +154,9 @@ fn init_logging(settings: &Settings, serving: bool, verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match settings.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+    let _ = if config.log_json() {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
     };
 }

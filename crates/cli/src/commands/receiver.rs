@@ -1,6 +1,6 @@
 //! `oauthimap receiver ...`: mail collectors.
 
-use oauthimap_app::store::Receiver;
+use oauthimap_app::views::Receiver;
 use oauthimap_app::{App, AppError, ReceiverInput};
 
 use crate::cli::{ReceiverArgs, ReceiverCommand};

@@ -1,25 +1,15 @@
 //! `oauthimap serve`: the long-running service.
 
-use oauthimap_app::{App, AppError};
+use oauthimap_app::{App, AppError, ListenPlan};
 
 pub async fn run(app: App) -> Result<(), AppError> {
     // The handlers are in place before anything starts, so a SIGTERM that arrives while the
     // gateway or the web port is still being set up is a graceful stop, not the default death.
     let signals = Signals::install()?;
-    // An unreadable metrics token file stops serve here (exit 2), never opens /metrics.
-    app.metrics_token()?;
-    let settings = app.settings();
-    let listen = settings.listen;
-    if !listen.ip().is_loopback() && !settings.has_external_base_url() {
-        return Err(AppError::Invalid {
-            field: "external_base_url",
-            message: format!(
-                "the service listens on {listen}, so users reach it through some other URL; set external_base_url \
-                 (OAUTHIMAP_EXTERNAL_BASE_URL) to it, such as https://oauthimap.example.com, so the OAuth redirect URL is right"
-            ),
-        });
-    }
-    let redirect = app.redirect_url();
+    // The rules for starting (an unreadable metrics token file, a public address without
+    // external_base_url) stop serve here (exit 2).
+    let plan = app.listen_plan()?;
+    let listen = plan.listen;
     if let Some(link) = app.new_setup_link().await? {
         // Single use, short-lived, and useless once an admin exists: the one secret a log may
         // carry, because on a fresh install the log is the only channel to the admin.
@@ -28,8 +18,6 @@ pub async fn run(app: App) -> Result<(), AppError> {
             "no admin user exists: open this one-time link to create the first one, or run `oauthimap admin create NAME`"
         );
     }
-    let data_dir = settings.data_dir.display().to_string();
-    let backend = app.store().backend();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -38,22 +26,18 @@ pub async fn run(app: App) -> Result<(), AppError> {
         Some(config) => Some(start_gateway(&app, config, stop_rx.clone()).await?),
         None => None,
     };
-    // A socket that was asked for must open; the default one may fail (a data folder whose
-    // path is too long for a socket) without stopping the service: callers then open the
-    // database, and the log says why.
-    let bound = match app.bind_broker() {
-        Err(e) if app.settings().broker.socket.is_none() => {
-            tracing::warn!(error = %e, "the token broker is off: `oauthimap token` will open the database; set broker.socket to a shorter path");
-            None
-        }
-        bound => bound?,
-    };
-    let broker = bound.map(|broker| {
+    let broker = app.serve_broker()?.map(|broker| {
         tracing::info!(socket = %broker.path().display(), "the token broker is listening");
         tokio::spawn(broker.run(stop_rx.clone()))
     });
-    let refresher = tokio::spawn(app.tokens().clone().run_refresher(stopped(stop_rx.clone())));
-    let collector = tokio::spawn(app.collector().clone().supervise(stop_rx.clone()));
+    let refresher = tokio::spawn({
+        let (app, stop) = (app.clone(), stopped(stop_rx.clone()));
+        async move { app.run_token_refresher(stop).await }
+    });
+    let collector = tokio::spawn({
+        let (app, stop) = (app.clone(), stop_rx.clone());
+        async move { app.run_receivers(stop).await }
+    });
     let stop_tx = std::sync::Arc::new(stop_tx);
     tokio::spawn({
         let stop_tx = stop_tx.clone();
@@ -66,6 +50,12 @@ pub async fn run(app: App) -> Result<(), AppError> {
         app.clone(),
         listen,
         |bound| {
+            let ListenPlan {
+                redirect_url: redirect,
+                backend,
+                data_dir,
+                ..
+            } = &plan;
             tracing::info!(%bound, %redirect, %backend, %data_dir, "oauthimap is listening");
         },
         stopped(stop_rx),

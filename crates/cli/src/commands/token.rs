@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use oauthimap_app::config::Settings;
 use oauthimap_app::{App, AppError, Asked, TokenReply, TokenRequest};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -92,13 +91,8 @@ pub fn quick_parse(args: &[OsString]) -> Option<(Option<PathBuf>, TokenRequest)>
 /// The fast path, before any runtime starts: asks the running service over its socket. `None`
 /// when no service answers there (or the settings cannot be read): the caller then opens the
 /// database, which reports any problem with the settings.
-pub fn from_broker(config: Option<PathBuf>, request: &TokenRequest) -> Option<ExitCode> {
-    let file = config.or_else(oauthimap_app::config::default_config_file);
-    let settings = Settings::load(file.as_deref()).ok()?;
-    if !settings.broker.enabled {
-        return None;
-    }
-    let path = settings.broker_socket();
+pub fn from_broker(config: Option<&Path>, request: &TokenRequest) -> Option<ExitCode> {
+    let path = oauthimap_app::Config::load(config).ok()?.broker_socket()?;
     match oauthimap_app::ask_broker(&path, request, BROKER_TIMEOUT) {
         Ok(Asked::NoService) => None,
         Ok(Asked::Answered(TokenReply::Token(value))) => {
@@ -222,7 +216,7 @@ mod tests {
         assert_eq!(config, Some(PathBuf::from("/etc/o.toml")));
         assert_eq!(r.account, "a@b.c");
         assert_eq!(r.app.as_deref(), Some("Contoso"));
-        assert_eq!(r.sasl, Some(oauthimap_app::types::Mechanism::Xoauth2));
+        assert_eq!(r.sasl, Some(oauthimap_types::Mechanism::Xoauth2));
         let (_, r) =
             parse("oauthimap token 7 --force --sasl=oauthbearer --host h --port 993").unwrap();
         assert!(r.force);

@@ -12,11 +12,11 @@
 
 use axum::Json;
 use libfuzzer_sys::fuzz_target;
-use oauthimap_app::oauth::{check_endpoint_url, check_https_url};
-use oauthimap_app::types::net::{check_outbound_url, host_address, is_internal};
-use oauthimap_app::types::units::{format_size, parse_size};
-use oauthimap_app::types::{SinkKind, rfc3339_seconds};
 use oauthimap_app::{ApplicationInput, ReceiverInput};
+use oauthimap_oauth::{check_endpoint_url, check_https_url};
+use oauthimap_types::net::{check_outbound_url, host_address, is_internal};
+use oauthimap_types::units::{format_size, parse_size};
+use oauthimap_types::{SinkKind, rfc3339_seconds};
 use oauthimap_web::bodies::{ApplicationBody, DiagnoseBody, GatewayPasswordBody, ReceiverBody};
 use secrecy::ExposeSecret;
 

@@ -7,9 +7,9 @@ use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
-use oauthimap_app::store::{Account, Event, GatewayPassword, Receiver};
-use oauthimap_app::types::{AccountId, GrantKind, Security};
-use oauthimap_app::{AccountSelector, App, DiagnoseOptions, DiagnosticReport, Outcome};
+use oauthimap_app::views::{Account, Event, GatewayPassword, Receiver};
+use oauthimap_app::{AccountSelector, App, DiagnoseOptions, DiagnosticReport, EventQuery, Outcome};
+use oauthimap_types::{AccountId, GrantKind, Security};
 use serde::Deserialize;
 
 use super::session::{Admin, FormAction};
@@ -121,9 +121,13 @@ async fn render_with(
         Err(e) => return error_page(Some(admin), &e),
     };
     let events = app
-        .store()
-        .events(Some(AccountId(id)), None, 10)
+        .events(EventQuery {
+            account: Some(AccountId(id)),
+            before: None,
+            limit: 10,
+        })
         .await
+        .map(|page| page.items)
         .unwrap_or_default();
     let origin = match app
         .application_view(&account.application_id.to_string())

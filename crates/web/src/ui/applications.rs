@@ -11,10 +11,10 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use oauthimap_app::oauth::DeviceStart;
-use oauthimap_app::store::{Account, Application};
-use oauthimap_app::types::{Cloud, Provider};
+use oauthimap_app::views::DeviceStart;
+use oauthimap_app::views::{Account, Application};
 use oauthimap_app::{App, AppError, ApplicationInput, ApplicationView};
+use oauthimap_types::{Cloud, Provider};
 use secrecy::SecretString;
 use serde::Deserialize;
 

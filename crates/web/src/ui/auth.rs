@@ -156,7 +156,7 @@ pub async fn login(
             limiter.succeeded(ip);
             tracing::info!(username = %session.username, "admin logged in");
             let max_age =
-                u64::try_from((session.expires_at - oauthimap_app::types::now_millis()) / 1000)
+                u64::try_from((session.expires_at - oauthimap_types::now_millis()) / 1000)
                     .unwrap_or(0);
             let mut r = Redirect::to(&next).into_response();
             let h = r.headers_mut();

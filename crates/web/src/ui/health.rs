@@ -10,11 +10,11 @@ use askama::Template;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use oauthimap_app::store::{Event, Receiver, ReceiverActivity};
-use oauthimap_app::types::Provider;
+use oauthimap_app::views::{Event, Receiver, ReceiverActivity};
 use oauthimap_app::{
     AccountGroup, App, Attention, AttentionKind, AttentionSubject, GettingStarted, HealthReport,
 };
+use oauthimap_types::Provider;
 
 use super::session::Admin;
 use super::{Ctx, Page, at, error_page, relative};
@@ -202,11 +202,11 @@ fn provider_name(provider: Provider) -> &'static str {
 mod tests {
     use super::*;
     use oauthimap_app::Severity;
-    use oauthimap_app::types::{AccountId, AppId};
+    use oauthimap_types::{AccountId, AppId};
 
     #[test]
     fn attention_reads_as_before() {
-        let now = oauthimap_app::types::now_millis();
+        let now = oauthimap_types::now_millis();
         let secret = item(&Attention {
             severity: Severity::Warning,
             subject: AttentionSubject::Application {

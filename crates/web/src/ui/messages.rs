@@ -15,7 +15,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use oauthimap_app::store::{MessageFilter, MessageSummary, StoredMessage};
+use oauthimap_app::views::{MessageFilter, MessageSummary, StoredMessage};
 use oauthimap_app::{App, AppError, MailAddress, MailContent, MessageView, SafeHtml};
 use serde::Deserialize;
 
@@ -137,21 +137,17 @@ pub async fn list(
     headers: HeaderMap,
     Query(form): Query<SearchForm>,
 ) -> Response {
-    let total = match app.store().message_count().await {
+    let total = match app.message_count().await {
         Ok(n) => n,
-        Err(e) => return error_page(Some(&admin), &e.into()),
+        Err(e) => return error_page(Some(&admin), &e),
     };
     let (rows, older, error) = match form.filter() {
-        Ok(filter) => match app.store().find_messages(&filter, PAGE_SIZE + 1).await {
-            Ok(mut rows) => {
-                let more = rows.len() > PAGE_SIZE as usize;
-                rows.truncate(PAGE_SIZE as usize);
-                let older = more
-                    .then(|| rows.last().map(|m| form.url(Some(m.id))))
-                    .flatten();
-                (rows, older, None)
+        Ok(filter) => match app.find_messages(&filter, PAGE_SIZE).await {
+            Ok(found) => {
+                let older = found.older.map(|id| form.url(Some(id)));
+                (found.items, older, None)
             }
-            Err(e) => return error_page(Some(&admin), &e.into()),
+            Err(e) => return error_page(Some(&admin), &e),
         },
         Err(e) => (Vec::new(), None, Some(e.to_string())),
     };

@@ -22,8 +22,8 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use oauthimap_app::types::EpochMillis;
 use oauthimap_app::{App, AppError};
+use oauthimap_types::EpochMillis;
 
 pub use session::{Admin, LoginLimiter};
 
@@ -101,7 +101,7 @@ pub fn routes(app: &App) -> Router<App> {
         .layer(axum::middleware::from_fn(session::security_headers))
         .layer(axum::Extension(devices))
         .layer(axum::Extension(Arc::new(LoginLimiter::new(
-            app.settings().web.login_failures_per_address,
+            app.login_failures_per_address(),
         ))))
         .route("/static/{file}", get(static_file))
 }
@@ -287,7 +287,7 @@ async fn static_file(Path(file): Path<String>) -> Response {
 /// A time for people: `2026-11-28 10:00 UTC`, or an em dash (times before 1970 too).
 pub fn when(ms: impl Borrow<Option<EpochMillis>>) -> String {
     // `2026-11-28T10:00:00Z`, as the CLI prints it.
-    let Some(t) = (*ms.borrow()).and_then(oauthimap_app::types::rfc3339_seconds) else {
+    let Some(t) = (*ms.borrow()).and_then(oauthimap_types::rfc3339_seconds) else {
         return "—".into();
     };
     format!("{} {} UTC", &t[..10], &t[11..16])
@@ -358,7 +358,7 @@ pub fn relative(ms: impl Borrow<Option<EpochMillis>>) -> String {
     let Some(ms) = *ms.borrow() else {
         return "—".into();
     };
-    let delta = (ms - oauthimap_app::types::now_millis()) / 1000;
+    let delta = (ms - oauthimap_types::now_millis()) / 1000;
     if delta.abs() < 5 {
         return "just now".into();
     }
@@ -414,7 +414,7 @@ mod tests {
     #[test]
     fn a_missing_moment_reads_as_none_not_dashes() {
         assert_eq!(moment(None), "none");
-        let soon = oauthimap_app::types::now_millis() + 3_000_000;
+        let soon = oauthimap_types::now_millis() + 3_000_000;
         let shown = moment(Some(soon));
         assert!(
             shown.contains(" UTC (in ") && shown.ends_with("min)"),

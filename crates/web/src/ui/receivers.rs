@@ -7,9 +7,9 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use oauthimap_app::store::{Account, Application, Receiver, ReceiverActivity};
-use oauthimap_app::types::{AccountState, AfterDelivery, Security, SinkKind, Trigger};
+use oauthimap_app::views::{Account, Application, Receiver, ReceiverActivity};
 use oauthimap_app::{App, AppError, ReceiverInput};
+use oauthimap_types::{AccountState, AfterDelivery, Security, SinkKind, Trigger};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
@@ -154,7 +154,7 @@ fn parse<T: std::str::FromStr>(
     })
 }
 
-fn named<T: std::str::FromStr<Err = oauthimap_app::types::UnknownName>>(
+fn named<T: std::str::FromStr<Err = oauthimap_types::UnknownName>>(
     field: &'static str,
     value: &str,
 ) -> Result<Option<T>, AppError> {
@@ -164,7 +164,7 @@ fn named<T: std::str::FromStr<Err = oauthimap_app::types::UnknownName>>(
     }
     v.parse()
         .map(Some)
-        .map_err(|e: oauthimap_app::types::UnknownName| AppError::Invalid {
+        .map_err(|e: oauthimap_types::UnknownName| AppError::Invalid {
             field,
             message: e.to_string(),
         })
@@ -372,7 +372,7 @@ async fn form_page(
         |r| format!("Receiver {}", r.fields.name),
     );
     let activity = match &receiver {
-        Some(r) => app.store().receiver_activity(r.id).await.ok(),
+        Some(r) => app.receiver_activity(r.id).await.ok(),
         None => None,
     };
     let ctx = Ctx::new(app, admin, headers, "receivers", title);
@@ -407,19 +407,10 @@ async fn form_page(
 }
 
 pub async fn list(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Response {
-    let receivers = match app.list_receivers().await {
-        Ok(r) => r,
+    let rows = match app.receivers_with_activity().await {
+        Ok(rows) => rows,
         Err(e) => return error_page(Some(&admin), &e),
     };
-    let mut rows = Vec::with_capacity(receivers.len());
-    for r in receivers {
-        let activity = app
-            .store()
-            .receiver_activity(r.id)
-            .await
-            .unwrap_or_default();
-        rows.push((r, activity));
-    }
     let ctx = Ctx::new(&app, &admin, &headers, "receivers", "Receivers");
     let page = ctx.page.clone();
     ctx.render(&ListPage { page, rows })

@@ -60,11 +60,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// A `Set-Cookie` value: `HttpOnly`, SameSite=Lax, Path=/, Secure when served over https.
 pub fn set_cookie(app: &App, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
-    let secure = if app.settings().external_base_url().scheme() == "https" {
-        "; Secure"
-    } else {
-        ""
-    };
+    let secure = if app.serves_https() { "; Secure" } else { "" };
     let age = max_age
         .map(|s| format!("; Max-Age={s}"))
         .unwrap_or_default();
@@ -183,7 +179,7 @@ fn same_origin(app: &App, headers: &HeaderMap) -> bool {
     let Ok(claimed) = url::Url::parse(claimed) else {
         return false;
     };
-    let ours = app.settings().external_base_url();
+    let ours = app.external_base_url();
     if claimed.origin() == ours.origin() {
         return true;
     }

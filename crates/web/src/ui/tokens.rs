@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use oauthimap_app::App;
-use oauthimap_app::store::ApiToken;
+use oauthimap_app::views::ApiToken;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 

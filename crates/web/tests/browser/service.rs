@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use oauthimap_app::App;
-use oauthimap_app::config::Settings;
-use oauthimap_app::store::Backend;
+use oauthimap_config::Settings;
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
+use oauthimap_store::Backend;
 use oauthimap_testkit::TestDb;
 use secrecy::SecretString;
 
