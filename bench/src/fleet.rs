@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use oauthimap_app::{App, ReceiverInput};
+use oauthimap_app::{Core, ReceiverInput};
 use oauthimap_config::Settings;
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::FakeIdp;
@@ -172,16 +172,17 @@ async fn run(args: &Args, work: &Path, n: usize) -> Result<Figures> {
         .collect();
     eprintln!("  authorizing {n} mailboxes");
     setup::data_folder(&idp, &dovecot, &data, &user_refs, &specs).await?;
-    let app = App::open(Settings::load_from(None, setup::oauthimap_env(&data))?).await?;
+    let app = Core::open(Settings::load_from(None, setup::oauthimap_env(&data))?).await?;
     for spec in &specs {
-        app.update_receiver(
+        app.change_receiver(
             &spec.name,
             &ReceiverInput {
                 trigger: Some(Trigger::Idle),
                 ..Default::default()
             },
         )
-        .await?;
+        .await
+        .map(|(receiver, _)| receiver)?;
     }
 
     let web = setup::free_port()?;

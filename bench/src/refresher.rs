@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
-use oauthimap_app::App;
+use oauthimap_app::Core;
 use oauthimap_config::Settings;
 use oauthimap_fake_idp::{FakeIdp, TokenHttpFault};
 
@@ -86,7 +86,7 @@ async fn run(args: &Args, work: &std::path::Path) -> Result<String> {
         ("OAUTHIMAP_TOKENS__JITTER_SECS".into(), "0".into()),
         ("OAUTHIMAP_TOKENS__CHECK_INTERVAL_SECS".into(), "1".into()),
     ]);
-    let app = App::open(Settings::load_from(None, env)?).await?;
+    let app = Core::open(Settings::load_from(None, env)?).await?;
     setup::add_application(&app, &idp).await?;
 
     // The refresher runs from the start, as in `serve`: accounts signed in while it runs fall
@@ -133,7 +133,7 @@ async fn run(args: &Args, work: &std::path::Path) -> Result<String> {
 }
 
 /// Signs every user in, `at_once` at a time; returns how long it took.
-async fn authorize_all(app: &App, users: &[String], at_once: usize) -> Result<Duration> {
+async fn authorize_all(app: &Core, users: &[String], at_once: usize) -> Result<Duration> {
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?;

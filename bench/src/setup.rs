@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
+use oauthimap_app::{ApplicationInput, CallbackParams, Core, ReceiverInput};
 use oauthimap_config::Settings;
 use oauthimap_dovecot_fixture::Dovecot;
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
@@ -56,7 +56,7 @@ pub async fn data_folder(
     users: &[&str],
     receivers: &[ReceiverSpec],
 ) -> Result<()> {
-    let app = App::open(Settings::load_from(None, oauthimap_env(data))?)
+    let app = Core::open(Settings::load_from(None, oauthimap_env(data))?)
         .await
         .context("open the oauthimap data folder")?;
     add_application(&app, idp).await?;
@@ -67,7 +67,7 @@ pub async fn data_folder(
         sign_in(&app, &http, user).await?;
     }
     for r in receivers {
-        app.add_receiver(&ReceiverInput {
+        app.create_receiver(&ReceiverInput {
             name: Some(r.name.clone()),
             application: Some("Bench".into()),
             account: Some(r.user.clone()),
@@ -82,6 +82,7 @@ pub async fn data_folder(
             ..Default::default()
         })
         .await
+        .map(|(receiver, _)| receiver)
         .with_context(|| format!("add the receiver {}", r.name))?;
     }
     app.close().await;
@@ -89,7 +90,7 @@ pub async fn data_folder(
 }
 
 /// The application "Bench" at the fake identity provider.
-pub async fn add_application(app: &App, idp: &FakeIdp) -> Result<()> {
+pub async fn add_application(app: &Core, idp: &FakeIdp) -> Result<()> {
     app.add_application(&ApplicationInput {
         name: Some("Bench".into()),
         provider: Some(Provider::Microsoft),
@@ -104,7 +105,7 @@ pub async fn add_application(app: &App, idp: &FakeIdp) -> Result<()> {
 }
 
 /// Our sign-in URL -> the provider (consents at once for `login_hint`) -> the callback's query.
-pub async fn sign_in(app: &App, http: &reqwest::Client, user: &str) -> Result<()> {
+pub async fn sign_in(app: &Core, http: &reqwest::Client, user: &str) -> Result<()> {
     let start = app.start_sign_in("Bench", None, Some(user)).await?;
     let answer = http.get(&start.url).send().await?;
     let back = answer
@@ -129,7 +130,7 @@ pub async fn sign_in(app: &App, http: &reqwest::Client, user: &str) -> Result<()
 
 /// Messages in the built-in store of a data folder.
 pub async fn store_count(data: &Path) -> Result<i64> {
-    let app = App::open(Settings::load_from(None, oauthimap_env(data))?).await?;
+    let app = Core::open(Settings::load_from(None, oauthimap_env(data))?).await?;
     let n = app.message_count().await?;
     app.close().await;
     Ok(n)

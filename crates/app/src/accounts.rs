@@ -4,7 +4,7 @@
 use oauthimap_store::{Account, Level, NewEvent};
 use oauthimap_types::{AccountId, AppId};
 
-use crate::{App, AppError, Result};
+use crate::{AppError, Core, Result};
 
 /// How a user names an account: its numeric id, or its mailbox (or signed-in identity), optionally
 /// within one application.
@@ -25,7 +25,7 @@ impl AccountSelector {
 
 const PAUSED_ACCOUNT_REMOVED: &str = "its account was removed; choose another account for it";
 
-impl App {
+impl Core {
     /// Accounts, all or those of one application.
     pub async fn list_accounts(&self, application: Option<&str>) -> Result<Vec<Account>> {
         let app = match application {

@@ -13,7 +13,7 @@ use oauthimap_types::now_millis;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::api_tokens::{random_token, sha256_hex};
-use crate::{App, AppError, Result};
+use crate::{AppError, Core, Result};
 
 /// Shortest accepted admin password.
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -191,7 +191,7 @@ pub(crate) async fn verify_dummy(password: &SecretString) {
     let _ = verify_password(password, dummy.clone()).await;
 }
 
-impl App {
+impl Core {
     /// Creates an admin user (`oauthimap admin create`).
     pub async fn create_admin(&self, username: &str, password: &SecretString) -> Result<AdminUser> {
         let username = check_username(username)?;

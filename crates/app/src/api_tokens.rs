@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oauthimap_store::{ApiToken, Level, NewEvent};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::{App, AppError, Result};
+use crate::{AppError, Core, Result};
 
 /// Scopes an API token may carry.
 pub const SCOPES: &[&str] = &["tokens:read", "admin"];
@@ -30,7 +30,7 @@ pub fn random_id() -> Result<String> {
     random_token(16)
 }
 
-impl App {
+impl Core {
     /// Creates an API token; the returned value is shown once and never stored.
     pub async fn create_api_token(
         &self,

@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use serde::Serialize;
 
 use crate::error::keep;
-use crate::{App, AppError, Result};
+use crate::{AppError, Core, Result};
 
 /// Why receivers were paused when their application was deactivated; re-activation looks for it.
 pub(crate) const PAUSED_APP_INACTIVE: &str = "its OAuth application was deactivated";
@@ -292,7 +292,7 @@ fn secret_of(input: &ApplicationInput) -> Result<Option<&SecretString>> {
     }
 }
 
-impl App {
+impl Core {
     /// Registers an application.
     pub async fn add_application(&self, input: &ApplicationInput) -> Result<ApplicationView> {
         let fields = merge(None, input)?;
@@ -393,6 +393,11 @@ impl App {
         };
         self.event(level, "application.updated", &app, message)
             .await?;
+        if report.receivers_deactivated > 0 || report.receivers_reactivated > 0 {
+            // Receivers switched on or off with their application start or stop now, not at
+            // the collector's next look.
+            self.collector().wake();
+        }
         Ok((self.view(app)?, report))
     }
 

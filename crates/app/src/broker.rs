@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::{AccountSelector, App, AppError, Result};
+use crate::{AccountSelector, AppError, Core, Result};
 
 /// The longest request line the socket reads.
 const MAX_REQUEST: u64 = 8 * 1024;
@@ -94,7 +94,7 @@ impl TokenReply {
     }
 }
 
-impl App {
+impl Core {
     /// What `oauthimap token` prints: a valid access token (refreshed when due, or when
     /// `force`d; one refresh however many ask at once), or the SASL initial response.
     pub async fn token_for(&self, request: &TokenRequest) -> Result<SecretString> {
@@ -151,12 +151,12 @@ impl App {
     }
 }
 
-/// A bound broker socket; [`Broker::run`] answers on it until told to stop.
+/// A bound broker socket; [`Broker::answer`] answers on it until told to stop.
 #[derive(Debug)]
 pub struct Broker {
     listener: tokio::net::UnixListener,
     path: PathBuf,
-    app: App,
+    app: Core,
     allowed: Allowed,
 }
 
@@ -166,7 +166,7 @@ impl Broker {
     }
 
     /// Answers each connection on its own task until `stop`, then removes the socket file.
-    pub async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn answer(self, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => match accepted {
@@ -278,7 +278,7 @@ fn clear_stale(path: &Path) -> Result<()> {
 /// One connection: read its request line, check the peer, write the reply line. The request is
 /// read even from a peer that is refused: closing on unread bytes would reset the connection,
 /// and the caller would see a broken pipe instead of the reason.
-async fn answer(app: &App, allowed: &Allowed, mut stream: tokio::net::UnixStream) {
+async fn answer(app: &Core, allowed: &Allowed, mut stream: tokio::net::UnixStream) {
     let request = read_request(&mut stream).await;
     let reply = match (stream.peer_cred(), request) {
         (Ok(cred), _) if !allowed.admits(cred.uid(), cred.gid(), cred.pid()) => {

@@ -5,7 +5,7 @@ use oauthimap_collector::{PassSummary, ProgressEvent};
 use oauthimap_store::{LedgerEntry, LedgerStatus, Receiver, StoredMessage};
 use serde::Serialize;
 
-use crate::{App, AppError, Result};
+use crate::{AppError, Core, Result};
 
 /// The outcome of `collect --once` for one receiver.
 #[derive(Debug, Clone, Serialize)]
@@ -17,7 +17,7 @@ pub struct CollectOutcome {
     pub error: Option<String>,
 }
 
-impl App {
+impl Core {
     /// One pass over each selected receiver (all active ones when `name` is `None`). While a
     /// receiver's sink is down, its pass is tried again for up to `retry_for`.
     pub async fn collect_once(

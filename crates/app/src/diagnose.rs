@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use crate::applications::profile_of;
-use crate::{AccountSelector, App, AppError, Result};
+use crate::{AccountSelector, AppError, Core, Result};
 
 /// What to check; `None` takes the account's receiver, then the provider's defaults.
 #[derive(Debug, Clone, Default)]
@@ -437,7 +437,7 @@ impl Run {
     }
 
     /// TLS, capabilities, authentication and the folder, in one session.
-    async fn session(&mut self, app: &App, account: &Account, t: &Target) {
+    async fn session(&mut self, app: &Core, account: &Account, t: &Target) {
         let started = Instant::now();
         let mut config = SessionConfig::new(&t.host, t.port, t.security, &account.mailbox);
         config.mechanism = t.mechanism;
@@ -524,7 +524,7 @@ impl Run {
 impl Run {
     /// The SMTP login the gateway's submission side would make: the provider's server (or the
     /// override), STARTTLS, XOAUTH2. A refusal names the scope or setting that is missing.
-    async fn smtp(&mut self, app: &App, account: &Account, timeout: Duration) {
+    async fn smtp(&mut self, app: &Core, account: &Account, timeout: Duration) {
         let started = Instant::now();
         let server = match app
             .upstream(account.id, oauthimap_gateway::Protocol::Smtp)
@@ -581,7 +581,7 @@ impl Run {
     }
 }
 
-impl App {
+impl Core {
     fn diagnose_target(
         profile: &oauthimap_oauth::Profile,
         r: Option<&oauthimap_store::ReceiverFields>,

@@ -59,6 +59,10 @@ pub enum AppError {
     /// A diagnostic ran and found a failing step (the report says which).
     #[error("the diagnostic found a problem")]
     DiagnosticFailed,
+    /// Stored data this version cannot read back, or that no longer matches its checksum: a
+    /// failure on our side (exit code 1, HTTP 500), never the caller's to fix.
+    #[error("{0}")]
+    Damaged(String),
     #[error("cannot {action}: {source}")]
     Io {
         action: String,
@@ -139,6 +143,7 @@ impl AppError {
             | AppError::Token(_)
             | AppError::Unfinished(_)
             | AppError::DiagnosticFailed
+            | AppError::Damaged(_)
             | AppError::Io { .. } => false,
         }
     }
@@ -289,6 +294,8 @@ mod tests {
                 message: "account 3 is needs_reauth: invalid_grant; authorize it again".into(),
             }),
             AppError::DiagnosticFailed,
+            // An attachment that no longer matches the digest taken when it was collected.
+            AppError::Damaged("attachment 0 of message 7 reads differently now".into()),
             AppError::Io {
                 action: "read stored message 7".into(),
                 source: io(),

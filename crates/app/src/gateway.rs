@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::{AccountSelector, App, AppError, Result};
+use crate::{AccountSelector, AppError, Core, Result};
 
 /// The protocols a gateway password may be for.
 pub const GATEWAY_PROTOCOLS: &[&str] = &["imap", "pop3", "smtp"];
@@ -215,7 +215,7 @@ fn check_name(name: &str) -> Result<&str> {
     Ok(name)
 }
 
-impl App {
+impl Core {
     /// Creates a gateway password for an account; the password is returned once and only its
     /// argon2id hash is kept.
     pub async fn add_gateway_password(
@@ -658,7 +658,7 @@ fn throttle_keys(ip: IpAddr, user: &str) -> Vec<String> {
 
 /// The gateway's view of the core.
 #[derive(Debug, Clone)]
-pub struct GatewayBackend(pub(crate) App);
+pub struct GatewayBackend(pub(crate) Core);
 
 impl Backend for GatewayBackend {
     async fn login(&self, request: LoginRequest) -> std::result::Result<Upstream, Refusal> {
@@ -666,7 +666,7 @@ impl Backend for GatewayBackend {
     }
 }
 
-impl App {
+impl Core {
     /// The gateway's listeners as configured (`[gateway]`), or `None` when none is.
     pub fn gateway_config(&self) -> Result<Option<oauthimap_gateway::GatewayConfig>> {
         let g = &self.settings().gateway;
@@ -765,7 +765,7 @@ pub struct GatewayEndpoint {
     pub security: &'static str,
 }
 
-impl App {
+impl Core {
     /// The gateway's listeners as clients reach them (empty when the gateway is off). An
     /// unspecified listen address is shown as the host of `external_base_url`.
     pub fn gateway_endpoints(&self) -> Vec<GatewayEndpoint> {
@@ -844,7 +844,7 @@ pub struct GatewayStatus {
     pub passwords: Vec<GatewayPassword>,
 }
 
-impl App {
+impl Core {
     /// The configured listeners (each probed), the running service's open sessions and every
     /// gateway password with its last use.
     pub async fn gateway_status(&self) -> Result<GatewayStatus> {

@@ -15,7 +15,7 @@ use oauthimap_types::{Cloud, Provider, Security, now_millis};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::{App, AppError, Result};
+use crate::{AppError, Core, Result};
 
 /// What to import from where.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ struct Planned {
     lines: Vec<ImportLine>,
 }
 
-impl App {
+impl Core {
     /// Imports GLPI's OAuth IMAP plugin; returns one line per application, account and
     /// collector.
     pub async fn import_glpi(&self, import: &GlpiImport) -> Result<Vec<ImportLine>> {
@@ -463,7 +463,7 @@ fn plan(
     }))
 }
 
-impl App {
+impl Core {
     async fn import_planned(&self, plan: Planned, import: &GlpiImport) -> Result<Vec<ImportLine>> {
         let mut lines = plan.lines;
         let name = plan.fields.name.clone();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use oauthimap_store::{Level, NewEvent};
 use serde::Serialize;
 
-use crate::{App, Result};
+use crate::{Core, Result};
 
 /// What a rotation did.
 #[derive(Debug, Clone, Serialize)]
@@ -30,7 +30,7 @@ pub struct KeyStatus {
 /// Re-seal passes before giving up on values that other writers keep sealing with an old key.
 const MAX_PASSES: usize = 10;
 
-impl App {
+impl Core {
     pub async fn key_status(&self) -> Result<KeyStatus> {
         let keys = self.store().keys();
         Ok(KeyStatus {

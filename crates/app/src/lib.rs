@@ -80,7 +80,7 @@ enum OpenMode {
 
 /// The running core: settings, the store with its keys.
 #[derive(Debug, Clone)]
-pub struct App {
+pub struct Core {
     settings: Arc<Settings>,
     store: Store,
     tokens: Arc<TokenService>,
@@ -89,13 +89,13 @@ pub struct App {
     outbound: outbound::Outbound,
 }
 
-impl App {
+impl Core {
     /// Opens the data folder, the database (migrating it) and the master keys, creating them on
     /// first run: for the commands that create things (`serve`, `app add`, `admin create`, …).
     /// On first run the folder, the SQLite database and a 0600 key file are created; a database
     /// that holds sealed data but whose key file is missing is refused, never silently given a
     /// new key, and so is a key file whose SQLite database is missing.
-    pub async fn open(settings: Settings) -> Result<App> {
+    pub async fn open(settings: Settings) -> Result<Core> {
         Self::open_as(settings, OpenMode::Create).await
     }
 
@@ -103,11 +103,11 @@ impl App {
     /// nothing is created and the error says where it looked and how to point elsewhere. For
     /// every command that does not create things, so a `token` or `list` run in the wrong folder
     /// leaves no stray data behind.
-    pub async fn open_existing(settings: Settings) -> Result<App> {
+    pub async fn open_existing(settings: Settings) -> Result<Core> {
         Self::open_as(settings, OpenMode::Existing).await
     }
 
-    async fn open_as(settings: Settings, mode: OpenMode) -> Result<App> {
+    async fn open_as(settings: Settings, mode: OpenMode) -> Result<Core> {
         let sqlite = settings.sqlite_path();
         let key_path = settings.key_file();
         let key_given = settings.master_key.is_some();
@@ -196,7 +196,7 @@ impl App {
             settings.data_dir.clone(),
             collector_settings(&settings, &outbound),
         ));
-        Ok(App {
+        Ok(Core {
             settings: Arc::new(settings),
             store,
             tokens,

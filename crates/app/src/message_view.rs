@@ -20,7 +20,7 @@ use sha2::Digest as _;
 
 pub use oauthimap_mime::{Address as MailAddress, Normalized as MailContent};
 
-use crate::{App, AppError, Result};
+use crate::{AppError, Core, Result};
 
 /// The policy of the sanitized HTML body: nothing may load but `data:` images and inline
 /// styles, no script of the message runs, and only our own pages may frame it.
@@ -105,7 +105,7 @@ pub struct MessageView {
     pub message: StoredMessage,
     /// The message as normalized when it was collected (addresses, headers, text, warnings,
     /// attachments). Its HTML body is **not** sanitized: show it only through
-    /// [`App::message_html`].
+    /// [`Core::message_html`].
     pub content: Normalized,
     /// The name of the receiver that collected it, when that receiver still exists.
     pub receiver: Option<String>,
@@ -140,7 +140,7 @@ pub struct MessageAttachment {
     pub content: Vec<u8>,
 }
 
-impl App {
+impl Core {
     /// A stored message with its normalized content and the name of its receiver.
     pub async fn message_view(&self, id: i64) -> Result<MessageView> {
         let message = self.store().message(id).await?;
@@ -203,11 +203,11 @@ impl App {
         let listed = content.attachments.get(index).ok_or_else(missing)?;
         let bytes = oauthimap_mime::attachment_bytes(&raw, &stored_limits(), index)
             .map_err(|refusal| {
-                AppError::Conflict(format!("cannot read message {id}: {}", refusal.detail))
+                AppError::Damaged(format!("cannot read message {id}: {}", refusal.detail))
             })?
             .ok_or_else(missing)?;
         if oauthimap_mime::sha256_hex(&bytes) != listed.sha256 {
-            return Err(AppError::Conflict(format!(
+            return Err(AppError::Damaged(format!(
                 "attachment {index} of message {id} reads differently now than when it was \
                  collected; download the raw message and open it in a mail program"
             )));
@@ -222,7 +222,7 @@ impl App {
 /// The normalized message stored with `m`.
 fn normalized(m: &StoredMessage) -> Result<Normalized> {
     serde_json::from_str(&m.normalized).map_err(|e| {
-        AppError::Conflict(format!(
+        AppError::Damaged(format!(
             "message {} was stored in a form this version cannot read ({e}); download the raw \
              message instead",
             m.id

@@ -15,7 +15,7 @@ use oauthimap_types::{
     now_millis,
 };
 
-use crate::{App, Result};
+use crate::{Core, Result};
 
 const DAY_MS: i64 = 86_400_000;
 /// Client secrets that expire within this many days are listed, and so are refresh tokens this
@@ -148,7 +148,7 @@ impl Attention {
     }
 }
 
-impl App {
+impl Core {
     /// The overview: what is there, what needs attention, what happened last.
     pub async fn overview(&self) -> Result<HealthReport> {
         let applications = self.list_applications().await?;

@@ -7,7 +7,7 @@ use oauthimap_store::{
 };
 use oauthimap_types::{AccountId, EventId, ReceiverId};
 
-use crate::{App, Result};
+use crate::{Core, Result};
 
 /// The most events one page holds.
 pub const MAX_EVENTS: u32 = 10_000;
@@ -39,7 +39,7 @@ pub struct MessagePage {
     pub older: Option<i64>,
 }
 
-impl App {
+impl Core {
     /// A page of the event log, newest first.
     pub async fn events(&self, query: EventQuery) -> Result<EventPage> {
         let limit = query.limit.clamp(1, MAX_EVENTS);

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 
 use crate::applications::profile_of;
 use crate::error::keep;
-use crate::{AccountSelector, App, AppError, Result};
+use crate::{AccountSelector, AppError, Core, Result};
 
 /// The default size limit of a message: larger ones are refused, not fetched into memory.
 pub const DEFAULT_SIZE_LIMIT: u64 = 50 * 1024 * 1024;
@@ -322,7 +322,7 @@ fn resolved(path: &Path) -> std::path::PathBuf {
     out
 }
 
-impl App {
+impl Core {
     /// The operator's bounds on sinks: command sinks only when enabled in the configuration
     /// file, maildirs only under the configured roots.
     pub(crate) fn check_sink_bounds(&self, sink: SinkKind, target: Option<&str>) -> Result<()> {
@@ -474,10 +474,6 @@ impl App {
         })
     }
 
-    pub async fn add_receiver(&self, input: &ReceiverInput) -> Result<Receiver> {
-        Ok(self.create_receiver(input).await?.0)
-    }
-
     /// Creates a receiver. A webhook receiver given no signing secret gets a random one, returned
     /// here once (it is stored sealed and never shown again).
     pub async fn create_receiver(
@@ -527,10 +523,6 @@ impl App {
 
     pub async fn list_receivers(&self) -> Result<Vec<Receiver>> {
         Ok(self.store().receivers().await?)
-    }
-
-    pub async fn update_receiver(&self, selector: &str, input: &ReceiverInput) -> Result<Receiver> {
-        Ok(self.change_receiver(selector, input).await?.0)
     }
 
     /// Changes a receiver; returns a newly generated webhook signing secret when one was made

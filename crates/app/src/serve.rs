@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use tokio::sync::watch;
 
-use crate::{App, AppError, Broker, Result};
+use crate::{AppError, Broker, Core, Result};
 
 /// What `serve` listens on and announces, once the rules for starting hold.
 #[derive(Debug, Clone)]
@@ -21,7 +21,7 @@ pub struct ListenPlan {
     pub data_dir: String,
 }
 
-impl App {
+impl Core {
     /// The web service's plan, or why it must not start:
     /// - a `/metrics` token file that cannot be read (or is too short) stops it, so `/metrics`
     ///   never opens by accident;

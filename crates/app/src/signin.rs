@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::api_tokens::sha256_hex;
 use crate::applications::profile_of;
-use crate::{AccountSelector, App, AppError, Result};
+use crate::{AccountSelector, AppError, Core, Result};
 
 /// How long a sign-in link stays valid.
 const SIGN_IN_TTL_MS: i64 = 15 * 60 * 1000;
@@ -60,7 +60,7 @@ fn normalize_mailbox(mailbox: Option<&str>) -> Result<Option<String>> {
     Ok(Some(m.to_ascii_lowercase()))
 }
 
-impl App {
+impl Core {
     async fn client_auth(&self, app: &Application) -> Result<(Profile, ClientAuth)> {
         if !app.fields.active {
             return Err(AppError::invalid(
@@ -119,7 +119,7 @@ impl App {
         self.finish_sign_in_for(params).await.1.map(|s| s.account)
     }
 
-    /// Like [`App::finish_sign_in`], also naming the application the sign-in was for when the
+    /// Like [`Core::finish_sign_in`], also naming the application the sign-in was for when the
     /// `state` was known (so a page can lead back to it, even after a failure).
     pub async fn finish_sign_in_for(
         &self,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use oauthimap_config::{LogFormat, Settings};
 
-use crate::{App, Result};
+use crate::{Core, Result};
 
 /// The loaded configuration, opaque to the shells.
 #[derive(Debug, Clone)]
@@ -51,14 +51,14 @@ impl Config {
     }
 
     /// Opens the core, creating the data folder, database and key on first run
-    /// ([`App::open`]).
-    pub async fn open(self) -> Result<App> {
-        App::open(self.settings).await
+    /// ([`Core::open`]).
+    pub async fn open(self) -> Result<Core> {
+        Core::open(self.settings).await
     }
 
-    /// Opens existing data only ([`App::open_existing`]).
-    pub async fn open_existing(self) -> Result<App> {
-        App::open_existing(self.settings).await
+    /// Opens existing data only ([`Core::open_existing`]).
+    pub async fn open_existing(self) -> Result<Core> {
+        Core::open_existing(self.settings).await
     }
 }
 

@@ -22,7 +22,7 @@ pub use oauthimap_store::Event;
 pub use oauthimap_store::GatewayPassword;
 /// One delivery ledger row.
 pub use oauthimap_store::LedgerEntry;
-/// A delivery ledger row's state, also a filter of `App::ledger`.
+/// A delivery ledger row's state, also a filter of `Core::ledger`.
 pub use oauthimap_store::LedgerStatus;
 /// A search over the built-in store's messages.
 pub use oauthimap_store::MessageFilter;

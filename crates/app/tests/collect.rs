@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::{App, ReceiverInput};
+use oauthimap_app::{Core, ReceiverInput};
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::UserConfig;
 use oauthimap_store::{Backend, LedgerStatus};
@@ -33,7 +33,7 @@ async fn receiver_for(h: &Harness, dovecot: &Dovecot, user: &str, input: Receive
     assert_eq!(status, 200, "{page}");
     let name = input.name.clone().unwrap_or_else(|| format!("r-{user}"));
     h.app
-        .add_receiver(&ReceiverInput {
+        .create_receiver(&ReceiverInput {
             name: Some(name.clone()),
             application: Some("Contoso".into()),
             account: Some(user.into()),
@@ -45,11 +45,12 @@ async fn receiver_for(h: &Harness, dovecot: &Dovecot, user: &str, input: Receive
             ..input
         })
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap();
     name
 }
 
-async fn once(app: &App, name: &str) -> oauthimap_app::CollectOutcome {
+async fn once(app: &Core, name: &str) -> oauthimap_app::CollectOutcome {
     let mut outcomes = app
         .collect_once(Some(name), Duration::ZERO, &|_, _| {})
         .await
@@ -588,7 +589,7 @@ async fn idle_delivers_within_two_seconds_and_survives_short_tokens_and_restarts
     )
     .await;
     h.app
-        .update_receiver(
+        .change_receiver(
             &name,
             &ReceiverInput {
                 trigger: Some(Trigger::Idle),
@@ -596,12 +597,13 @@ async fn idle_delivers_within_two_seconds_and_survives_short_tokens_and_restarts
             },
         )
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap();
     let receiver = h.app.find_receiver(&name).await.unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let collector = h.app.collector().clone();
     let task = tokio::spawn(async move { collector.run_receiver(receiver.id, stop_rx).await });
-    let count = |app: App| async move { app.store().message_count().await.unwrap() };
+    let count = |app: Core| async move { app.store().message_count().await.unwrap() };
 
     tokio::time::sleep(Duration::from_millis(800)).await;
     let started = Instant::now();
@@ -732,7 +734,7 @@ async fn a_webhook_down_for_eighty_seconds_costs_no_message_and_no_order() {
     let started = Instant::now();
     let (stop_tx, task) = run(&h, id);
 
-    let state = |app: App| async move { app.find_receiver("outage").await.unwrap() };
+    let state = |app: Core| async move { app.find_receiver("outage").await.unwrap() };
     eventually(
         Duration::from_secs(20),
         "the receiver says it waits for its sink",
@@ -1214,7 +1216,7 @@ async fn forty_receivers_all_collect_and_show_their_state() {
         )
         .await;
         h.app
-            .update_receiver(
+            .change_receiver(
                 &name,
                 &ReceiverInput {
                     trigger: Some(Trigger::Idle),
@@ -1222,6 +1224,7 @@ async fn forty_receivers_all_collect_and_show_their_state() {
                 },
             )
             .await
+            .map(|(receiver, _)| receiver)
             .unwrap();
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -1333,7 +1336,7 @@ async fn a_receiver_in_idle_stays_with_its_instance_and_moves_when_it_stops() {
     )
     .await;
     h.app
-        .update_receiver(
+        .change_receiver(
             &name,
             &ReceiverInput {
                 trigger: Some(Trigger::Idle),
@@ -1341,6 +1344,7 @@ async fn a_receiver_in_idle_stays_with_its_instance_and_moves_when_it_stops() {
             },
         )
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap();
     let id = h.app.find_receiver(&name).await.unwrap().id;
     let lease = format!("receiver:{}", id.0);
@@ -1439,7 +1443,7 @@ async fn collect_now_cuts_the_poll_wait_short() {
     .await;
     stop(stop_tx, task).await;
     h.app
-        .update_receiver(
+        .change_receiver(
             &name,
             &ReceiverInput {
                 active: Some(false),
@@ -1447,6 +1451,7 @@ async fn collect_now_cuts_the_poll_wait_short() {
             },
         )
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap();
     let e = h.app.collect_now(&name).await.unwrap_err().to_string();
     assert!(e.contains("switched off"), "{e}");
@@ -1474,7 +1479,7 @@ async fn receivers_spread_over_instances_and_move_when_one_stops() {
     for user in &users {
         let name = receiver_for(&h, &dovecot, user, ReceiverInput::default()).await;
         h.app
-            .update_receiver(
+            .change_receiver(
                 &name,
                 &ReceiverInput {
                     trigger: Some(Trigger::Idle),
@@ -1482,6 +1487,7 @@ async fn receivers_spread_over_instances_and_move_when_one_stops() {
                 },
             )
             .await
+            .map(|(receiver, _)| receiver)
             .unwrap();
     }
     let instance = || {

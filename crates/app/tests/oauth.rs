@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
+use oauthimap_app::{ApplicationInput, CallbackParams, Core, ReceiverInput};
 use oauthimap_config::Settings;
 use oauthimap_fake_idp::{TokenHttpFault, UserConfig};
 use oauthimap_store::Backend;
@@ -311,7 +311,7 @@ async fn two_instances_on_postgresql_cause_one_refresh() {
             h.app.settings().external_base_url().to_string(),
         ),
     ];
-    let other = App::open(Settings::load_from(None, env).unwrap())
+    let other = Core::open(Settings::load_from(None, env).unwrap())
         .await
         .unwrap();
     h.expire_stored_token(account.id).await;
@@ -481,13 +481,14 @@ async fn revoked_grant_needs_reauth_pauses_receivers_notifies_once_and_reauth_re
     let account = h.app.list_accounts(None).await.unwrap().remove(0);
     let receiver = h
         .app
-        .add_receiver(&ReceiverInput {
+        .create_receiver(&ReceiverInput {
             name: Some("helpdesk".into()),
             application: Some("Contoso".into()),
             account: Some(USER.into()),
             ..Default::default()
         })
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap();
     assert!(receiver.fields.active);
 
@@ -565,7 +566,7 @@ async fn revoked_grant_needs_reauth_pauses_receivers_notifies_once_and_reauth_re
     // receivers off; signing in again brings them back and says how many. A receiver a person
     // switched off stays off.
     h.app
-        .add_receiver(&ReceiverInput {
+        .create_receiver(&ReceiverInput {
             name: Some("archive".into()),
             application: Some("Contoso".into()),
             account: Some(USER.into()),
@@ -573,6 +574,7 @@ async fn revoked_grant_needs_reauth_pauses_receivers_notifies_once_and_reauth_re
             ..Default::default()
         })
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap();
     h.app
         .update_application(

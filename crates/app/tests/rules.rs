@@ -1,18 +1,18 @@
 //! The seed's rules and input validation at the core, on both backends.
 #![allow(clippy::too_many_lines)] // each test reads best as one story
 
-use oauthimap_app::{AccountSelector, App, AppError, ApplicationInput, ReceiverInput};
+use oauthimap_app::{AccountSelector, AppError, ApplicationInput, Core, ReceiverInput};
 use oauthimap_config::Settings;
 use oauthimap_store::Backend;
 use oauthimap_testkit::TestDb;
 use oauthimap_types::{AccountState, GrantKind, Provider, TokenSet, now_millis};
 use secrecy::{ExposeSecret, SecretString};
 
-async fn open(t: &TestDb) -> App {
+async fn open(t: &TestDb) -> Core {
     open_with(t, &[]).await
 }
 
-async fn open_with(t: &TestDb, extra: &[(&str, &str)]) -> App {
+async fn open_with(t: &TestDb, extra: &[(&str, &str)]) -> Core {
     let mut env = vec![
         (
             "OAUTHIMAP_DATA_DIR".to_owned(),
@@ -30,7 +30,7 @@ async fn open_with(t: &TestDb, extra: &[(&str, &str)]) -> App {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
     let settings = Settings::load_from(None, env).unwrap();
-    App::open(settings).await.unwrap()
+    Core::open(settings).await.unwrap()
 }
 
 fn ms_app(name: &str) -> ApplicationInput {
@@ -46,7 +46,7 @@ fn ms_app(name: &str) -> ApplicationInput {
 
 /// An application with one authorized account and one active receiver using it.
 async fn with_receiver(
-    app: &App,
+    app: &Core,
     name: &str,
 ) -> (oauthimap_store::Account, oauthimap_store::Receiver) {
     let a = app.add_application(&ms_app(name)).await.unwrap();
@@ -68,13 +68,14 @@ async fn with_receiver(
         .await
         .unwrap();
     let receiver = app
-        .add_receiver(&ReceiverInput {
+        .create_receiver(&ReceiverInput {
             name: Some(format!("{name}-inbox")),
             application: Some(name.into()),
             account: Some("help@contoso.com".into()),
             ..Default::default()
         })
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap();
     assert!(receiver.fields.active);
     assert_eq!(
@@ -125,7 +126,7 @@ async fn deactivating_an_application_deactivates_its_receivers(backend: Backend)
     );
     // A receiver of an inactive application cannot be switched on...
     let err = app
-        .update_receiver(
+        .change_receiver(
             &receiver.fields.name,
             &ReceiverInput {
                 active: Some(true),
@@ -133,6 +134,7 @@ async fn deactivating_an_application_deactivates_its_receivers(backend: Backend)
             },
         )
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap_err();
     assert!(err.to_string().contains("deactivated"), "{err}");
     // ...and re-activating the application brings back what it paused.
@@ -452,7 +454,11 @@ async fn bad_input_is_refused_and_nothing_is_written(backend: Backend) {
         ),
     ];
     for (input, expected) in receiver_cases {
-        let err = app.add_receiver(&input).await.unwrap_err();
+        let err = app
+            .create_receiver(&input)
+            .await
+            .map(|(receiver, _)| receiver)
+            .unwrap_err();
         assert!(err.is_user_error(), "{err}");
         assert!(
             err.to_string().contains(expected),
@@ -506,7 +512,7 @@ async fn webhooks_inside_the_network_are_refused() {
         "http://localhost:22/",
     ] {
         let e = app
-            .add_receiver(&ReceiverInput {
+            .create_receiver(&ReceiverInput {
                 name: Some("hook".into()),
                 application: Some("Contoso".into()),
                 sink: Some(oauthimap_types::SinkKind::Webhook),
@@ -514,6 +520,7 @@ async fn webhooks_inside_the_network_are_refused() {
                 ..Default::default()
             })
             .await
+            .map(|(receiver, _)| receiver)
             .unwrap_err();
         assert!(
             matches!(
@@ -545,7 +552,7 @@ async fn webhooks_inside_the_network_are_refused() {
         ],
     )
     .unwrap();
-    let e = App::open(settings).await.unwrap_err().to_string();
+    let e = Core::open(settings).await.unwrap_err().to_string();
     assert!(
         e.contains("notify.webhook_url") && e.contains("inside the network"),
         "{e}"
@@ -565,7 +572,7 @@ async fn command_sinks_and_maildirs_stay_within_the_operators_bounds() {
     let add = |sink: SinkKind, target: String| {
         let app = app.clone();
         async move {
-            app.add_receiver(&ReceiverInput {
+            app.create_receiver(&ReceiverInput {
                 name: Some("r".into()),
                 application: Some("Contoso".into()),
                 sink: Some(sink),
@@ -573,6 +580,7 @@ async fn command_sinks_and_maildirs_stay_within_the_operators_bounds() {
                 ..Default::default()
             })
             .await
+            .map(|(receiver, _)| receiver)
         }
     };
     let e = add(SinkKind::Command, "/usr/local/bin/helpdesk-import".into())
@@ -632,7 +640,7 @@ async fn command_sinks_run_only_the_operators_executables() {
     let add = |name: &'static str, target: &'static str| {
         let app = app.clone();
         async move {
-            app.add_receiver(&ReceiverInput {
+            app.create_receiver(&ReceiverInput {
                 name: Some(name.into()),
                 application: Some("Contoso".into()),
                 sink: Some(SinkKind::Command),
@@ -640,6 +648,7 @@ async fn command_sinks_run_only_the_operators_executables() {
                 ..Default::default()
             })
             .await
+            .map(|(receiver, _)| receiver)
         }
     };
     for (target, says) in [
@@ -675,7 +684,7 @@ async fn every_mistake_of_a_receiver_is_reported_at_once() {
     let app = open(&t).await;
     app.add_application(&ms_app("A")).await.unwrap();
     let err = app
-        .add_receiver(&ReceiverInput {
+        .create_receiver(&ReceiverInput {
             name: Some("7".into()),
             application: Some("A".into()),
             poll_interval_secs: Some(1),
@@ -685,6 +694,7 @@ async fn every_mistake_of_a_receiver_is_reported_at_once() {
             ..Default::default()
         })
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap_err();
     assert!(matches!(err, AppError::Fields(_)), "{err:?}");
     assert!(err.is_user_error());

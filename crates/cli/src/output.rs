@@ -23,11 +23,11 @@ fn say(text: &str) {
 }
 
 /// How to print data on stdout.
-pub struct Out {
+pub struct Output {
     pub json: bool,
 }
 
-impl Out {
+impl Output {
     /// Prints one value: as JSON, or as the text `text` builds.
     pub fn record<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
         if self.json {

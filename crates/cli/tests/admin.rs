@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::App;
+use oauthimap_app::Core;
 use oauthimap_config::Settings;
 use oauthimap_testkit::http_get;
 use secrecy::SecretString;
@@ -24,12 +24,12 @@ fn admin(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
 }
 
 /// The app core on the CLI's data folder, to check what the commands stored.
-async fn open(dir: &Path) -> App {
+async fn open(dir: &Path) -> Core {
     let env = [(
         "OAUTHIMAP_DATA_DIR".to_owned(),
         dir.join("oauthimap-data").display().to_string(),
     )];
-    App::open(Settings::load_from(None, env).unwrap())
+    Core::open(Settings::load_from(None, env).unwrap())
         .await
         .unwrap()
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
+use oauthimap_app::{ApplicationInput, CallbackParams, Core, ReceiverInput};
 use oauthimap_config::Settings;
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
@@ -89,7 +89,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
     }
 
     // Set up with the core, as the admin would with the CLI.
-    let app = App::open(Settings::load_from(None, env(d)).unwrap())
+    let app = Core::open(Settings::load_from(None, env(d)).unwrap())
         .await
         .unwrap();
     app.add_application(&ApplicationInput {
@@ -133,7 +133,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
             Some(maildir.display().to_string()),
         ),
     ] {
-        app.add_receiver(&ReceiverInput {
+        app.create_receiver(&ReceiverInput {
             name: Some(name.into()),
             application: Some("Contoso".into()),
             account: Some(USER.into()),
@@ -147,6 +147,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
             ..Default::default()
         })
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap();
     }
     app.close().await;
@@ -181,7 +182,7 @@ async fn sigkill_at_random_points_loses_and_duplicates_nothing() {
         println!("{receiver}: killed {kills} time(s)");
     }
 
-    let app = App::open(Settings::load_from(None, env(d)).unwrap())
+    let app = Core::open(Settings::load_from(None, env(d)).unwrap())
         .await
         .unwrap();
     let messages = app.list_messages(None, None, 1000).await.unwrap();

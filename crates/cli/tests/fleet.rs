@@ -9,7 +9,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
+use oauthimap_app::{ApplicationInput, CallbackParams, Core, ReceiverInput};
 use oauthimap_config::Settings;
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
@@ -152,7 +152,7 @@ async fn three_serve_processes_share_receivers_through_kill_and_freeze_losing_no
     let dovecot = Arc::new(Dovecot::start(options).await.unwrap());
 
     // The core on the same database sets up the application, the accounts and the receivers.
-    let app = App::open(
+    let app = Core::open(
         Settings::load_from(
             None,
             [
@@ -213,7 +213,7 @@ async fn three_serve_processes_share_receivers_through_kill_and_freeze_losing_no
         })
         .await
         .unwrap();
-        app.add_receiver(&ReceiverInput {
+        app.create_receiver(&ReceiverInput {
             name: Some(format!("r-{user}")),
             application: Some("Contoso".into()),
             account: Some(user.clone()),
@@ -225,6 +225,7 @@ async fn three_serve_processes_share_receivers_through_kill_and_freeze_losing_no
             ..Default::default()
         })
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap();
     }
 

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::{App, ApplicationInput, CallbackParams, ReceiverInput};
+use oauthimap_app::{ApplicationInput, CallbackParams, Core, ReceiverInput};
 use oauthimap_config::Settings;
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
 use oauthimap_types::{Provider, Security, Trigger};
@@ -426,7 +426,7 @@ async fn populate(data: &Path, idp: &FakeIdp, port: u16) {
     ));
     idp.add_user(UserConfig::new(USER, "Help"));
     idp.set_default_user(USER);
-    let app = App::open(Settings::load_from(None, env(data)).unwrap())
+    let app = Core::open(Settings::load_from(None, env(data)).unwrap())
         .await
         .unwrap();
     for (name, client) in [("Contoso", "hostile-client"), ("Spare", "spare-client")] {
@@ -464,7 +464,7 @@ async fn populate(data: &Path, idp: &FakeIdp, port: u16) {
     .await
     .unwrap();
     for name in ["r1", "r2"] {
-        app.add_receiver(&ReceiverInput {
+        app.create_receiver(&ReceiverInput {
             name: Some(name.into()),
             application: Some("Contoso".into()),
             account: Some(USER.into()),
@@ -475,6 +475,7 @@ async fn populate(data: &Path, idp: &FakeIdp, port: u16) {
             ..Default::default()
         })
         .await
+        .map(|(receiver, _)| receiver)
         .unwrap();
     }
     app.close().await;

@@ -36,7 +36,7 @@ use parts::Want;
 /// Refuses messages larger than `limits.max_size` before parsing, empty input, and input that
 /// does not begin with a header field. The same bytes and limits always give the same result.
 pub fn normalize(raw: &[u8], limits: &Limits) -> Result<Normalized, Refusal> {
-    run(raw, limits, Want::None).map(|(normalized, _)| normalized)
+    normalize_within_limits(raw, limits, Want::None).map(|(normalized, _)| normalized)
 }
 
 /// Like [`normalize`], and also returns the decoded content of every attachment:
@@ -45,7 +45,7 @@ pub fn normalize_with_bytes(
     raw: &[u8],
     limits: &Limits,
 ) -> Result<(Normalized, Vec<Vec<u8>>), Refusal> {
-    run(raw, limits, Want::All)
+    normalize_within_limits(raw, limits, Want::All)
 }
 
 /// The decoded content of attachment `index` (as numbered in [`Normalized::attachments`] for
@@ -55,7 +55,7 @@ pub fn attachment_bytes(
     limits: &Limits,
     index: usize,
 ) -> Result<Option<Vec<u8>>, Refusal> {
-    run(raw, limits, Want::One(index)).map(|(_, mut bytes)| bytes.pop())
+    normalize_within_limits(raw, limits, Want::One(index)).map(|(_, mut bytes)| bytes.pop())
 }
 
 /// SHA-256 of `bytes` as lowercase hex: how [`Normalized::sha256`] and [`Attachment::sha256`]
@@ -132,7 +132,11 @@ fn parse(
     Ok((message, decoding, parser_failed))
 }
 
-fn run(raw: &[u8], limits: &Limits, want: Want) -> Result<(Normalized, Vec<Vec<u8>>), Refusal> {
+fn normalize_within_limits(
+    raw: &[u8],
+    limits: &Limits,
+    want: Want,
+) -> Result<(Normalized, Vec<Vec<u8>>), Refusal> {
     let size = raw.len() as u64;
     let limit = limits.max_size.min(PARSER_MAX);
     if size > limit {

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use oauthimap_app::{AccountSelector, App, AppError};
+use oauthimap_app::{AccountSelector, AppError, Core};
 use oauthimap_types::FailureKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -27,7 +27,11 @@ fn bearer(headers: &HeaderMap) -> Option<SecretString> {
 }
 
 /// Checks the request's API token for `scope`; the error is the response to send.
-pub(crate) async fn authorize(app: &App, headers: &HeaderMap, scope: &str) -> Result<(), Response> {
+pub(crate) async fn authorize(
+    app: &Core,
+    headers: &HeaderMap,
+    scope: &str,
+) -> Result<(), Response> {
     let Some(api_token) = bearer(headers) else {
         return Err(error(
             StatusCode::UNAUTHORIZED,
@@ -77,7 +81,7 @@ pub struct TokenQuery {
 /// `GET /api/v1/accounts/{account}/token` (an id or a mailbox): a valid access token,
 /// refreshed if needed, and the SASL string when asked for (`oauthimap token --server`).
 pub async fn account_token(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(account): Path<String>,
     query: Result<axum::extract::Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
@@ -154,7 +158,7 @@ pub struct DiagnoseBody {
 
 /// `POST /api/v1/accounts/{id}/diagnose`: the login diagnostic report (needs the admin scope).
 pub async fn diagnose(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     headers: HeaderMap,
     body: Option<Json<DiagnoseBody>>,

@@ -9,13 +9,13 @@ use std::fmt::Write as _;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use oauthimap_app::{App, CallbackParams};
+use oauthimap_app::{CallbackParams, Core};
 
 use crate::escape;
 use crate::ui::session::{SESSION_COOKIE, cookie};
 
 pub async fn callback(
-    State(app): State<App>,
+    State(app): State<Core>,
     headers: HeaderMap,
     Query(params): Query<CallbackParams>,
 ) -> Response {
@@ -39,7 +39,7 @@ pub async fn callback(
                 if signed_in.resumed > 0 {
                     let _ = write!(message, " {} receiver(s) resumed.", signed_in.resumed);
                 }
-                crate::ui::done(&app, &to, &message)
+                crate::ui::redirect_with_notice(&app, &to, &message)
             }
             Err(error) => {
                 tracing::warn!(%error, "sign-in failed");

@@ -26,11 +26,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use oauthimap_app::App;
+use oauthimap_app::Core;
 use tower_http::trace::TraceLayer;
 
 /// The service's routes.
-pub fn router(app: App) -> Router {
+pub fn router(app: Core) -> Router {
     metrics::init();
     Router::new()
         .route("/healthz", get(healthz))
@@ -132,7 +132,7 @@ pub const API_ROUTES: &[(&str, &str)] = &[
 
 /// Only the OAuth callback: what `oauthimap account authorize` serves on a temporary listener
 /// when no service runs.
-pub fn callback_router(app: App) -> Router {
+pub fn callback_router(app: Core) -> Router {
     Router::new()
         .route("/oauth/callback", get(callback::callback))
         .layer(trace_layer())
@@ -141,7 +141,7 @@ pub fn callback_router(app: App) -> Router {
 
 /// On every response: `nosniff`, and HSTS when the service is reached over https.
 async fn transport_headers(
-    State(app): State<App>,
+    State(app): State<Core>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -164,7 +164,7 @@ async fn healthz() -> &'static str {
 }
 
 /// Readiness: the database answers.
-async fn readyz(State(app): State<App>) -> Response {
+async fn readyz(State(app): State<Core>) -> Response {
     match app.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(error) => {
@@ -191,7 +191,7 @@ pub async fn serve_on(
 /// Binds `addr` and serves the whole service until `shutdown` resolves.
 /// Reports the bound address through `on_bound` (useful with port 0).
 pub async fn serve(
-    app: App,
+    app: Core,
     addr: SocketAddr,
     on_bound: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()> + Send + 'static,

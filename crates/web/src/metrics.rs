@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use oauthimap_app::App;
+use oauthimap_app::Core;
 use oauthimap_types::now_millis;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -62,7 +62,7 @@ pub async fn track(request: Request, next: Next) -> Response {
 
 /// Gauges are floats; counts here stay far below 2^52, where the conversion is exact.
 #[allow(clippy::cast_precision_loss)]
-pub async fn render(State(app): State<App>, headers: axum::http::HeaderMap) -> Response {
+pub async fn render(State(app): State<Core>, headers: axum::http::HeaderMap) -> Response {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use oauthimap_app::{AccountSelector, App, AppError, ApplicationInput, EventQuery, ReceiverInput};
+use oauthimap_app::{AccountSelector, AppError, ApplicationInput, Core, EventQuery, ReceiverInput};
 use oauthimap_types::{AfterDelivery, Cloud, Mechanism, Provider, Security, SinkKind, Trigger};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -193,7 +193,7 @@ fn body<T>(
     })
 }
 
-pub async fn list_applications(State(app): State<App>, headers: HeaderMap) -> Response {
+pub async fn list_applications(State(app): State<Core>, headers: HeaderMap) -> Response {
     admin!(
         app,
         headers,
@@ -205,7 +205,7 @@ pub async fn list_applications(State(app): State<App>, headers: HeaderMap) -> Re
 }
 
 pub async fn create_application(
-    State(app): State<App>,
+    State(app): State<Core>,
     headers: HeaderMap,
     parsed: Result<Json<ApplicationBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -223,7 +223,7 @@ pub async fn create_application(
 }
 
 pub async fn get_application(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     headers: HeaderMap,
 ) -> Response {
@@ -237,7 +237,7 @@ pub async fn get_application(
 }
 
 pub async fn update_application(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     headers: HeaderMap,
     parsed: Result<Json<ApplicationBody>, axum::extract::rejection::JsonRejection>,
@@ -265,7 +265,7 @@ pub struct RemoveQuery {
 }
 
 pub async fn delete_application(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     Query(q): Query<RemoveQuery>,
     headers: HeaderMap,
@@ -285,7 +285,7 @@ pub struct AccountsQuery {
 }
 
 pub async fn list_accounts(
-    State(app): State<App>,
+    State(app): State<Core>,
     Query(q): Query<AccountsQuery>,
     headers: HeaderMap,
 ) -> Response {
@@ -302,7 +302,7 @@ pub async fn list_accounts(
 }
 
 pub async fn get_account(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     headers: HeaderMap,
 ) -> Response {
@@ -316,7 +316,7 @@ pub async fn get_account(
 }
 
 pub async fn delete_account(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     headers: HeaderMap,
 ) -> Response {
@@ -329,7 +329,7 @@ pub async fn delete_account(
     )
 }
 
-pub async fn list_receivers(State(app): State<App>, headers: HeaderMap) -> Response {
+pub async fn list_receivers(State(app): State<Core>, headers: HeaderMap) -> Response {
     admin!(
         app,
         headers,
@@ -341,7 +341,7 @@ pub async fn list_receivers(State(app): State<App>, headers: HeaderMap) -> Respo
 }
 
 pub async fn create_receiver(
-    State(app): State<App>,
+    State(app): State<Core>,
     headers: HeaderMap,
     parsed: Result<Json<ReceiverBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -359,7 +359,7 @@ pub async fn create_receiver(
 }
 
 pub async fn get_receiver(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     headers: HeaderMap,
 ) -> Response {
@@ -373,7 +373,7 @@ pub async fn get_receiver(
 }
 
 pub async fn update_receiver(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     headers: HeaderMap,
     parsed: Result<Json<ReceiverBody>, axum::extract::rejection::JsonRejection>,
@@ -392,7 +392,7 @@ pub async fn update_receiver(
 }
 
 pub async fn delete_receiver(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     headers: HeaderMap,
 ) -> Response {
@@ -414,7 +414,7 @@ pub struct PageQuery {
 }
 
 pub async fn list_messages(
-    State(app): State<App>,
+    State(app): State<Core>,
     Query(q): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
@@ -438,7 +438,7 @@ pub async fn list_messages(
 }
 
 pub async fn get_message(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     headers: HeaderMap,
 ) -> Response {
@@ -453,7 +453,7 @@ pub async fn get_message(
 }
 
 pub async fn list_events(
-    State(app): State<App>,
+    State(app): State<Core>,
     Query(q): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
@@ -501,7 +501,7 @@ pub struct GatewayPasswordBody {
     pub expires_at: Option<i64>,
 }
 
-pub async fn list_gateway_passwords(State(app): State<App>, headers: HeaderMap) -> Response {
+pub async fn list_gateway_passwords(State(app): State<Core>, headers: HeaderMap) -> Response {
     admin!(
         app,
         headers,
@@ -513,7 +513,7 @@ pub async fn list_gateway_passwords(State(app): State<App>, headers: HeaderMap) 
 }
 
 pub async fn create_gateway_password(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path(id): Path<i64>,
     headers: HeaderMap,
     parsed: Result<Json<GatewayPasswordBody>, axum::extract::rejection::JsonRejection>,
@@ -547,7 +547,7 @@ pub async fn create_gateway_password(
 }
 
 pub async fn delete_gateway_password(
-    State(app): State<App>,
+    State(app): State<Core>,
     Path((id, name)): Path<(i64, String)>,
     headers: HeaderMap,
 ) -> Response {

@@ -354,7 +354,7 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
         .port();
     let broken =
         ui.s.app
-            .add_receiver(&oauthimap_app::ReceiverInput {
+            .create_receiver(&oauthimap_app::ReceiverInput {
                 name: Some("wrong-port".into()),
                 application: Some("Contoso".into()),
                 account: Some(MAILBOX.into()),
@@ -363,7 +363,8 @@ async fn journey(d: WebDriver, s: Arc<Service>, shots: Screenshots) -> anyhow::R
                 security: Some(oauthimap_types::Security::Tls),
                 ..Default::default()
             })
-            .await?;
+            .await
+            .map(|(receiver, _)| receiver)?;
     wait_for(COLLECT, "the wrong-port receiver failing", || {
         let app = ui.s.app.clone();
         async move {

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oauthimap_app::{AccountSelector, App, ApplicationInput};
+use oauthimap_app::{AccountSelector, ApplicationInput, Core};
 use oauthimap_config::Settings;
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
 use oauthimap_store::{Backend, NewStoredMessage};
@@ -41,7 +41,7 @@ const HOSTILE_SENDER: &str = "<img src=x onerror=alert(2)>";
 /// The service on a loopback port, the fake provider with one Microsoft client and one user, and
 /// an application "Contoso" for that client.
 struct Svc {
-    app: App,
+    app: Core,
     base: String,
     idp: FakeIdp,
     t: TestDb,
@@ -77,7 +77,7 @@ async fn start_with(backend: Backend, extra_env: &[(&str, &str)], with_admin: bo
         env.retain(|(key, _)| key.as_str() != *k);
         env.push(((*k).to_owned(), (*v).to_owned()));
     }
-    let app = App::open(Settings::load_from(None, env).unwrap())
+    let app = Core::open(Settings::load_from(None, env).unwrap())
         .await
         .unwrap();
     let router = oauthimap_web::router(app.clone());
@@ -395,7 +395,7 @@ fn assert_to_login(r: &Resp) {
     );
 }
 
-async fn application_names(app: &App) -> Vec<String> {
+async fn application_names(app: &Core) -> Vec<String> {
     app.list_applications()
         .await
         .unwrap()

@@ -2,7 +2,7 @@
 //! identity provider with Microsoft and Google clients, and a Microsoft application.
 #![allow(dead_code)] // each test binary uses a different part
 
-use oauthimap_app::{App, ApplicationInput};
+use oauthimap_app::{ApplicationInput, Core};
 use oauthimap_config::Settings;
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
 use oauthimap_store::Backend;
@@ -15,7 +15,7 @@ pub const USER: &str = "help@contoso.com";
 
 /// Our service (callback route) on a loopback port, the fake provider, and an application.
 pub struct Harness {
-    pub app: App,
+    pub app: Core,
     pub idp: FakeIdp,
     pub t: TestDb,
     _server: tokio::task::JoinHandle<()>,
@@ -61,7 +61,7 @@ pub async fn harness(backend: Backend, extra_env: &[(&str, String)]) -> Harness 
         ),
     ];
     env.extend(extra_env.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
-    let app = App::open(Settings::load_from(None, env).unwrap())
+    let app = Core::open(Settings::load_from(None, env).unwrap())
         .await
         .unwrap();
     let router = oauthimap_web::router(app.clone());
@@ -156,7 +156,7 @@ pub struct RunningGateway {
 
 /// Starts the gateway with this certificate and key (PEM files).
 pub async fn start_gateway(
-    app: &App,
+    app: &Core,
     cert: std::path::PathBuf,
     key: std::path::PathBuf,
 ) -> RunningGateway {

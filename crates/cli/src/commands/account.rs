@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use oauthimap_app::views::Account;
-use oauthimap_app::{AccountSelector, App, AppError};
+use oauthimap_app::{AccountSelector, AppError, Core};
 
 use crate::cli::AccountCommand;
-use crate::output::{Out, fields, time};
+use crate::output::{Output, fields, time};
 
-pub async fn run(app: &App, out: &Out, cmd: AccountCommand) -> Result<(), AppError> {
+pub async fn execute(app: &Core, out: &Output, cmd: AccountCommand) -> Result<(), AppError> {
     match cmd {
         AccountCommand::List { app: filter } => {
             let accounts = app.list_accounts(filter.as_deref()).await?;
@@ -97,7 +97,7 @@ pub async fn run(app: &App, out: &Out, cmd: AccountCommand) -> Result<(), AppErr
 /// Browser sign-in: print the URL, then wait for the callback. When no service listens on the
 /// configured address, a temporary listener there takes the callback.
 async fn authorize_browser(
-    app: &App,
+    app: &Core,
     application: &str,
     mailbox: Option<&str>,
     login_hint: Option<&str>,
@@ -153,7 +153,7 @@ async fn authorize_browser(
 }
 
 async fn authorize_device(
-    app: &App,
+    app: &Core,
     application: &str,
     mailbox: Option<&str>,
     timeout: Duration,
@@ -178,7 +178,7 @@ async fn authorize_device(
     })?
 }
 
-fn show(out: &Out, a: &Account) {
+fn show(out: &Output, a: &Account) {
     out.record(a, || {
         fields(&[
             ("id", a.id.to_string()),
@@ -220,8 +220,8 @@ fn show(out: &Out, a: &Account) {
 }
 
 pub async fn events(
-    app: &App,
-    out: &Out,
+    app: &Core,
+    out: &Output,
     account: Option<String>,
     limit: u32,
 ) -> Result<(), AppError> {

@@ -2,13 +2,13 @@
 
 use std::io::{BufRead, IsTerminal};
 
-use oauthimap_app::{App, AppError, MIN_PASSWORD_CHARS};
+use oauthimap_app::{AppError, Core, MIN_PASSWORD_CHARS};
 use secrecy::SecretString;
 
 use crate::cli::AdminCommand;
-use crate::output::{Out, time};
+use crate::output::{Output, time};
 
-pub async fn run(app: &App, out: &Out, cmd: AdminCommand) -> Result<(), AppError> {
+pub async fn execute(app: &Core, out: &Output, cmd: AdminCommand) -> Result<(), AppError> {
     match cmd {
         AdminCommand::Create {
             username,

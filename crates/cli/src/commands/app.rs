@@ -4,13 +4,13 @@ use std::fmt::Write as _;
 
 use std::io::{BufRead, IsTerminal};
 
-use oauthimap_app::{App, AppError, ApplicationInput, ApplicationView};
+use oauthimap_app::{AppError, ApplicationInput, ApplicationView, Core};
 use secrecy::SecretString;
 
 use crate::cli::{AppArgs, AppCommand};
-use crate::output::{Out, fields, time};
+use crate::output::{Output, fields, time};
 
-pub async fn run(app: &App, out: &Out, cmd: AppCommand) -> Result<(), AppError> {
+pub async fn execute(app: &Core, out: &Output, cmd: AppCommand) -> Result<(), AppError> {
     match cmd {
         AppCommand::Add(args) => {
             let input = input(&args, true)?;
@@ -88,7 +88,7 @@ fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_owned()
 }
 
-fn show(out: &Out, v: &ApplicationView) {
+fn show(out: &Output, v: &ApplicationView) {
     out.record(v, || {
         let a = &v.application;
         let f = &a.fields;

@@ -5,14 +5,14 @@ use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use oauthimap_app::views::{LedgerStatus, Receiver};
-use oauthimap_app::{App, AppError, ProgressEvent};
+use oauthimap_app::{AppError, Core, ProgressEvent};
 
 use crate::cli::MessagesCommand;
-use crate::output::{Out, fields, time};
+use crate::output::{Output, fields, time};
 
 pub async fn once(
-    app: &App,
-    out: &Out,
+    app: &Core,
+    out: &Output,
     receiver: Option<&str>,
     retry_for: std::time::Duration,
 ) -> Result<(), AppError> {
@@ -101,7 +101,7 @@ pub async fn once(
     Ok(())
 }
 
-pub async fn messages(app: &App, out: &Out, cmd: MessagesCommand) -> Result<(), AppError> {
+pub async fn messages(app: &Core, out: &Output, cmd: MessagesCommand) -> Result<(), AppError> {
     match cmd {
         MessagesCommand::List { search, limit } => {
             let list = app.list_messages(search.as_deref(), None, limit).await?;
@@ -167,7 +167,7 @@ pub async fn messages(app: &App, out: &Out, cmd: MessagesCommand) -> Result<(), 
     Ok(())
 }
 
-async fn show(app: &App, out: &Out, id: i64, raw: bool) -> Result<(), AppError> {
+async fn show(app: &Core, out: &Output, id: i64, raw: bool) -> Result<(), AppError> {
     let (m, bytes) = app.message(id).await?;
     if raw {
         use std::io::Write;

@@ -2,13 +2,13 @@
 
 use std::fmt::Write as _;
 
-use oauthimap_app::{AccountSelector, App, AppError, DiagnoseOptions, Outcome};
+use oauthimap_app::{AccountSelector, AppError, Core, DiagnoseOptions, Outcome};
 
-use crate::output::Out;
+use crate::output::Output;
 
-pub async fn run(
-    app: &App,
-    out: &Out,
+pub async fn execute(
+    app: &Core,
+    out: &Output,
     account: String,
     filter: Option<String>,
     options: &DiagnoseOptions,

@@ -1,13 +1,13 @@
 //! `oauthimap gateway ...`: gateway passwords and upstream servers.
 
-use oauthimap_app::{AccountSelector, App, AppError, Protocol, UpstreamScope, UpstreamServer};
+use oauthimap_app::{AccountSelector, AppError, Core, Protocol, UpstreamScope, UpstreamServer};
 use oauthimap_types::Security;
 use secrecy::ExposeSecret as _;
 
 use crate::cli::{GatewayCommand, GatewayPasswordCommand, UpstreamCommand};
-use crate::output::{Out, time};
+use crate::output::{Output, time};
 
-pub async fn run(app: &App, out: &Out, cmd: GatewayCommand) -> Result<(), AppError> {
+pub async fn execute(app: &Core, out: &Output, cmd: GatewayCommand) -> Result<(), AppError> {
     match cmd {
         GatewayCommand::Status => status(app, out).await,
         GatewayCommand::Password(c) => passwords(app, out, c).await,
@@ -15,7 +15,7 @@ pub async fn run(app: &App, out: &Out, cmd: GatewayCommand) -> Result<(), AppErr
     }
 }
 
-async fn status(app: &App, out: &Out) -> Result<(), AppError> {
+async fn status(app: &Core, out: &Output) -> Result<(), AppError> {
     use std::fmt::Write as _;
     let status = app.gateway_status().await?;
     out.record(&status, || {
@@ -70,7 +70,7 @@ fn parse_expiry(text: &str) -> Result<i64, AppError> {
         })
 }
 
-async fn passwords(app: &App, out: &Out, cmd: GatewayPasswordCommand) -> Result<(), AppError> {
+async fn passwords(app: &Core, out: &Output, cmd: GatewayPasswordCommand) -> Result<(), AppError> {
     match cmd {
         GatewayPasswordCommand::Add {
             account,
@@ -150,7 +150,7 @@ fn protocol(name: &str) -> Protocol {
     }
 }
 
-async fn upstream(app: &App, cmd: UpstreamCommand) -> Result<(), AppError> {
+async fn upstream(app: &Core, cmd: UpstreamCommand) -> Result<(), AppError> {
     let (scope, protocol, server) = match cmd {
         UpstreamCommand::Set {
             protocol: name,

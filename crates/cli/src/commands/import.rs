@@ -1,11 +1,15 @@
 //! `oauthimap import glpi`: takes over GLPI's OAuth IMAP plugin.
 
-use oauthimap_app::{App, AppError};
+use oauthimap_app::{AppError, Core};
 
-use crate::output::Out;
+use crate::output::Output;
 
 /// `oauthimap import glpi`.
-pub async fn run(app: &App, out: &Out, cmd: crate::cli::ImportCommand) -> Result<(), AppError> {
+pub async fn execute(
+    app: &Core,
+    out: &Output,
+    cmd: crate::cli::ImportCommand,
+) -> Result<(), AppError> {
     let crate::cli::ImportCommand::Glpi {
         database,
         database_file,

@@ -2,11 +2,11 @@
 
 use std::fmt::Write as _;
 
-use oauthimap_app::{App, AppError};
+use oauthimap_app::{AppError, Core};
 use secrecy::ExposeSecret as _;
 
 use crate::cli::KeysCommand;
-use crate::output::Out;
+use crate::output::Output;
 
 pub fn generate(id: u32) -> Result<(), AppError> {
     let value = oauthimap_app::generate_master_key(id)?;
@@ -14,7 +14,7 @@ pub fn generate(id: u32) -> Result<(), AppError> {
     Ok(())
 }
 
-pub async fn run(app: &App, out: &Out, cmd: KeysCommand) -> Result<(), AppError> {
+pub async fn execute(app: &Core, out: &Output, cmd: KeysCommand) -> Result<(), AppError> {
     match cmd {
         KeysCommand::Rotate => {
             let r = app.rotate_keys().await?;

@@ -15,9 +15,9 @@ pub mod token;
 use oauthimap_app::{AppError, Config};
 
 use crate::cli::{Cli, Command, KeysCommand};
-use crate::output::Out;
+use crate::output::Output;
 
-pub async fn run(cli: Cli) -> Result<(), AppError> {
+pub async fn execute(cli: Cli) -> Result<(), AppError> {
     // Packaging commands: no configuration, no data.
     match &cli.command {
         Command::Completions { shell } => {
@@ -51,7 +51,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let out = Out { json: cli.json };
+    let out = Output { json: cli.json };
     if let Command::Keys(KeysCommand::Generate { id }) = cli.command {
         return keys::generate(id);
     }
@@ -61,20 +61,20 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         config.open_existing().await?
     };
     let result = match cli.command {
-        Command::Serve => serve::run(app.clone()).await,
-        Command::App(c) => app::run(&app, &out, c).await,
-        Command::Account(c) => account::run(&app, &out, c).await,
-        Command::Receiver(c) => receiver::run(&app, &out, c).await,
-        Command::Keys(c) => keys::run(&app, &out, c).await,
+        Command::Serve => serve::execute(app.clone()).await,
+        Command::App(c) => app::execute(&app, &out, c).await,
+        Command::Account(c) => account::execute(&app, &out, c).await,
+        Command::Receiver(c) => receiver::execute(&app, &out, c).await,
+        Command::Keys(c) => keys::execute(&app, &out, c).await,
         Command::Events { account, limit } => account::events(&app, &out, account, limit).await,
         Command::Token { .. } => {
             let request = token::request(&cli.command).unwrap_or_default();
             token::print(&app, &request).await
         }
-        Command::Admin(c) => admin::run(&app, &out, c).await,
+        Command::Admin(c) => admin::execute(&app, &out, c).await,
         Command::ApiToken(c) => token::api_tokens(&app, &out, c).await,
-        Command::Gateway(c) => gateway::run(&app, &out, c).await,
-        Command::Import(c) => import::run(&app, &out, c).await,
+        Command::Gateway(c) => gateway::execute(&app, &out, c).await,
+        Command::Import(c) => import::execute(&app, &out, c).await,
         Command::Completions { .. } | Command::Man { .. } => Ok(()),
         Command::Collect {
             once: _,
@@ -105,7 +105,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 timeout: Some(timeout),
                 smtp,
             };
-            diagnose::run(&app, &out, account, filter, &options, transcript).await
+            diagnose::execute(&app, &out, account, filter, &options, transcript).await
         }
     };
     app.close().await;

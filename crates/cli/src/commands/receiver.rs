@@ -1,12 +1,12 @@
 //! `oauthimap receiver ...`: mail collectors.
 
 use oauthimap_app::views::Receiver;
-use oauthimap_app::{App, AppError, ReceiverInput};
+use oauthimap_app::{AppError, Core, ReceiverInput};
 
 use crate::cli::{ReceiverArgs, ReceiverCommand};
-use crate::output::{Out, fields, time};
+use crate::output::{Output, fields, time};
 
-pub async fn run(app: &App, out: &Out, cmd: ReceiverCommand) -> Result<(), AppError> {
+pub async fn execute(app: &Core, out: &Output, cmd: ReceiverCommand) -> Result<(), AppError> {
     match cmd {
         ReceiverCommand::Add(args) => {
             let (r, secret) = app.create_receiver(&input(&args)?).await?;
@@ -61,7 +61,7 @@ pub async fn run(app: &App, out: &Out, cmd: ReceiverCommand) -> Result<(), AppEr
     Ok(())
 }
 
-fn show(out: &Out, r: &Receiver) {
+fn show(out: &Output, r: &Receiver) {
     out.record(r, || {
         let f = &r.fields;
         fields(&[

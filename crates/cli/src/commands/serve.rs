@@ -1,8 +1,8 @@
 //! `oauthimap serve`: the long-running service.
 
-use oauthimap_app::{App, AppError, ListenPlan};
+use oauthimap_app::{AppError, Core, ListenPlan};
 
-pub async fn run(app: App) -> Result<(), AppError> {
+pub async fn execute(app: Core) -> Result<(), AppError> {
     // The handlers are in place before anything starts, so a SIGTERM that arrives while the
     // gateway or the web port is still being set up is a graceful stop, not the default death.
     let signals = Signals::install()?;
@@ -28,7 +28,7 @@ pub async fn run(app: App) -> Result<(), AppError> {
     };
     let broker = app.serve_broker()?.map(|broker| {
         tracing::info!(socket = %broker.path().display(), "the token broker is listening");
-        tokio::spawn(broker.run(stop_rx.clone()))
+        tokio::spawn(broker.answer(stop_rx.clone()))
     });
     let refresher = tokio::spawn({
         let (app, stop) = (app.clone(), stopped(stop_rx.clone()));
@@ -82,7 +82,7 @@ pub async fn run(app: App) -> Result<(), AppError> {
 /// Starts the gateway's listeners; returns once they are bound (or with the reason they could
 /// not be), so a taken port stops `serve` at once.
 async fn start_gateway(
-    app: &App,
+    app: &Core,
     config: oauthimap_app::GatewayConfig,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, AppError> {

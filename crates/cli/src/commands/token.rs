@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use oauthimap_app::{App, AppError, Asked, TokenReply, TokenRequest};
+use oauthimap_app::{AppError, Asked, Core, TokenReply, TokenRequest};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::cli::{ApiTokenCommand, Command};
-use crate::output::{Out, time};
+use crate::output::{Output, time};
 
 /// How long `oauthimap token` waits for the service's answer (a refresh included).
 const BROKER_TIMEOUT: Duration = Duration::from_secs(90);
@@ -164,13 +164,13 @@ pub async fn remote(command: &Command) -> Result<(), AppError> {
 
 /// Prints only the access token (or the SASL string), from the database: when no service
 /// answers on the broker's socket.
-pub async fn print(app: &App, request: &TokenRequest) -> Result<(), AppError> {
+pub async fn print(app: &Core, request: &TokenRequest) -> Result<(), AppError> {
     let value = app.token_for(request).await?;
     println!("{}", value.expose_secret());
     Ok(())
 }
 
-pub async fn api_tokens(app: &App, out: &Out, cmd: ApiTokenCommand) -> Result<(), AppError> {
+pub async fn api_tokens(app: &Core, out: &Output, cmd: ApiTokenCommand) -> Result<(), AppError> {
     match cmd {
         ApiTokenCommand::Create { name, scopes } => {
             let (record, value) = app.create_api_token(&name, &scopes).await?;

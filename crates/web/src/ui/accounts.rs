@@ -8,12 +8,14 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use oauthimap_app::views::{Account, Event, GatewayPassword, Receiver};
-use oauthimap_app::{AccountSelector, App, DiagnoseOptions, DiagnosticReport, EventQuery, Outcome};
+use oauthimap_app::{
+    AccountSelector, Core, DiagnoseOptions, DiagnosticReport, EventQuery, Outcome,
+};
 use oauthimap_types::{AccountId, GrantKind, Security};
 use serde::Deserialize;
 
 use super::session::{Admin, FormAction};
-use super::{Ctx, Page, done, error_page, failed};
+use super::{Page, PageContext, error_page, failed, redirect_with_notice};
 
 #[derive(Template)]
 #[template(path = "account.html")]
@@ -88,7 +90,7 @@ fn outcome_text(o: &Outcome) -> &'static str {
 }
 
 async fn render(
-    app: &App,
+    app: &Core,
     admin: &Admin,
     headers: &HeaderMap,
     id: i64,
@@ -99,7 +101,7 @@ async fn render(
 }
 
 async fn render_with(
-    app: &App,
+    app: &Core,
     admin: &Admin,
     headers: &HeaderMap,
     id: i64,
@@ -144,7 +146,7 @@ async fn render_with(
         Err(e) => return error_page(Some(admin), &e),
     };
     let shows_secret = new_password.is_some();
-    let ctx = Ctx::new(app, admin, headers, "applications", account.mailbox.clone());
+    let ctx = PageContext::new(app, admin, headers, "applications", account.mailbox.clone());
     let page = ctx.page.clone();
     let mut r = ctx.render(&AccountPage {
         page,
@@ -168,7 +170,7 @@ async fn render_with(
 }
 
 pub async fn show(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -177,7 +179,7 @@ pub async fn show(
 }
 
 pub async fn diagnose(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -239,7 +241,7 @@ pub async fn diagnose(
 }
 
 /// Signs in again for this account (same application, same mailbox).
-pub async fn reauthorize(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Response {
+pub async fn reauthorize(State(app): State<Core>, _admin: Admin, Path(id): Path<i64>) -> Response {
     let back = format!("/accounts/{id}");
     let account = match app
         .find_account(&AccountSelector::new(id.to_string(), None))
@@ -253,7 +255,7 @@ pub async fn reauthorize(State(app): State<App>, _admin: Admin, Path(id): Path<i
             .add_app_only(&account.application_id.to_string(), &account.mailbox)
             .await
         {
-            Ok(_) => done(
+            Ok(_) => redirect_with_notice(
                 &app,
                 &back,
                 "App-only access renewed: a new token was issued.",
@@ -276,12 +278,12 @@ pub async fn reauthorize(State(app): State<App>, _admin: Admin, Path(id): Path<i
     }
 }
 
-pub async fn delete(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Response {
+pub async fn delete(State(app): State<Core>, _admin: Admin, Path(id): Path<i64>) -> Response {
     match app
         .remove_account(&AccountSelector::new(id.to_string(), None))
         .await
     {
-        Ok((account, receivers)) => done(
+        Ok((account, receivers)) => redirect_with_notice(
             &app,
             &format!("/applications/{}/accounts", account.application_id),
             &format!(
@@ -295,7 +297,7 @@ pub async fn delete(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) 
 
 /// Creates a gateway password for this account and shows it once.
 pub async fn add_gateway_password(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -332,7 +334,7 @@ pub async fn add_gateway_password(
 
 /// Revokes one of this account's gateway passwords.
 pub async fn remove_gateway_password(
-    State(app): State<App>,
+    State(app): State<Core>,
     _admin: Admin,
     Path(id): Path<i64>,
     Form(fields): Form<Vec<(String, String)>>,
@@ -343,7 +345,7 @@ pub async fn remove_gateway_password(
         .remove_gateway_password(&AccountSelector::new(id.to_string(), None), &name)
         .await
     {
-        Ok(p) => done(&app, &back, &format!("Gateway password {} revoked", p.name)),
+        Ok(p) => redirect_with_notice(&app, &back, &format!("Gateway password {} revoked", p.name)),
         Err(e) => failed(&app, &back, &e),
     }
 }

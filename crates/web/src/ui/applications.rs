@@ -13,13 +13,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use oauthimap_app::views::DeviceStart;
 use oauthimap_app::views::{Account, Application};
-use oauthimap_app::{App, AppError, ApplicationInput, ApplicationView};
+use oauthimap_app::{AppError, ApplicationInput, ApplicationView, Core};
 use oauthimap_types::{Cloud, Provider};
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::session::{Admin, FormAction};
-use super::{Ctx, Page, done, error_page, failed, when};
+use super::{Page, PageContext, error_page, failed, redirect_with_notice, when};
 
 /// A select option: value, label, selected.
 pub type Choice = (String, String, bool);
@@ -236,10 +236,11 @@ impl FormPage {
     }
 }
 
-pub async fn list(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Response {
+pub async fn list(State(app): State<Core>, admin: Admin, headers: HeaderMap) -> Response {
     match app.list_applications().await {
         Ok(applications) => {
-            let ctx = Ctx::new(&app, &admin, &headers, "applications", "OAuth applications");
+            let ctx =
+                PageContext::new(&app, &admin, &headers, "applications", "OAuth applications");
             let page = ctx.page.clone();
             ctx.render(&ListPage { page, applications })
         }
@@ -247,7 +248,7 @@ pub async fn list(State(app): State<App>, admin: Admin, headers: HeaderMap) -> R
     }
 }
 
-pub async fn new(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Response {
+pub async fn new(State(app): State<Core>, admin: Admin, headers: HeaderMap) -> Response {
     let form = AppForm {
         provider: "microsoft".into(),
         cloud: "global".into(),
@@ -260,7 +261,7 @@ pub async fn new(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Re
 /// The application form: new (`view` is `None`) or existing, again with the error that refused
 /// it (422; the typed client secret is never sent back).
 fn form_page(
-    app: &App,
+    app: &Core,
     admin: &Admin,
     headers: &HeaderMap,
     view: Option<ApplicationView>,
@@ -278,7 +279,7 @@ fn form_page(
     let typed_secret = !form.client_secret.is_empty();
     form.client_secret.clear();
     form.confirm = None;
-    let ctx = Ctx::new(app, admin, headers, "applications", title);
+    let ctx = PageContext::new(app, admin, headers, "applications", title);
     let page = ctx.page.clone();
     if let Some(AppError::NeedsConfirmation { what, .. }) = error {
         // Not a mistake: a question. The form keeps every value, and the button that answers
@@ -316,7 +317,7 @@ fn form_page(
 }
 
 pub async fn create(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Form(form): Form<AppForm>,
@@ -326,7 +327,7 @@ pub async fn create(
         Err(e) => Err(e),
     };
     match result {
-        Ok(view) => done(
+        Ok(view) => redirect_with_notice(
             &app,
             &format!("/applications/{}", view.application.id.0),
             &format!(
@@ -340,7 +341,7 @@ pub async fn create(
 }
 
 pub async fn show(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -355,7 +356,7 @@ pub async fn show(
 }
 
 pub async fn update(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -388,7 +389,7 @@ pub async fn update(
                     report.receivers_reactivated
                 );
             }
-            done(&app, &format!("/applications/{id}"), &message)
+            redirect_with_notice(&app, &format!("/applications/{id}"), &message)
         }
         Err(e) if e.is_user_error() => match app.application_view(&id.to_string()).await {
             Ok(view) => form_page(&app, &admin, &headers, Some(view), form, Some(&e)),
@@ -398,9 +399,9 @@ pub async fn update(
     }
 }
 
-pub async fn delete(State(app): State<App>, admin: Admin, Path(id): Path<i64>) -> Response {
+pub async fn delete(State(app): State<Core>, admin: Admin, Path(id): Path<i64>) -> Response {
     match app.remove_application(&id.to_string(), true).await {
-        Ok(a) => done(
+        Ok(a) => redirect_with_notice(
             &app,
             "/applications",
             &format!(
@@ -439,7 +440,7 @@ fn sign_in_origin(view: &ApplicationView) -> String {
 }
 
 pub async fn accounts(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -453,7 +454,7 @@ pub async fn accounts(
         Err(e) => return error_page(Some(&admin), &e),
     };
     let origin = sign_in_origin(&view);
-    let ctx = Ctx::new(
+    let ctx = PageContext::new(
         &app,
         &admin,
         &headers,
@@ -485,7 +486,7 @@ fn opt(s: &str) -> Option<&str> {
 
 /// Starts a browser sign-in: off to the provider, back through `/oauth/callback`.
 pub async fn authorize(
-    State(app): State<App>,
+    State(app): State<Core>,
     _admin: Admin,
     Path(id): Path<i64>,
     Form(form): Form<AuthorizeForm>,
@@ -500,14 +501,14 @@ pub async fn authorize(
 }
 
 pub async fn app_only(
-    State(app): State<App>,
+    State(app): State<Core>,
     _admin: Admin,
     Path(id): Path<i64>,
     Form(form): Form<AuthorizeForm>,
 ) -> Response {
     let back = format!("/applications/{id}/accounts");
     match app.add_app_only(&id.to_string(), form.mailbox.trim()).await {
-        Ok(a) => done(
+        Ok(a) => redirect_with_notice(
             &app,
             &back,
             &format!(
@@ -549,7 +550,7 @@ struct DevicePage {
 }
 
 pub async fn device_start(
-    State(app): State<App>,
+    State(app): State<Core>,
     _admin: Admin,
     Extension(flows): Extension<Arc<DeviceFlows>>,
     Path(id): Path<i64>,
@@ -602,7 +603,7 @@ pub async fn device_start(
 }
 
 pub async fn device_status(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Extension(flows): Extension<Arc<DeviceFlows>>,
@@ -622,7 +623,7 @@ pub async fn device_status(
             &AppError::Conflict("that device sign-in is over or unknown; start a new one".into()),
         );
     };
-    let ctx = Ctx::new(
+    let ctx = PageContext::new(
         &app,
         &admin,
         &headers,

@@ -9,7 +9,7 @@ use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use oauthimap_app::{App, AppError, MIN_PASSWORD_CHARS};
+use oauthimap_app::{AppError, Core, MIN_PASSWORD_CHARS};
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -66,7 +66,7 @@ fn local(next: Option<&str>) -> String {
 }
 
 /// The pre-login CSRF value: reuse the browser's, or make one (with the cookie to set).
-fn login_csrf(app: &App, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
+fn login_csrf(app: &Core, headers: &HeaderMap) -> (String, Option<HeaderValue>) {
     if let Some(v) = cookie(headers, LOGIN_CSRF_COOKIE).filter(|v| v.len() >= 32) {
         return (v.to_owned(), None);
     }
@@ -88,7 +88,7 @@ fn anonymous(title: &str, csrf: String) -> Page {
 }
 
 pub async fn login_page(
-    State(app): State<App>,
+    State(app): State<Core>,
     headers: HeaderMap,
     Query(q): Query<NextQuery>,
 ) -> Response {
@@ -115,7 +115,7 @@ pub async fn login_page(
 }
 
 pub async fn login(
-    State(app): State<App>,
+    State(app): State<Core>,
     Extension(limiter): Extension<Arc<LoginLimiter>>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
@@ -191,7 +191,7 @@ fn capitalize(s: &str) -> String {
         .unwrap_or_default()
 }
 
-pub async fn logout(State(app): State<App>, _admin: Admin, headers: HeaderMap) -> Response {
+pub async fn logout(State(app): State<Core>, _admin: Admin, headers: HeaderMap) -> Response {
     if let Some(token) = cookie(&headers, SESSION_COOKIE)
         && let Err(e) = app.logout(token).await
     {
@@ -223,7 +223,7 @@ pub struct SetupForm {
 }
 
 pub async fn setup_page(
-    State(app): State<App>,
+    State(app): State<Core>,
     headers: HeaderMap,
     Query(q): Query<SetupQuery>,
 ) -> Response {
@@ -260,7 +260,7 @@ pub async fn setup_page(
 }
 
 pub async fn setup(
-    State(app): State<App>,
+    State(app): State<Core>,
     headers: HeaderMap,
     Form(form): Form<SetupForm>,
 ) -> Response {
@@ -277,7 +277,7 @@ pub async fn setup(
     match result {
         Ok(user) => {
             tracing::info!(username = %user.username, "first admin created through the setup link");
-            super::done(
+            super::redirect_with_notice(
                 &app,
                 "/login",
                 &format!("Admin {} created. Log in now.", user.username),

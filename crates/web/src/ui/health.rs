@@ -3,7 +3,7 @@
 //! are paused or cannot deliver), every account by application and every receiver with its
 //! state, and the latest events. An empty install gets the three steps to start instead.
 //!
-//! The rules (what needs attention, how urgent) are the core's ([`App::overview`]); this module
+//! The rules (what needs attention, how urgent) are the core's ([`Core::overview`]); this module
 //! puts them into words and the page.
 
 use askama::Template;
@@ -12,12 +12,12 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use oauthimap_app::views::{Event, Receiver, ReceiverActivity};
 use oauthimap_app::{
-    AccountGroup, App, Attention, AttentionKind, AttentionSubject, GettingStarted, HealthReport,
+    AccountGroup, Attention, AttentionKind, AttentionSubject, Core, GettingStarted, HealthReport,
 };
 use oauthimap_types::Provider;
 
 use super::session::Admin;
-use super::{Ctx, Page, at, error_page, relative};
+use super::{Page, PageContext, error_page, format_time, relative};
 
 /// Something an admin should look at, in words, most urgent first.
 #[derive(Debug)]
@@ -52,7 +52,7 @@ struct HealthPage {
     steps: Option<(bool, bool, bool)>,
 }
 
-pub async fn page(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Response {
+pub async fn page(State(app): State<Core>, admin: Admin, headers: HeaderMap) -> Response {
     // A database that fails here shows as an error, never as zeros and empty lists that say
     // all is well.
     let report: HealthReport = match app.overview().await {
@@ -76,7 +76,7 @@ pub async fn page(State(app): State<App>, admin: Admin, headers: HeaderMap) -> R
              receiver,
          }| (application, account, receiver),
     );
-    let ctx = Ctx::new(&app, &admin, &headers, "health", "Health");
+    let ctx = PageContext::new(&app, &admin, &headers, "health", "Health");
     let page = ctx.page.clone();
     let mut r = ctx.render(&HealthPage {
         page,
@@ -161,7 +161,7 @@ fn detail(kind: &AttentionKind) -> String {
             "Its refresh token has not been used for {idle_days} days (since {}); {} drops \
              refresh tokens unused for {lifetime_days} days. Let a receiver collect with it, or \
              re-authorize.",
-            at(*since),
+            format_time(*since),
             provider_name(*provider),
         ),
         AttentionKind::ReceiverPaused { reason } => format!("Paused: {reason}"),

@@ -3,7 +3,7 @@
 //! download, and its HTML body sanitized and shown in a sandboxed frame).
 //!
 //! Everything in a message is written by whoever sent it. Templates escape it; the HTML body is
-//! sanitized by the core ([`App::message_html`]) and served from its own route under the policy
+//! sanitized by the core ([`Core::message_html`]) and served from its own route under the policy
 //! the core gives with it, which forbids scripts and loading anything; attachments (checked by
 //! the core against their digest) and the raw message are only ever downloaded
 //! (`application/octet-stream`, `attachment`), never shown in our origin.
@@ -16,11 +16,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use oauthimap_app::views::{MessageFilter, MessageSummary, StoredMessage};
-use oauthimap_app::{App, AppError, MailAddress, MailContent, MessageView, SafeHtml};
+use oauthimap_app::{AppError, Core, MailAddress, MailContent, MessageView, SafeHtml};
 use serde::Deserialize;
 
 use super::session::{Admin, FramesSelf};
-use super::{Ctx, Page, error_page, parse_day};
+use super::{Page, PageContext, error_page, parse_day};
 
 /// Messages per page of the list.
 const PAGE_SIZE: u32 = 50;
@@ -132,7 +132,7 @@ struct ListPage {
 }
 
 pub async fn list(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Query(form): Query<SearchForm>,
@@ -152,7 +152,7 @@ pub async fn list(
         Err(e) => (Vec::new(), None, Some(e.to_string())),
     };
     let newest = (!form.before.trim().is_empty()).then(|| form.url(None));
-    let ctx = Ctx::new(&app, &admin, &headers, "messages", "Messages");
+    let ctx = PageContext::new(&app, &admin, &headers, "messages", "Messages");
     let page = ctx.page.clone();
     ctx.render(&ListPage {
         page,
@@ -175,7 +175,7 @@ struct MessagePage {
 }
 
 pub async fn show(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -193,7 +193,7 @@ pub async fn show(
         .clone()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "(no subject)".into());
-    let ctx = Ctx::new(&app, &admin, &headers, "messages", title);
+    let ctx = PageContext::new(&app, &admin, &headers, "messages", title);
     let page = ctx.page.clone();
     let mut response = ctx.render(&MessagePage {
         page,
@@ -206,7 +206,7 @@ pub async fn show(
 }
 
 /// The HTML body, sanitized, as a document of its own for the message page's sandboxed frame.
-pub async fn html(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Response {
+pub async fn html(State(app): State<Core>, _admin: Admin, Path(id): Path<i64>) -> Response {
     let plain = |status: StatusCode, text: String| {
         (
             status,
@@ -246,7 +246,7 @@ pub async fn html(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) ->
 
 /// One attachment, downloaded (never shown in our origin).
 pub async fn attachment(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     Path((id, index)): Path<(i64, usize)>,
 ) -> Response {
@@ -257,7 +257,7 @@ pub async fn attachment(
 }
 
 /// The raw message as an `.eml` file.
-pub async fn raw(State(app): State<App>, admin: Admin, Path(id): Path<i64>) -> Response {
+pub async fn raw(State(app): State<Core>, admin: Admin, Path(id): Path<i64>) -> Response {
     match app.message(id).await {
         Ok((_, raw)) => download(&format!("message-{id}.eml"), raw),
         Err(e) => error_page(Some(&admin), &e),

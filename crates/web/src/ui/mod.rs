@@ -22,13 +22,13 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use oauthimap_app::{App, AppError};
+use oauthimap_app::{AppError, Core};
 use oauthimap_types::EpochMillis;
 
 pub use session::{Admin, LoginLimiter};
 
 /// The pages, their guards and their headers.
-pub fn routes(app: &App) -> Router<App> {
+pub fn routes(app: &Core) -> Router<Core> {
     let devices = Arc::new(applications::DeviceFlows::default());
     Router::new()
         .route("/", get(health::page))
@@ -120,24 +120,24 @@ pub struct Page {
 }
 
 /// A page for a logged-in admin, with its pending flash message and the header clearing it.
-pub struct Ctx {
+pub struct PageContext {
     pub page: Page,
     clear_flash: Option<HeaderValue>,
 }
 
-impl Ctx {
+impl PageContext {
     pub fn new(
-        app: &App,
+        app: &Core,
         admin: &Admin,
         headers: &HeaderMap,
         nav: &'static str,
         title: impl Into<String>,
-    ) -> Ctx {
+    ) -> PageContext {
         let (flash, clear_flash) = match session::take_flash(app, headers) {
             Some((f, clear)) => (Some(f), Some(clear)),
             None => (None, None),
         };
-        Ctx {
+        PageContext {
             page: Page {
                 title: title.into(),
                 username: Some(admin.username.clone()),
@@ -199,7 +199,7 @@ pub fn form_values(fields: &[(String, String)], key: &str) -> Vec<String> {
         .collect()
 }
 
-pub fn done(app: &App, to: &str, message: &str) -> Response {
+pub fn redirect_with_notice(app: &Core, to: &str, message: &str) -> Response {
     let mut r = Redirect::to(to).into_response();
     r.headers_mut()
         .append(header::SET_COOKIE, session::flash(app, "success", message));
@@ -207,7 +207,7 @@ pub fn done(app: &App, to: &str, message: &str) -> Response {
 }
 
 /// A redirect after a failed action, with the error for the next page.
-pub fn failed(app: &App, to: &str, error: &AppError) -> Response {
+pub fn failed(app: &Core, to: &str, error: &AppError) -> Response {
     let mut r = Redirect::to(to).into_response();
     r.headers_mut().append(
         header::SET_COOKIE,
@@ -349,7 +349,7 @@ pub fn error_details(text: &str) -> Option<String> {
     oauthimap_app::summarize_error(text).1
 }
 
-pub fn at(ms: impl Borrow<EpochMillis>) -> String {
+pub fn format_time(ms: impl Borrow<EpochMillis>) -> String {
     when(Some(*ms.borrow()))
 }
 

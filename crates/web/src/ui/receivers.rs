@@ -8,14 +8,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use oauthimap_app::views::{Account, Application, Receiver, ReceiverActivity};
-use oauthimap_app::{App, AppError, ReceiverInput};
+use oauthimap_app::{AppError, Core, ReceiverInput};
 use oauthimap_types::{AccountState, AfterDelivery, Security, SinkKind, Trigger};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::applications::Choice;
 use super::session::Admin;
-use super::{Ctx, Page, done, error_page, failed, render_with};
+use super::{Page, PageContext, error_page, failed, redirect_with_notice, render_with};
 
 /// The default size limit shown in a new form, MB.
 const DEFAULT_SIZE_MB: u64 = 25;
@@ -300,7 +300,7 @@ fn sink_label(s: SinkKind) -> &'static str {
 }
 
 /// The account choices of an application: usable accounts first, each labelled with its state.
-async fn account_choices(app: &App, application: &str, current: &str) -> Vec<Choice> {
+async fn account_choices(app: &Core, application: &str, current: &str) -> Vec<Choice> {
     if application.trim().is_empty() {
         return Vec::new();
     }
@@ -324,7 +324,7 @@ async fn account_choices(app: &App, application: &str, current: &str) -> Vec<Cho
 }
 
 async fn form_page(
-    app: &App,
+    app: &Core,
     admin: &Admin,
     headers: &HeaderMap,
     receiver: Option<Receiver>,
@@ -375,7 +375,7 @@ async fn form_page(
         Some(r) => app.receiver_activity(r.id).await.ok(),
         None => None,
     };
-    let ctx = Ctx::new(app, admin, headers, "receivers", title);
+    let ctx = PageContext::new(app, admin, headers, "receivers", title);
     let page = ctx.page.clone();
     let refused = error.is_some();
     let (error, field_errors) = error.map(|e| super::refusal(e, field_input)).unzip();
@@ -406,12 +406,12 @@ async fn form_page(
     }
 }
 
-pub async fn list(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Response {
+pub async fn list(State(app): State<Core>, admin: Admin, headers: HeaderMap) -> Response {
     let rows = match app.receivers_with_activity().await {
         Ok(rows) => rows,
         Err(e) => return error_page(Some(&admin), &e),
     };
-    let ctx = Ctx::new(&app, &admin, &headers, "receivers", "Receivers");
+    let ctx = PageContext::new(&app, &admin, &headers, "receivers", "Receivers");
     let page = ctx.page.clone();
     ctx.render(&ListPage { page, rows })
 }
@@ -423,7 +423,7 @@ pub struct NewQuery {
 }
 
 pub async fn new(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Query(q): Query<NewQuery>,
@@ -443,7 +443,7 @@ pub async fn new(
 }
 
 pub async fn account_options(
-    State(app): State<App>,
+    State(app): State<Core>,
     _admin: Admin,
     Query(q): Query<NewQuery>,
 ) -> Response {
@@ -456,7 +456,7 @@ pub async fn account_options(
 }
 
 pub async fn create(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Form(form): Form<ReceiverForm>,
@@ -488,7 +488,7 @@ pub async fn create(
 /// webhook signing secret once (then the page itself is the response, never a redirect that
 /// would carry the secret).
 async fn saved(
-    app: &App,
+    app: &Core,
     admin: &Admin,
     headers: &HeaderMap,
     receiver: Receiver,
@@ -496,7 +496,7 @@ async fn saved(
     tail: &str,
 ) -> Response {
     match secret {
-        None => done(
+        None => redirect_with_notice(
             app,
             &format!("/receivers/{}", receiver.id),
             &format!("Receiver {} saved{tail}", receiver.fields.name),
@@ -510,7 +510,7 @@ async fn saved(
 }
 
 pub async fn show(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -525,7 +525,7 @@ pub async fn show(
 }
 
 pub async fn update(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Path(id): Path<i64>,
@@ -545,9 +545,9 @@ pub async fn update(
     }
 }
 
-pub async fn delete(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Response {
+pub async fn delete(State(app): State<Core>, _admin: Admin, Path(id): Path<i64>) -> Response {
     match app.remove_receiver(&id.to_string()).await {
-        Ok(r) => done(
+        Ok(r) => redirect_with_notice(
             &app,
             "/receivers",
             &format!("Receiver {} deleted.", r.fields.name),
@@ -557,10 +557,10 @@ pub async fn delete(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) 
 }
 
 /// Sends the receiver's dead letters again.
-pub async fn retry(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Response {
+pub async fn retry(State(app): State<Core>, _admin: Admin, Path(id): Path<i64>) -> Response {
     let back = format!("/receivers/{id}");
     match app.retry_dead(&id.to_string()).await {
-        Ok(n) => done(
+        Ok(n) => redirect_with_notice(
             &app,
             &back,
             &format!("{n} failed message(s) will be delivered again."),
@@ -570,10 +570,10 @@ pub async fn retry(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -
 }
 
 /// Collects now: every waiting receiver tries again at once (a back-off after a fix is cut short).
-pub async fn collect_now(State(app): State<App>, _admin: Admin, Path(id): Path<i64>) -> Response {
+pub async fn collect_now(State(app): State<Core>, _admin: Admin, Path(id): Path<i64>) -> Response {
     let back = format!("/receivers/{id}");
     match app.collect_now(&id.to_string()).await {
-        Ok(r) => done(
+        Ok(r) => redirect_with_notice(
             &app,
             &back,
             &format!(

@@ -21,7 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use oauthimap_app::App;
+use oauthimap_app::Core;
 use sha2::{Digest, Sha256};
 
 pub const SESSION_COOKIE: &str = "oauthimap_session";
@@ -59,7 +59,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A `Set-Cookie` value: `HttpOnly`, SameSite=Lax, Path=/, Secure when served over https.
-pub fn set_cookie(app: &App, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
+pub fn set_cookie(app: &Core, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
     let secure = if app.serves_https() { "; Secure" } else { "" };
     let age = max_age
         .map(|s| format!("; Max-Age={s}"))
@@ -84,10 +84,10 @@ fn to_login(parts: &Parts) -> Response {
     }
 }
 
-impl FromRequestParts<App> for Admin {
+impl FromRequestParts<Core> for Admin {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, app: &Core) -> Result<Self, Self::Rejection> {
         let Some(token) = cookie(&parts.headers, SESSION_COOKIE).map(str::to_owned) else {
             return Err(to_login(parts));
         };
@@ -111,7 +111,7 @@ impl FromRequestParts<App> for Admin {
 
 /// Checks every unsafe request to the admin pages: same origin, and the CSRF value of its session
 /// (or of the login form). A refused request changes nothing.
-pub async fn csrf_guard(State(app): State<App>, request: Request, next: Next) -> Response {
+pub async fn csrf_guard(State(app): State<Core>, request: Request, next: Next) -> Response {
     if matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
@@ -167,7 +167,7 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Whether `Origin` (else `Referer`) names our external origin or the `Host` the request went
 /// to. Requests without either header (non-browser clients) pass on to the token check.
-fn same_origin(app: &App, headers: &HeaderMap) -> bool {
+fn same_origin(app: &Core, headers: &HeaderMap) -> bool {
     let claimed = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
@@ -304,13 +304,13 @@ pub fn client_ip(connect: Option<&ConnectInfo<SocketAddr>>) -> IpAddr {
 }
 
 /// Sets a one-shot message shown by the next page (`kind` is `success` or `error`).
-pub fn flash(app: &App, kind: &str, text: &str) -> HeaderValue {
+pub fn flash(app: &Core, kind: &str, text: &str) -> HeaderValue {
     let value = URL_SAFE_NO_PAD.encode(format!("{kind}:{text}"));
     set_cookie(app, FLASH_COOKIE, &value, Some(120))
 }
 
 /// The pending flash message (kind, text), and the header that clears it.
-pub fn take_flash(app: &App, headers: &HeaderMap) -> Option<((String, String), HeaderValue)> {
+pub fn take_flash(app: &Core, headers: &HeaderMap) -> Option<((String, String), HeaderValue)> {
     let raw = cookie(headers, FLASH_COOKIE)?;
     let decoded = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
     let (kind, text) = decoded.split_once(':')?;

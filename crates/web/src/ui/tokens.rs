@@ -7,13 +7,13 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use oauthimap_app::App;
+use oauthimap_app::Core;
 use oauthimap_app::views::ApiToken;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::session::Admin;
-use super::{Ctx, Page, done, error_page, failed};
+use super::{Page, PageContext, error_page, failed, redirect_with_notice};
 
 /// The scopes a token may carry, with what each allows.
 const SCOPES: &[(&str, &str)] = &[
@@ -42,7 +42,7 @@ struct TokensPage {
 }
 
 async fn render(
-    app: &App,
+    app: &Core,
     admin: &Admin,
     headers: &HeaderMap,
     name: String,
@@ -55,7 +55,7 @@ async fn render(
         Err(e) => return error_page(Some(admin), &e),
     };
     let refused = error.is_some();
-    let ctx = Ctx::new(app, admin, headers, "api-tokens", "API tokens");
+    let ctx = PageContext::new(app, admin, headers, "api-tokens", "API tokens");
     let page = ctx.page.clone();
     let t = TokensPage {
         page,
@@ -75,14 +75,14 @@ async fn render(
     }
 }
 
-pub async fn list(State(app): State<App>, admin: Admin, headers: HeaderMap) -> Response {
+pub async fn list(State(app): State<Core>, admin: Admin, headers: HeaderMap) -> Response {
     let checked = ["tokens:read".to_owned()];
     render(&app, &admin, &headers, String::new(), &checked, None, None).await
 }
 
 /// Creates a token from the form (`name`, and one `scope` per ticked box).
 pub async fn create(
-    State(app): State<App>,
+    State(app): State<Core>,
     admin: Admin,
     headers: HeaderMap,
     Form(fields): Form<Vec<(String, String)>>,
@@ -127,12 +127,12 @@ pub struct DeleteForm {
 }
 
 pub async fn delete(
-    State(app): State<App>,
+    State(app): State<Core>,
     _admin: Admin,
     Form(form): Form<DeleteForm>,
 ) -> Response {
     match app.remove_api_token(&form.name).await {
-        Ok(()) => done(
+        Ok(()) => redirect_with_notice(
             &app,
             "/api-tokens",
             &format!(

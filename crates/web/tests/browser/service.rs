@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use oauthimap_app::App;
+use oauthimap_app::Core;
 use oauthimap_config::Settings;
 use oauthimap_dovecot_fixture::{Dovecot, DovecotOptions};
 use oauthimap_fake_idp::{ClientConfig, FakeIdp, UserConfig};
@@ -32,7 +32,7 @@ pub const SUBJECTS: [&str; 3] = [
 
 #[derive(Debug)]
 pub struct Service {
-    pub app: App,
+    pub app: Core,
     /// `http://127.0.0.1:PORT`, also the app's external base URL.
     pub base: String,
     pub idp: FakeIdp,
@@ -58,7 +58,7 @@ impl Service {
         ]
         .map(|(k, v)| (k.to_owned(), v));
         let settings = Settings::load_from(None, env).context("settings")?;
-        let app = App::open(settings).await.context("open the app")?;
+        let app = Core::open(settings).await.context("open the app")?;
         app.create_admin(ADMIN, &SecretString::from(ADMIN_PASSWORD))
             .await
             .context("create the admin user")?;
