@@ -17,6 +17,8 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 
+use oauthimap_store::ChangeMarker;
+
 use crate::{AccountSelector, AppError, Core, Result};
 
 /// The longest request line the socket reads.
@@ -25,7 +27,7 @@ const MAX_REQUEST: u64 = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One question to the broker: `oauthimap token`'s arguments.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// Account id or mailbox.
@@ -98,17 +100,49 @@ impl Core {
     /// What `oauthimap token` prints: a valid access token (refreshed when due, or when
     /// `force`d; one refresh however many ask at once), or the SASL initial response.
     pub async fn token_for(&self, request: &TokenRequest) -> Result<SecretString> {
+        Ok(self.token_answer(request).await?.0)
+    }
+
+    /// [`Core::token_for`] with the access token's expiry (epoch ms).
+    async fn token_answer(&self, request: &TokenRequest) -> Result<(SecretString, i64)> {
         let selector = AccountSelector::new(request.account.clone(), request.app.clone());
+        let (_, token) = self.account_token(&selector, request.force).await?;
         if let Some(mechanism) = request.sasl {
-            if request.force {
-                self.account_token(&selector, true).await?;
-            }
             let server = request.host.clone().zip(request.port);
             let (_, sasl) = self.account_sasl(&selector, mechanism, server).await?;
-            return Ok(sasl);
+            return Ok((sasl, token.expires_at));
         }
-        let (_, token) = self.account_token(&selector, request.force).await?;
-        Ok(token.secret)
+        Ok((token.secret, token.expires_at))
+    }
+
+    /// The broker's answer: from its memory when the same question was answered since the last
+    /// commit to the database (see [`Memory`]), else from the database.
+    async fn remembered_token(
+        &self,
+        memory: &Memory,
+        request: &TokenRequest,
+    ) -> Result<SecretString> {
+        let margin_ms = i64::try_from(self.settings().tokens.refresh_margin_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        // Taken before the database is read: a commit while this answer is made changes the
+        // marker, so the answer is not used again.
+        let marker = self.store().change_marker();
+        if !request.force
+            && let Some(value) = memory.recall(request, marker)
+        {
+            return Ok(value);
+        }
+        let (value, expires_at) = self.token_answer(request).await?;
+        if let Some(marker) = marker {
+            memory.keep(
+                request,
+                &value,
+                expires_at.saturating_sub(margin_ms),
+                marker,
+            );
+        }
+        Ok(value)
     }
 
     /// Binds the broker's socket (`broker.socket`, mode 0660, group `broker.group`), or `None`
@@ -147,6 +181,7 @@ impl Core {
                 uids: settings.allowed_uids.clone(),
                 gids,
             },
+            memory: Memory::default(),
         }))
     }
 }
@@ -158,6 +193,7 @@ pub struct Broker {
     path: PathBuf,
     app: Core,
     allowed: Allowed,
+    memory: Memory,
 }
 
 impl Broker {
@@ -173,7 +209,8 @@ impl Broker {
                     Ok((stream, _)) => {
                         let app = self.app.clone();
                         let allowed = self.allowed.clone();
-                        tokio::spawn(async move { answer(&app, &allowed, stream).await });
+                        let memory = self.memory.clone();
+                        tokio::spawn(async move { answer(&app, &allowed, &memory, stream).await });
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "the token broker could not accept a connection");
@@ -184,6 +221,61 @@ impl Broker {
             }
         }
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The answers the broker gave, kept until the database changes (pizauth answers from memory
+/// too). An answer is reused only while the database's [`ChangeMarker`] is the one taken before
+/// it was read (no commit since, from this process or any other: a refresh, a sign-in, a removal,
+/// a state change) and its access token is outside the refresh margin; `--force` never reuses
+/// one. On PostgreSQL there is no marker and every answer comes from the database. A service
+/// whose receivers write every few seconds thus answers from memory less often than a quiet one.
+#[derive(Debug, Clone, Default)]
+struct Memory {
+    answers: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<TokenRequest, Kept>>>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    value: SecretString,
+    /// Until when the token may be handed out (epoch ms): its expiry minus the refresh margin.
+    until: i64,
+    marker: ChangeMarker,
+}
+
+/// At most this many answers are kept (one per account and form is the usual case).
+const MEMORY_ANSWERS: usize = 1024;
+
+impl Memory {
+    fn recall(&self, request: &TokenRequest, now: Option<ChangeMarker>) -> Option<SecretString> {
+        let now = now?;
+        let answers = self.answers.lock().ok()?;
+        let kept = answers.get(request)?;
+        (kept.marker == now && kept.until > oauthimap_types::now_millis())
+            .then(|| kept.value.clone())
+    }
+
+    fn keep(&self, request: &TokenRequest, value: &SecretString, until: i64, marker: ChangeMarker) {
+        let Ok(mut answers) = self.answers.lock() else {
+            return;
+        };
+        // Answers made before the last commit are of no use any more.
+        answers.retain(|_, kept| kept.marker == marker);
+        if answers.len() >= MEMORY_ANSWERS || until <= oauthimap_types::now_millis() {
+            return;
+        }
+        let key = TokenRequest {
+            force: false,
+            ..request.clone()
+        };
+        answers.insert(
+            key,
+            Kept {
+                value: value.clone(),
+                until,
+                marker,
+            },
+        );
     }
 }
 
@@ -278,7 +370,12 @@ fn clear_stale(path: &Path) -> Result<()> {
 /// One connection: read its request line, check the peer, write the reply line. The request is
 /// read even from a peer that is refused: closing on unread bytes would reset the connection,
 /// and the caller would see a broken pipe instead of the reason.
-async fn answer(app: &Core, allowed: &Allowed, mut stream: tokio::net::UnixStream) {
+async fn answer(
+    app: &Core,
+    allowed: &Allowed,
+    memory: &Memory,
+    mut stream: tokio::net::UnixStream,
+) {
     let request = read_request(&mut stream).await;
     let reply = match (stream.peer_cred(), request) {
         (Ok(cred), _) if !allowed.admits(cred.uid(), cred.gid(), cred.pid()) => {
@@ -296,7 +393,7 @@ async fn answer(app: &Core, allowed: &Allowed, mut stream: tokio::net::UnixStrea
                 true,
             )
         }
-        (Ok(_), Ok(request)) => match app.token_for(&request).await {
+        (Ok(_), Ok(request)) => match app.remembered_token(memory, &request).await {
             Ok(value) => TokenReply::Token(value.expose_secret().to_owned()),
             Err(e) => TokenReply::from_error(&e),
         },

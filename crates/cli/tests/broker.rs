@@ -434,3 +434,51 @@ async fn token_server_asks_a_remote_service_over_rest() {
     stop(serve, "-TERM");
     idp.shutdown().await;
 }
+
+/// The service answers a repeated question from memory, but never past a change to the
+/// database: a forced renewal, and an account removed by another process (the command line,
+/// while the service runs), are seen by the very next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_from_memory_end_with_any_change_to_the_database() {
+    let site = Site::new();
+    let idp = FakeIdp::start().await.unwrap();
+    authorized(&site, &idp).await;
+    let serve = site.serve(&[]);
+    let first = site.token(&[MAILBOX], None);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let first = text(&first.stdout).trim().to_owned();
+    for _ in 0..3 {
+        let again = site.token(&[MAILBOX], None);
+        assert_eq!(text(&again.stdout).trim(), first, "still valid: the same token");
+    }
+
+    let before = refreshes(&idp);
+    let forced = site.token(&[MAILBOX, "--force"], None);
+    assert!(forced.status.success(), "{}", text(&forced.stderr));
+    let forced = text(&forced.stdout).trim().to_owned();
+    assert_ne!(forced, first, "--force renews");
+    assert_eq!(refreshes(&idp), before + 1);
+    let after = site.token(&[MAILBOX], None);
+    assert_eq!(
+        text(&after.stdout).trim(),
+        forced,
+        "the renewed token, not the one answered before"
+    );
+
+    let removed = site
+        .oauthimap()
+        .args(["account", "remove", MAILBOX])
+        .output()
+        .unwrap();
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    let gone = site.token(&[MAILBOX], None);
+    assert_eq!(
+        gone.status.code(),
+        Some(2),
+        "the removal made by another process is seen at once: {}",
+        text(&gone.stderr)
+    );
+    assert!(gone.stdout.is_empty(), "no token for a removed account");
+    stop(serve, "-TERM");
+    idp.shutdown().await;
+}

@@ -13,6 +13,7 @@ mod accounts;
 mod admins;
 mod api_tokens;
 mod applications;
+mod changes;
 mod collection;
 mod events;
 mod gateway;
@@ -38,6 +39,7 @@ pub use accounts::AccountTokens;
 pub use admins::{AdminCredentials, AdminSession, AdminUser};
 pub use api_tokens::ApiToken;
 pub use applications::ImportedAccount;
+pub use changes::ChangeMarker;
 pub use collection::{
     Checkpoint, LedgerEntry, LedgerStatus, LedgerWrite, NewStoredMessage, StoredMessage,
 };
