@@ -449,7 +449,11 @@ async fn answers_from_memory_end_with_any_change_to_the_database() {
     let first = text(&first.stdout).trim().to_owned();
     for _ in 0..3 {
         let again = site.token(&[MAILBOX], None);
-        assert_eq!(text(&again.stdout).trim(), first, "still valid: the same token");
+        assert_eq!(
+            text(&again.stdout).trim(),
+            first,
+            "still valid: the same token"
+        );
     }
 
     let before = refreshes(&idp);
