@@ -26,20 +26,24 @@ COPY crates ./crates
 # bench/ is a workspace member: cargo needs its manifest and sources to load the workspace.
 COPY bench/Cargo.toml ./bench/
 COPY bench/src ./bench/src
-# The release profile keeps line tables (debug = "line-tables-only"); they are split into
-# oauthimap.debug (zlib-compressed, found through .gnu_debuglink) and the binary is stripped.
+# Two binaries: the small front `oauthimap` (answers `oauthimap token` from the service) and the
+# main program `oauthimap-main` beside it, which the front becomes for everything else. The
+# release profile keeps line tables (debug = "line-tables-only"); they are split into
+# NAME.debug (zlib-compressed, found through .gnu_debuglink) and the binaries are stripped.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p oauthimap \
     && mkdir -p /out \
-    && objcopy --only-keep-debug --compress-debug-sections=zlib target/release/oauthimap /out/oauthimap.debug \
-    && objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=/out/oauthimap.debug \
-        target/release/oauthimap /out/oauthimap \
+    && for bin in oauthimap oauthimap-main; do \
+        objcopy --only-keep-debug --compress-debug-sections=zlib target/release/$bin /out/$bin.debug \
+        && objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=/out/$bin.debug \
+            target/release/$bin /out/$bin || exit 1; \
+    done \
     && /out/oauthimap --version
 
-# `docker build --target debug-info --output type=local,dest=DIR .` writes DIR/oauthimap.debug.
+# `docker build --target debug-info --output type=local,dest=DIR .` writes DIR/*.debug.
 FROM scratch AS debug-info
-COPY --from=build /out/oauthimap.debug /
+COPY --from=build /out/oauthimap.debug /out/oauthimap-main.debug /
 
 # --- Runtime ------------------------------------------------------------------------------------
 FROM debian:bookworm-slim AS runtime
@@ -55,7 +59,7 @@ RUN groupadd --system --gid 10001 oauthimap \
     && useradd --system --uid 10001 --gid oauthimap --home-dir /var/lib/oauthimap \
         --no-create-home --shell /usr/sbin/nologin oauthimap \
     && install -d -m 0700 -o oauthimap -g oauthimap /var/lib/oauthimap
-COPY --from=build /out/oauthimap /usr/bin/oauthimap
+COPY --from=build /out/oauthimap /out/oauthimap-main /usr/bin/
 
 # Listening on all addresses needs OAUTHIMAP_EXTERNAL_BASE_URL, the URL users reach the service
 # at (the OAuth redirect URL derives from it): `serve` refuses to start without it.

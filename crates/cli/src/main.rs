@@ -1,4 +1,5 @@
-//! `oauthimap`: the command-line shell and composition root.
+//! `oauthimap-main`: the command-line shell and composition root, started by the front binary
+//! `oauthimap` (src/front.rs) for every command it does not answer itself.
 //!
 //! Architecture: `oauthimap-config` reads settings; `oauthimap-app` opens the store (SQLite or
 //! PostgreSQL, secrets sealed by `oauthimap-crypto`) and offers every use case; this binary and
@@ -7,6 +8,7 @@
 //! system, 2 bad input (what to fix is in the message).
 
 mod allocator;
+mod broker_client;
 mod cli;
 mod commands;
 mod output;
@@ -16,22 +18,16 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    // `oauthimap token` asks the running service before anything else starts: a password
-    // command is run for every login, and this path takes about a millisecond.
     let words: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let quick = commands::token::quick_parse(&words);
-    if let Some((config, request)) = &quick
-        && let Some(code) = commands::token::from_broker(config.as_deref(), request)
-    {
-        return code;
-    }
+    // The front binary (`oauthimap`, src/front.rs) asked the service's socket already for a
+    // token command it could read, and found no service: go to the database.
+    let asked = broker_client::quick_parse(&words).is_some();
     allocator::tune();
     let parsed = cli::Cli::parse_from(words);
-    // The socket was asked already when the quick reading understood the arguments.
-    if quick.is_none()
+    if !asked
         && let cli::Command::Token { server: None, .. } = &parsed.command
         && let Some(request) = commands::token::request(&parsed.command)
-        && let Some(code) = commands::token::from_broker(parsed.config.as_deref(), &request)
+        && let Some(code) = broker_client::from_broker(parsed.config.as_deref(), &request)
     {
         return code;
     }
