@@ -127,6 +127,34 @@ fn serve(t: &TestDb, n: usize) -> Child {
         .unwrap()
 }
 
+/// The `serve` processes, ended when a failed assertion leaves any running (a process not yet
+/// waited for still owns its pid, so it is safe to signal).
+struct Instances(Vec<Child>);
+
+impl std::ops::Deref for Instances {
+    type Target = Vec<Child>;
+    fn deref(&self) -> &Vec<Child> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Instances {
+    fn deref_mut(&mut self) -> &mut Vec<Child> {
+        &mut self.0
+    }
+}
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 fn signal(child: &Child, signal: &str) {
     let status = std::process::Command::new("kill")
         .args([signal, &child.id().to_string()])
@@ -251,7 +279,7 @@ async fn three_serve_processes_share_receivers_through_kill_and_freeze_losing_no
     };
 
     // Three instances spread the receivers.
-    let mut instances: Vec<Child> = (1..=3).map(|n| serve(&t, n)).collect();
+    let mut instances = Instances((1..=3).map(|n| serve(&t, n)).collect());
     let pids: Vec<u32> = instances.iter().map(Child::id).collect();
     eventually(
         Duration::from_mins(1),
