@@ -42,6 +42,16 @@ impl Config {
         self.settings.warnings()
     }
 
+    /// Only the running service's token broker socket (when the broker is on), from `file`
+    /// (when `None`, the default configuration file if there is one) and the environment,
+    /// without reading or checking the other settings: `oauthimap token`'s fast path.
+    pub fn broker_socket_of(file: Option<&Path>) -> Result<Option<PathBuf>> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(oauthimap_config::default_config_file);
+        Ok(Settings::broker_socket_of(file.as_deref())?)
+    }
+
     /// The running service's token broker socket, when the broker is on.
     pub fn broker_socket(&self) -> Option<PathBuf> {
         self.settings

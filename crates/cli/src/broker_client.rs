@@ -64,10 +64,10 @@ pub fn quick_parse(args: &[OsString]) -> Option<(Option<PathBuf>, TokenRequest)>
 }
 
 /// The fast path, before any runtime starts: asks the running service over its socket. `None`
-/// when no service answers there (or the settings cannot be read): the caller then opens the
+/// when no service answers there (or the broker's settings cannot be read): the caller then opens the
 /// database, which reports any problem with the settings.
 pub fn from_broker(config: Option<&Path>, request: &TokenRequest) -> Option<ExitCode> {
-    let path = oauthimap_app::Config::load(config).ok()?.broker_socket()?;
+    let path = oauthimap_app::Config::broker_socket_of(config).ok()??;
     match oauthimap_app::ask_broker(&path, request, BROKER_TIMEOUT) {
         Ok(Asked::NoService) => None,
         Ok(Asked::Answered(TokenReply::Token(value))) => {

@@ -253,10 +253,7 @@ impl Default for BrokerSettings {
 impl Settings {
     /// Where the token broker's socket is.
     pub fn broker_socket(&self) -> PathBuf {
-        self.broker
-            .socket
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join("broker.sock"))
+        socket_path(&self.broker, &self.data_dir)
     }
 
     /// The folders maildir targets must lie in.
@@ -526,26 +523,33 @@ pub fn default_config_file() -> Option<PathBuf> {
 impl Settings {
     /// Loads settings from defaults, the optional TOML file and the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        // `vars_os`: a variable holding bytes that are not UTF-8 is not ours, and must not stop
-        // the program (`std::env::vars` panics on one).
-        let env = std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v)));
-        let mut warnings = Vec::new();
-        let env: Vec<(String, String)> = env
-            .filter_map(|(k, v)| {
-                if let Ok(v) = v.into_string() {
-                    return Some((k, v));
-                }
-                if k.starts_with(ENV_PREFIX) {
-                    warnings.push(format!(
-                        "the environment variable {k} is not UTF-8 text and is ignored"
-                    ));
-                }
-                None
-            })
-            .collect();
+        let (env, warnings) = process_env();
         let mut settings = Self::load_from(file, env)?;
         settings.warnings.extend(warnings);
         Ok(settings)
+    }
+
+    /// Only where the token broker's socket is (`None` when `broker.enabled` is false), read
+    /// from the same defaults, file and environment as [`Settings::load`] but without the rest:
+    /// `oauthimap token`'s fast path reads this at every call. Other mistakes in the file are
+    /// not reported here; every other command (and the database path) reports them.
+    pub fn broker_socket_of(file: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+        /// The part of [`Settings`] the socket's path depends on; other keys are ignored.
+        #[derive(Deserialize)]
+        struct BrokerPart {
+            data_dir: PathBuf,
+            #[serde(default)]
+            broker: BrokerSettings,
+        }
+        let (env, _) = process_env();
+        let part: BrokerPart = merged(file, env)?
+            .0
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(&e)))?;
+        Ok(part
+            .broker
+            .enabled
+            .then(|| socket_path(&part.broker, &part.data_dir)))
     }
 
     /// Like [`Settings::load`] with an explicit environment (for tests).
@@ -553,28 +557,7 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(Defaults::default()));
-        // `/dev/null` means no file at all, not even the default one (as with `ssh -F /dev/null`).
-        if let Some(path) = file.filter(|p| *p != Path::new("/dev/null")) {
-            if !path.is_file() {
-                return Err(ConfigError::Read {
-                    what: "the configuration file",
-                    path: path.to_owned(),
-                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-                });
-            }
-            // Unreadable (a package's file for the service's group): say so, not as a TOML error.
-            if let Err(source) = std::fs::File::open(path) {
-                return Err(ConfigError::Read {
-                    what: "the configuration file",
-                    path: path.to_owned(),
-                    source,
-                });
-            }
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        let (ours, warnings) = settings_in(env);
-        figment = figment.merge(EnvVars(ours));
+        let (figment, warnings) = merged(file, env)?;
         let mut settings: Settings = figment
             .extract()
             .map_err(|e| ConfigError::Invalid(describe(&e)))?;
@@ -765,6 +748,65 @@ impl Settings {
     pub fn has_external_base_url(&self) -> bool {
         self.external_base_url.is_some()
     }
+}
+
+/// The broker's socket: `broker.socket`, else `{data_dir}/broker.sock`.
+fn socket_path(broker: &BrokerSettings, data_dir: &Path) -> PathBuf {
+    broker
+        .socket
+        .clone()
+        .unwrap_or_else(|| data_dir.join("broker.sock"))
+}
+
+/// The process environment as text; a variable of ours that is not UTF-8 is ignored with a
+/// warning (`std::env::vars` would panic on it).
+fn process_env() -> (Vec<(String, String)>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let env = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v)))
+        .filter_map(|(k, v)| {
+            if let Ok(v) = v.into_string() {
+                return Some((k, v));
+            }
+            if k.starts_with(ENV_PREFIX) {
+                warnings.push(format!(
+                    "the environment variable {k} is not UTF-8 text and is ignored"
+                ));
+            }
+            None
+        })
+        .collect();
+    (env, warnings)
+}
+
+/// Defaults, then the file (unless `/dev/null`), then the environment's settings; with the
+/// warnings about the environment.
+fn merged(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(Figment, Vec<String>), ConfigError> {
+    let mut figment = Figment::from(Serialized::defaults(Defaults::default()));
+    // `/dev/null` means no file at all, not even the default one (as with `ssh -F /dev/null`).
+    if let Some(path) = file.filter(|p| *p != Path::new("/dev/null")) {
+        if !path.is_file() {
+            return Err(ConfigError::Read {
+                what: "the configuration file",
+                path: path.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        // Unreadable (a package's file for the service's group): say so, not as a TOML error.
+        if let Err(source) = std::fs::File::open(path) {
+            return Err(ConfigError::Read {
+                what: "the configuration file",
+                path: path.to_owned(),
+                source,
+            });
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let (ours, warnings) = settings_in(env);
+    Ok((figment.merge(EnvVars(ours)), warnings))
 }
 
 /// Formats a figment error as "key `x` (from source): problem".

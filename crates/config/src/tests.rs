@@ -301,3 +301,34 @@ fn settings_list_matches_the_settings() {
         .to_string();
     assert!(err.contains("unknown setting"), "{err}");
 }
+
+/// `oauthimap token`'s fast path finds the socket where a full load does, from the file and
+/// the environment, and nowhere when the broker is off.
+#[test]
+fn the_broker_socket_alone_is_read_as_the_full_settings_read_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("oauthimap.toml");
+    std::fs::write(&file, "data_dir = \"/srv/oi\"\n").unwrap();
+    let full = Settings::load_from(Some(&file), Vec::new()).unwrap();
+    assert_eq!(
+        Settings::broker_socket_of(Some(&file)).unwrap(),
+        Some(full.broker_socket())
+    );
+    assert_eq!(full.broker_socket(), PathBuf::from("/srv/oi/broker.sock"));
+    std::fs::write(
+        &file,
+        "data_dir = \"/srv/oi\"\n[broker]\nsocket = \"/run/oi.sock\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        Settings::broker_socket_of(Some(&file)).unwrap(),
+        Some(PathBuf::from("/run/oi.sock"))
+    );
+    std::fs::write(&file, "[broker]\nenabled = false\n").unwrap();
+    assert_eq!(Settings::broker_socket_of(Some(&file)).unwrap(), None);
+    std::fs::write(&file, "[broker]\nsokcet = \"/x\"\n").unwrap();
+    assert!(
+        Settings::broker_socket_of(Some(&file)).is_err(),
+        "a misspelt broker key is an error here too"
+    );
+}
