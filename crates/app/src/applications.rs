@@ -68,26 +68,7 @@ pub struct ApplicationView {
 }
 
 fn check_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(AppError::invalid("name", "must not be empty"));
-    }
-    if name.chars().count() > 100 {
-        return Err(AppError::invalid("name", "must be at most 100 characters"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(AppError::invalid(
-            "name",
-            "must not contain control characters",
-        ));
-    }
-    if name.parse::<i64>().is_ok() {
-        return Err(AppError::invalid(
-            "name",
-            "must not be a plain number (numbers select by id)",
-        ));
-    }
-    Ok(name.to_owned())
+    crate::limits::name(name)
 }
 
 fn check_client_id(id: &str) -> Result<String> {

@@ -198,21 +198,8 @@ fn parse_protocols(protocols: &[String]) -> Result<String> {
     Ok(chosen.join(" "))
 }
 
-fn check_name(name: &str) -> Result<&str> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(AppError::invalid(
-            "name",
-            "must be 1 to 100 characters, such as glpi or scanner-2nd-floor",
-        ));
-    }
-    if name.parse::<i64>().is_ok() || name.chars().any(char::is_control) {
-        return Err(AppError::invalid(
-            "name",
-            "must not be a number or hold control characters",
-        ));
-    }
-    Ok(name)
+fn check_name(name: &str) -> Result<String> {
+    crate::limits::name(name)
 }
 
 impl Core {
@@ -235,7 +222,7 @@ impl Core {
         let hash = crate::admins::hash_password(&password).await?;
         let record = self
             .store()
-            .insert_gateway_password(account.id, name, &hash, &protocols, expires_at)
+            .insert_gateway_password(account.id, &name, &hash, &protocols, expires_at)
             .await?;
         self.gateway_event(
             account.id,

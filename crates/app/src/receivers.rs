@@ -57,16 +57,7 @@ fn new_sink_secret() -> Result<SecretString> {
 /// named `42` could never be reached by its name: refused, as for applications.
 fn receiver_name(input: &ReceiverInput, b: Option<&ReceiverFields>) -> Result<String> {
     match (&input.name, b) {
-        (Some(n), _) => {
-            let n = text("name", n)?;
-            if n.parse::<i64>().is_ok() {
-                return Err(AppError::invalid(
-                    "name",
-                    "must not be a plain number (numbers select by id)",
-                ));
-            }
-            Ok(n)
-        }
+        (Some(n), _) => crate::limits::name(n),
         (None, Some(b)) => Ok(b.name.clone()),
         (None, None) => Err(AppError::invalid("name", "is required")),
     }

@@ -15,6 +15,19 @@ const GIB: u64 = 1024 * MIB;
 #[error("{0:?} is not a size; use bytes or a suffix, such as 25M")]
 pub struct SizeParseError(pub String);
 
+/// A `YYYY-MM-DD` day (as an `<input type=date>` sends it, and as the CLI takes it) as epoch
+/// milliseconds at 00:00 UTC; `None` for anything else. The one reading for every shell.
+pub fn parse_day(text: &str) -> Option<i64> {
+    let day = text.trim();
+    if day.len() != 10 {
+        return None;
+    }
+    humantime::parse_rfc3339(&format!("{day}T00:00:00Z"))
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+}
+
 /// Reads a size in bytes: a whole number, optionally followed by `k`, `M` or `G` (binary
 /// multiples: 1024, 1024², 1024³; either case), with spaces allowed around the number. Refuses
 /// anything else, and sizes beyond `u64`.

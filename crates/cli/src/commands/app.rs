@@ -163,16 +163,10 @@ fn input(args: &AppArgs, adding: bool) -> Result<ApplicationInput, AppError> {
 }
 
 fn parse_date(s: &str) -> Result<i64, AppError> {
-    let text = format!("{}T00:00:00Z", s.trim());
-    humantime::parse_rfc3339(&text)
-        .map(|t| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        })
-        .map_err(|_| AppError::Invalid {
-            field: "secret_expires",
-            message: format!("{s:?} is not a date; use YYYY-MM-DD, such as 2027-06-30"),
-        })
+    oauthimap_types::units::parse_day(s).ok_or_else(|| AppError::Invalid {
+        field: "secret_expires",
+        message: format!("{s:?} is not a date; use YYYY-MM-DD, such as 2027-06-30"),
+    })
 }
 
 fn read_secret(args: &AppArgs, adding: bool) -> Result<Option<SecretString>, AppError> {

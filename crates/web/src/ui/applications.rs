@@ -15,7 +15,7 @@ use oauthimap_app::views::DeviceStart;
 use oauthimap_app::views::{Account, Application};
 use oauthimap_app::{AppError, ApplicationInput, ApplicationView, Core};
 use oauthimap_types::{Cloud, Provider};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use super::session::{Admin, FormAction};
@@ -63,8 +63,9 @@ pub struct AppForm {
     cloud: String,
     #[serde(default)]
     client_id: String,
+    /// As typed; `SecretString` so that `Debug` cannot print it.
     #[serde(default)]
-    client_secret: String,
+    client_secret: Option<SecretString>,
     #[serde(default)]
     clear_client_secret: Option<String>,
     #[serde(default)]
@@ -85,6 +86,13 @@ pub struct AppForm {
 }
 
 impl AppForm {
+    /// The secret typed into the form, if any (an empty field is none).
+    fn typed_secret(&self) -> Option<&SecretString> {
+        self.client_secret
+            .as_ref()
+            .filter(|s| !s.expose_secret().is_empty())
+    }
+
     fn from_application(a: &Application) -> AppForm {
         let f = &a.fields;
         AppForm {
@@ -92,7 +100,7 @@ impl AppForm {
             provider: f.provider.as_str().into(),
             cloud: f.cloud.as_str().into(),
             client_id: f.client_id.clone(),
-            client_secret: String::new(),
+            client_secret: None,
             clear_client_secret: None,
             tenant: f.tenant.clone().unwrap_or_default(),
             endpoint_base: f.endpoints.base.clone().unwrap_or_default(),
@@ -137,10 +145,9 @@ impl AppForm {
             provider: Some(provider),
             cloud,
             client_id: Some(self.client_id.clone()),
-            client_secret: (!self.client_secret.is_empty())
-                .then(|| SecretString::from(self.client_secret.clone())),
+            client_secret: self.typed_secret().cloned(),
             clear_client_secret: self.clear_client_secret.is_some()
-                && self.client_secret.is_empty(),
+                && self.typed_secret().is_none(),
             tenant: Some(self.tenant.clone()),
             endpoint_base: Some(self.endpoint_base.clone()),
             scopes: Some(self.scopes.clone()),
@@ -276,8 +283,8 @@ fn form_page(
         || app.redirect_url().to_string(),
         |v| v.redirect_url.clone(),
     );
-    let typed_secret = !form.client_secret.is_empty();
-    form.client_secret.clear();
+    let typed_secret = form.typed_secret().is_some();
+    form.client_secret = None;
     form.confirm = None;
     let ctx = PageContext::new(app, admin, headers, "applications", title);
     let page = ctx.page.clone();

@@ -14,7 +14,6 @@ mod tokens;
 
 use std::borrow::Borrow;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use askama::Template;
 use axum::Router;
@@ -381,15 +380,7 @@ pub fn parse_day(text: &str, field: &'static str) -> Result<EpochMillis, AppErro
         field,
         message: format!("{text:?} is not a date; use YYYY-MM-DD, such as 2027-06-30"),
     };
-    let day = text.trim();
-    if day.len() != 10 {
-        return Err(bad());
-    }
-    humantime::parse_rfc3339(&format!("{day}T00:00:00Z"))
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| EpochMillis::try_from(d.as_millis()).ok())
-        .ok_or_else(bad)
+    oauthimap_types::units::parse_day(text).ok_or_else(bad)
 }
 
 #[cfg(test)]
