@@ -28,7 +28,7 @@ fn main() -> ExitCode {
     }
     let Some(program) = main_program() else {
         eprintln!(
-            "error: cannot find the main program {MAIN}: it belongs next to this binary or in {PACKAGED_MAIN}; reinstall oauthimap"
+            "error: cannot find the main program {MAIN}: it belongs next to this binary or in {PACKAGED_MAIN}; reinstall oauthimap, or in a source tree build both binaries (cargo build --release -p oauthimap)"
         );
         return ExitCode::FAILURE;
     };
