@@ -20,7 +20,12 @@ fn duration(text: &str) -> Result<Duration, DurationParseError> {
 /// Settings come from defaults, then the TOML file (--config or OAUTHIMAP_CONFIG), then
 /// OAUTHIMAP_* environment variables (docs/configuration.md lists them).
 #[derive(Debug, Parser)]
-#[command(name = "oauthimap", bin_name = "oauthimap", version, max_term_width = 100)]
+#[command(
+    name = "oauthimap",
+    bin_name = "oauthimap",
+    version,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// The TOML configuration file.
     #[arg(long, global = true, env = "OAUTHIMAP_CONFIG", value_name = "FILE")]
