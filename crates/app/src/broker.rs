@@ -106,10 +106,12 @@ impl Core {
     /// [`Core::token_for`] with the access token's expiry (epoch ms).
     async fn token_answer(&self, request: &TokenRequest) -> Result<(SecretString, i64)> {
         let selector = AccountSelector::new(request.account.clone(), request.app.clone());
-        let (_, token) = self.account_token(&selector, request.force).await?;
+        let (account, token) = self.account_token(&selector, request.force).await?;
         if let Some(mechanism) = request.sasl {
             let server = request.host.clone().zip(request.port);
-            let (_, sasl) = self.account_sasl(&selector, mechanism, server).await?;
+            let sasl = self
+                .sasl_response(&account, &token, mechanism, server)
+                .await?;
             return Ok((sasl, token.expires_at));
         }
         Ok((token.secret, token.expires_at))

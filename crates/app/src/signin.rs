@@ -410,6 +410,20 @@ impl Core {
         server: Option<(String, u16)>,
     ) -> Result<(Account, SecretString)> {
         let (account, token) = self.account_token(selector, false).await?;
+        let sasl = self
+            .sasl_response(&account, &token, mechanism, server)
+            .await?;
+        Ok((account, sasl))
+    }
+
+    /// The SASL initial response for `account` with a token already in hand.
+    pub(crate) async fn sasl_response(
+        &self,
+        account: &Account,
+        token: &AccessToken,
+        mechanism: oauthimap_types::Mechanism,
+        server: Option<(String, u16)>,
+    ) -> Result<SecretString> {
         let token = token.secret.expose_secret();
         let sasl = match mechanism {
             oauthimap_types::Mechanism::Xoauth2 | oauthimap_types::Mechanism::Auto => {
@@ -432,7 +446,7 @@ impl Core {
                 oauthimap_imap::oauthbearer_initial_response(&account.mailbox, &host, port, token)
             }
         };
-        Ok((account, SecretString::from(sasl)))
+        Ok(SecretString::from(sasl))
     }
 
     /// Waits for a sign-in to end, checking every `every`.
