@@ -5,38 +5,13 @@
 //! back-off under load (40 receivers collecting at once on one node).
 use std::sync::Arc;
 
-use oauthimap_store::{
-    ApplicationFields, Backend, Endpoints, LedgerStatus, LedgerWrite, ReceiverFields, Store,
-};
+use oauthimap_store::{Backend, LedgerStatus, LedgerWrite, Store};
 use oauthimap_testkit::TestDb;
-use oauthimap_types::{AfterDelivery, Cloud, Mechanism, Provider, Security, SinkKind, Trigger};
+use oauthimap_testkit::fixtures::{application_fields, receiver_fields};
 
 const RECEIVERS: u32 = 24;
 const BATCHES: u32 = 6;
 const PER_BATCH: u32 = 20;
-
-fn receiver_fields(name: &str, app: oauthimap_types::AppId) -> ReceiverFields {
-    ReceiverFields {
-        name: name.into(),
-        active: true,
-        application_id: app,
-        account_id: None,
-        host: "imap.example.net".into(),
-        port: 993,
-        security: Security::Tls,
-        mechanism: Mechanism::Auto,
-        folder: "INBOX".into(),
-        trigger: Trigger::Idle,
-        poll_interval_secs: 300,
-        after_delivery: AfterDelivery::MarkSeen,
-        accepted_folder: None,
-        refused_folder: None,
-        size_limit_bytes: 1024 * 1024,
-        sink: SinkKind::Store,
-        sink_target: None,
-        ca_file: None,
-    }
-}
 
 /// One receiver's collection: fenced ledger batches, as the collector records them.
 async fn collect(store: Arc<Store>, receiver: oauthimap_types::ReceiverId) {
@@ -80,27 +55,13 @@ async fn many_fenced_ledger_batches_at_once(backend: Backend) {
     let t = TestDb::new(backend).await;
     let store = Arc::new(t.store().await);
     let app = store
-        .insert_application(
-            &ApplicationFields {
-                name: "A".into(),
-                active: true,
-                provider: Provider::Microsoft,
-                cloud: Cloud::Global,
-                client_id: "11111111-2222-3333-4444-555555555555".into(),
-                tenant: Some("contoso.onmicrosoft.com".into()),
-                endpoints: Endpoints::default(),
-                scopes: None,
-                secret_expires_at: None,
-                comment: String::new(),
-            },
-            None,
-        )
+        .insert_application(&application_fields("A"), None)
         .await
         .unwrap();
     let mut receivers = Vec::new();
     for n in 0..RECEIVERS {
         let r = store
-            .insert_receiver(&receiver_fields(&format!("r{n}"), app.id), None)
+            .insert_receiver(&receiver_fields(&format!("r{n}"), app.id, None), None)
             .await
             .unwrap();
         receivers.push(r.id);

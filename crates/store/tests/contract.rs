@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use oauthimap_crypto::KeyRing;
 use oauthimap_store::{
-    ApplicationCascade, ApplicationFields, Backend, Endpoints, Level, NewEvent, ReceiverFields,
-    Revocation, SecretChange, Store, StoreError,
+    ApplicationCascade, Backend, Level, NewEvent, Revocation, SecretChange, Store, StoreError,
 };
 use oauthimap_testkit::TestDb;
+use oauthimap_testkit::fixtures::{application_fields as app_fields, receiver_fields};
 use oauthimap_types::{
-    AccountState, AfterDelivery, AppId, Cloud, GrantKind, Mechanism, Provider, Security, SinkKind,
-    StateChange, TokenSet, Trigger, now_millis,
+    AccountState, AfterDelivery, GrantKind, Provider, StateChange, TokenSet, now_millis,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -19,48 +18,6 @@ const CLIENT_SECRET: &str = "Zq8Q~client-secret-VALUE-4711";
 const ACCESS: &str = "eyJ0eXAiOiJKV1Qi.access-TOKEN-0815";
 const REFRESH: &str = "M.C533_BAY.refresh-TOKEN-42";
 const SINK_SECRET: &str = "whsec_sink-SECRET-99";
-
-fn app_fields(name: &str) -> ApplicationFields {
-    ApplicationFields {
-        name: name.into(),
-        active: true,
-        provider: Provider::Microsoft,
-        cloud: Cloud::Global,
-        client_id: "11111111-2222-3333-4444-555555555555".into(),
-        tenant: Some("contoso.onmicrosoft.com".into()),
-        endpoints: Endpoints::default(),
-        scopes: None,
-        secret_expires_at: None,
-        comment: String::new(),
-    }
-}
-
-fn receiver_fields(
-    name: &str,
-    app: AppId,
-    account: Option<oauthimap_types::AccountId>,
-) -> ReceiverFields {
-    ReceiverFields {
-        name: name.into(),
-        active: true,
-        application_id: app,
-        account_id: account,
-        host: "outlook.office365.com".into(),
-        port: 993,
-        security: Security::Tls,
-        mechanism: Mechanism::Auto,
-        folder: "INBOX".into(),
-        trigger: Trigger::Idle,
-        poll_interval_secs: 300,
-        after_delivery: AfterDelivery::MarkSeen,
-        accepted_folder: None,
-        refused_folder: None,
-        size_limit_bytes: 25 * 1024 * 1024,
-        sink: SinkKind::Store,
-        sink_target: None,
-        ca_file: None,
-    }
-}
 
 fn tokens(access: &str, refresh: Option<&str>) -> TokenSet {
     TokenSet {

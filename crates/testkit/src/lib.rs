@@ -5,6 +5,8 @@
 //! `postgres://postgres@127.0.0.1:5432/test`, what `scripts/test` starts). If it cannot be
 //! reached the test fails and says so: suites are never skipped silently.
 
+pub mod fixtures;
+
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
