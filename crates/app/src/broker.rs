@@ -5,9 +5,14 @@
 //!
 //! The socket speaks one JSON line each way ([`TokenRequest`], [`TokenReply`]). The peer's
 //! credentials (uid, primary and supplementary groups) are checked against `[broker]` before its
-//! request is read: root and the service's own user always, others only when listed.
+//! answer is made: root and the service's own user always, others only when listed.
+//!
+//! One thread accepts the connections and answers those it can from memory at once (the
+//! everyday case: a password command asking for a token it asked for a minute ago), as pizauth
+//! does: no task to wake, no hop between threads. Anything else (a refresh to make, a peer to
+//! refuse, a request that is slow to come or malformed) goes to a task on the service's runtime.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,6 +30,10 @@ use crate::{AccountSelector, AppError, Core, Result};
 const MAX_REQUEST: u64 = 8 * 1024;
 /// How long a peer may take to send its request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the accepting thread waits for a request before it hands the connection to a task
+/// (`oauthimap token` writes its request as soon as it is connected): the longest a slow peer
+/// can hold up the peers behind it.
+const QUICK_READ: Duration = Duration::from_millis(50);
 
 /// One question to the broker: `oauthimap token`'s arguments.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -117,6 +126,15 @@ impl Core {
         Ok((token.secret, token.expires_at))
     }
 
+    /// The answer in the broker's memory, when the same question was answered since the last
+    /// commit to the database (see [`Memory`]); never for `--force`.
+    fn recalled_token(&self, memory: &Memory, request: &TokenRequest) -> Option<SecretString> {
+        if request.force {
+            return None;
+        }
+        memory.recall(request, self.store().change_marker())
+    }
+
     /// The broker's answer: from its memory when the same question was answered since the last
     /// commit to the database (see [`Memory`]), else from the database.
     async fn remembered_token(
@@ -167,7 +185,8 @@ impl Core {
             ),
             source,
         };
-        let listener = tokio::net::UnixListener::bind(&path).map_err(|e| io("listen on", e))?;
+        let listener =
+            std::os::unix::net::UnixListener::bind(&path).map_err(|e| io("listen on", e))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
             .map_err(|e| io("set the mode of", e))?;
         if let Some(gid) = group {
@@ -191,7 +210,7 @@ impl Core {
 /// A bound broker socket; [`Broker::answer`] answers on it until told to stop.
 #[derive(Debug)]
 pub struct Broker {
-    listener: tokio::net::UnixListener,
+    listener: std::os::unix::net::UnixListener,
     path: PathBuf,
     app: Core,
     allowed: Allowed,
@@ -203,26 +222,146 @@ impl Broker {
         &self.path
     }
 
-    /// Answers each connection on its own task until `stop`, then removes the socket file.
+    /// Answers until `stop`, then removes the socket file: the accepting thread answers what it
+    /// can from memory, tasks on the current runtime the rest.
     pub async fn answer(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        let app = self.app.clone();
-                        let allowed = self.allowed.clone();
-                        let memory = self.memory.clone();
-                        tokio::spawn(async move { answer(&app, &allowed, &memory, stream).await });
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "the token broker could not accept a connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => break,
+        let Broker {
+            listener,
+            path,
+            app,
+            allowed,
+            memory,
+        } = self;
+        let door = Door {
+            app,
+            allowed,
+            memory,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waker = listener.try_clone();
+        let acceptor = std::thread::Builder::new()
+            .name("token-broker".to_owned())
+            .spawn({
+                let stopping = stopping.clone();
+                move || door.accept(&listener, &stopping)
+            });
+        match (acceptor, waker) {
+            (Ok(acceptor), Ok(waker)) => {
+                let _ = stop.wait_for(|s| *s).await;
+                stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+                // A listening socket shut down makes the blocked accept() return (EINVAL).
+                let _ = rustix::net::shutdown(&waker, rustix::net::Shutdown::Both);
+                let _ = tokio::task::spawn_blocking(move || acceptor.join()).await;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "the token broker cannot start its thread: `oauthimap token` will open the database");
+                stopping.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         }
-        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// What the accepting thread needs to answer, or to hand a connection to a task.
+struct Door {
+    app: Core,
+    allowed: Allowed,
+    memory: Memory,
+    runtime: tokio::runtime::Handle,
+}
+
+/// What the accepting thread did with a connection.
+enum Quick {
+    Answered,
+    /// Left to a task, with the bytes already read from it.
+    Pass(Vec<u8>),
+}
+
+impl Door {
+    fn accept(
+        &self,
+        listener: &std::os::unix::net::UnixListener,
+        stopping: &std::sync::atomic::AtomicBool,
+    ) {
+        loop {
+            let accepted = listener.accept();
+            if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            match accepted {
+                Ok((stream, _)) => self.take(stream),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the token broker could not accept a connection");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    fn take(&self, stream: std::os::unix::net::UnixStream) {
+        let Quick::Pass(read) = self.quick(&stream) else {
+            return;
+        };
+        let _entered = self.runtime.enter();
+        let stream = stream
+            .set_read_timeout(None)
+            .and_then(|()| stream.set_nonblocking(true))
+            .and_then(|()| tokio::net::UnixStream::from_std(stream));
+        match stream {
+            Ok(stream) => {
+                let (app, allowed, memory) =
+                    (self.app.clone(), self.allowed.clone(), self.memory.clone());
+                self.runtime.spawn(async move {
+                    answer(&app, &allowed, &memory, stream, read).await;
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "the token broker could not take a connection"),
+        }
+    }
+
+    /// Answers, on this thread, an admitted peer whose request comes at once and whose answer
+    /// is in memory; anything else is passed on with what was read of it.
+    fn quick(&self, mut stream: &std::os::unix::net::UnixStream) -> Quick {
+        let mut read = Vec::new();
+        let admitted = rustix::net::sockopt::socket_peercred(stream).is_ok_and(|cred| {
+            self.allowed.admits(
+                cred.uid.as_raw(),
+                cred.gid.as_raw(),
+                Some(cred.pid.as_raw_nonzero().get()),
+            )
+        });
+        if !admitted || stream.set_read_timeout(Some(QUICK_READ)).is_err() {
+            return Quick::Pass(read);
+        }
+        let mut chunk = [0; 1024];
+        let line_end = loop {
+            if let Some(end) = read.iter().position(|b| *b == b'\n') {
+                break end;
+            }
+            if read.len() as u64 >= MAX_REQUEST {
+                return Quick::Pass(read);
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) => return Quick::Pass(read),
+                Ok(n) => read.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Quick::Pass(read),
+            }
+        };
+        let Some(value) = serde_json::from_slice::<TokenRequest>(&read[..line_end])
+            .ok()
+            .and_then(|request| self.app.recalled_token(&self.memory, &request))
+        else {
+            return Quick::Pass(read);
+        };
+        let mut line = serde_json::to_vec(&TokenReply::Token(value.expose_secret().to_owned()))
+            .unwrap_or_default();
+        line.push(b'\n');
+        let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
+        let _ = stream.write_all(&line);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        Quick::Answered
     }
 }
 
@@ -369,16 +508,18 @@ fn clear_stale(path: &Path) -> Result<()> {
     })
 }
 
-/// One connection: read its request line, check the peer, write the reply line. The request is
-/// read even from a peer that is refused: closing on unread bytes would reset the connection,
-/// and the caller would see a broken pipe instead of the reason.
+/// One connection: read its request line (after the bytes `read` already), check the peer,
+/// write the reply line. The request is read even from a peer that is refused: closing on
+/// unread bytes would reset the connection, and the caller would see a broken pipe instead of
+/// the reason.
 async fn answer(
     app: &Core,
     allowed: &Allowed,
     memory: &Memory,
     mut stream: tokio::net::UnixStream,
+    read: Vec<u8>,
 ) {
-    let request = read_request(&mut stream).await;
+    let request = read_request(&mut stream, &read).await;
     let reply = match (stream.peer_cred(), request) {
         (Ok(cred), _) if !allowed.admits(cred.uid(), cred.gid(), cred.pid()) => {
             tracing::warn!(
@@ -414,9 +555,11 @@ async fn answer(
 
 async fn read_request(
     stream: &mut tokio::net::UnixStream,
+    read: &[u8],
 ) -> std::result::Result<TokenRequest, TokenReply> {
     let mut line = String::new();
-    let mut reader = tokio::io::BufReader::new(stream).take(MAX_REQUEST);
+    let mut reader =
+        tokio::io::BufReader::new(tokio::io::AsyncReadExt::chain(read, stream)).take(MAX_REQUEST);
     match tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)).await {
         Ok(Ok(_)) if line.ends_with('\n') => serde_json::from_str(&line).map_err(|e| {
             TokenReply::refused(

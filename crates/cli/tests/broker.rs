@@ -486,3 +486,78 @@ async fn answers_from_memory_end_with_any_change_to_the_database() {
     stop(serve, "-TERM");
     idp.shutdown().await;
 }
+
+/// One raw exchange on the socket: `parts` written with `pause` between them, the reply line
+/// read back (the connection is closed after it).
+fn exchange(socket: &Path, parts: &[&str], pause: Duration) -> serde_json::Value {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(pause);
+        }
+        stream.write_all(part.as_bytes()).unwrap();
+    }
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.ends_with('\n'), "one line: {reply:?}");
+    serde_json::from_str(&reply).unwrap()
+}
+
+/// The accepting thread answers what it can at once and leaves the rest to tasks: a request
+/// that arrives in pieces, slowly, is still answered (from the bytes read so far onwards); a
+/// malformed one is refused with the reason; a peer that says nothing holds up no one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_split_malformed_and_silent_peers_on_the_socket() {
+    let site = Site::new();
+    let idp = FakeIdp::start().await.unwrap();
+    authorized(&site, &idp).await;
+    let serve = site.serve(&[]);
+    let first = site.token(&[MAILBOX], None);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let token = text(&first.stdout).trim().to_owned();
+
+    // In memory now; the request comes in three pieces, well after the thread stopped waiting.
+    let request = format!("{{\"account\":\"{MAILBOX}\"}}\n");
+    let (a, rest) = request.split_at(5);
+    let (b, c) = rest.split_at(7);
+    let reply = exchange(&site.socket, &[a, b, c], Duration::from_millis(300));
+    assert_eq!(reply["token"].as_str(), Some(token.as_str()), "{reply}");
+    // At once and whole: the same answer (from memory).
+    let reply = exchange(&site.socket, &[&request], Duration::ZERO);
+    assert_eq!(reply["token"].as_str(), Some(token.as_str()), "{reply}");
+
+    let reply = exchange(&site.socket, &["{\"acount\":1}\n"], Duration::ZERO);
+    assert_eq!(reply["refused"]["code"], "bad_request", "{reply}");
+    assert!(
+        reply["refused"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("acount")),
+        "{reply}"
+    );
+
+    // Two peers that connect and say nothing: the next caller still gets its token, while
+    // they wait for their own request timeout.
+    let silent: Vec<_> = (0..2)
+        .map(|_| std::os::unix::net::UnixStream::connect(&site.socket).unwrap())
+        .collect();
+    let out = site.token(&[MAILBOX], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), token);
+    for mut peer in silent {
+        use std::io::Read as _;
+        peer.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            peer.read(&mut byte).map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::WouldBlock),
+            "no answer yet to a peer that asked nothing"
+        );
+    }
+    stop(serve, "-TERM");
+    assert!(!site.socket.exists(), "a clean stop removes the socket");
+    idp.shutdown().await;
+}
