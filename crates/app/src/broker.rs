@@ -275,7 +275,7 @@ struct Door {
 enum Quick {
     Answered,
     /// Left to a task, with the bytes already read from it.
-    Pass(Vec<u8>),
+    Pass(tokio::net::UnixStream, Vec<u8>),
 }
 
 impl Door {
@@ -300,16 +300,23 @@ impl Door {
     }
 
     fn take(&self, stream: std::os::unix::net::UnixStream) {
-        let Quick::Pass(read) = self.quick(&stream) else {
-            return;
-        };
         let _entered = self.runtime.enter();
-        let stream = stream
-            .set_read_timeout(None)
-            .and_then(|()| stream.set_nonblocking(true))
-            .and_then(|()| tokio::net::UnixStream::from_std(stream));
-        match stream {
-            Ok(stream) => {
+        let taken = to_tokio(stream).and_then(|stream| {
+            // The peer's credentials through tokio, which reads them as plain numbers (a peer
+            // in another pid namespace, such as a host's client of a service in a container,
+            // has pid 0).
+            let admitted = stream
+                .peer_cred()
+                .is_ok_and(|c| self.allowed.admits(c.uid(), c.gid(), c.pid()));
+            if admitted {
+                self.quick(stream)
+            } else {
+                Ok(Quick::Pass(stream, Vec::new()))
+            }
+        });
+        match taken {
+            Ok(Quick::Answered) => {}
+            Ok(Quick::Pass(stream, read)) => {
                 let (app, allowed, memory) =
                     (self.app.clone(), self.allowed.clone(), self.memory.clone());
                 self.runtime.spawn(async move {
@@ -322,47 +329,48 @@ impl Door {
 
     /// Answers, on this thread, an admitted peer whose request comes at once and whose answer
     /// is in memory; anything else is passed on with what was read of it.
-    fn quick(&self, mut stream: &std::os::unix::net::UnixStream) -> Quick {
+    fn quick(&self, stream: tokio::net::UnixStream) -> std::io::Result<Quick> {
+        let mut stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(QUICK_READ))?;
         let mut read = Vec::new();
-        let admitted = rustix::net::sockopt::socket_peercred(stream).is_ok_and(|cred| {
-            self.allowed.admits(
-                cred.uid.as_raw(),
-                cred.gid.as_raw(),
-                Some(cred.pid.as_raw_nonzero().get()),
-            )
-        });
-        if !admitted || stream.set_read_timeout(Some(QUICK_READ)).is_err() {
-            return Quick::Pass(read);
-        }
         let mut chunk = [0; 1024];
         let line_end = loop {
             if let Some(end) = read.iter().position(|b| *b == b'\n') {
-                break end;
+                break Some(end);
             }
             if read.len() as u64 >= MAX_REQUEST {
-                return Quick::Pass(read);
+                break None;
             }
             match stream.read(&mut chunk) {
-                Ok(0) => return Quick::Pass(read),
+                Ok(0) => break None,
                 Ok(n) => read.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => return Quick::Pass(read),
+                Err(_) => break None,
             }
         };
-        let Some(value) = serde_json::from_slice::<TokenRequest>(&read[..line_end])
-            .ok()
-            .and_then(|request| self.app.recalled_token(&self.memory, &request))
-        else {
-            return Quick::Pass(read);
+        let recalled = line_end.and_then(|end| {
+            let request = serde_json::from_slice::<TokenRequest>(&read[..end]).ok()?;
+            self.app.recalled_token(&self.memory, &request)
+        });
+        let Some(value) = recalled else {
+            stream.set_read_timeout(None)?;
+            return Ok(Quick::Pass(to_tokio(stream)?, read));
         };
         let mut line = serde_json::to_vec(&TokenReply::Token(value.expose_secret().to_owned()))
             .unwrap_or_default();
         line.push(b'\n');
-        let _ = stream.set_write_timeout(Some(REQUEST_TIMEOUT));
-        let _ = stream.write_all(&line);
+        stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+        stream.write_all(&line)?;
         let _ = stream.shutdown(std::net::Shutdown::Write);
-        Quick::Answered
+        Ok(Quick::Answered)
     }
+}
+
+/// A connection in the runtime's hands (which must be entered).
+fn to_tokio(stream: std::os::unix::net::UnixStream) -> std::io::Result<tokio::net::UnixStream> {
+    stream.set_nonblocking(true)?;
+    tokio::net::UnixStream::from_std(stream)
 }
 
 /// The answers the broker gave, kept until the database changes (pizauth answers from memory

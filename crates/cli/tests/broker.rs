@@ -561,3 +561,102 @@ async fn slow_split_malformed_and_silent_peers_on_the_socket() {
     assert!(!site.socket.exists(), "a clean stop removes the socket");
     idp.shutdown().await;
 }
+
+/// A service in a pid namespace of its own, as in a container, and its callers outside (a
+/// host's msmtp through a bind-mounted socket): the kernel gives the service pid 0 for them,
+/// and their uid and primary group still decide.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_in_its_own_pid_namespace_answers_callers_outside_it() {
+    let site = Site::new();
+    let idp = FakeIdp::start().await.unwrap();
+    authorized(&site, &idp).await;
+    let inner = {
+        let mut cmd = site.oauthimap();
+        cmd.env("OAUTHIMAP_BROKER__ALLOWED_GIDS", "[4343]");
+        cmd
+    };
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(inner.get_program())
+        .arg("serve")
+        .current_dir("/")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in inner.get_envs() {
+        match value {
+            Some(value) => cmd.env(key, value),
+            None => cmd.env_remove(key),
+        };
+    }
+    let mut serve = Serve(Some(cmd.spawn().expect("unshare (util-linux) runs")));
+    let mut up = false;
+    for _ in 0..200 {
+        if std::os::unix::net::UnixStream::connect(&site.socket).is_ok() {
+            up = true;
+            break;
+        }
+        if let Some(status) = serve.0.as_mut().unwrap().try_wait().unwrap() {
+            use std::io::Read as _;
+            let mut err = String::new();
+            serve
+                .0
+                .as_mut()
+                .unwrap()
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!(
+                "serve in a new pid namespace ended ({status}); this test needs root and unshare: {err}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        up,
+        "serve did not open its socket at {}",
+        site.socket.display()
+    );
+    std::fs::set_permissions(&site.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+
+    // Only the service can answer: the callers' own settings point at no data folder.
+    let ask = |as_user: Option<(u32, u32)>| {
+        let mut cmd = site.oauthimap();
+        cmd.env("OAUTHIMAP_DATA_DIR", "/nonexistent/oauthimap")
+            .args(["token", MAILBOX]);
+        if let Some((uid, gid)) = as_user {
+            cmd.uid(uid).gid(gid).env("HOME", "/nonexistent");
+        }
+        cmd.output().unwrap()
+    };
+    let root = ask(None);
+    assert!(root.status.success(), "{}", text(&root.stderr));
+    let token = text(&root.stdout).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let again = ask(None);
+    assert_eq!(
+        text(&again.stdout).trim(),
+        token,
+        "from memory: the same token"
+    );
+    // A member of an allowed group by its primary group.
+    let member = ask(Some((4242, 4343)));
+    assert!(member.status.success(), "{}", text(&member.stderr));
+    assert_eq!(text(&member.stdout).trim(), token);
+    // Anyone else is refused, with the reason.
+    let stranger = ask(Some((4242, 4242)));
+    assert_eq!(
+        stranger.status.code(),
+        Some(2),
+        "{}",
+        text(&stranger.stderr)
+    );
+    assert!(
+        text(&stranger.stderr).contains("user 4242 may not ask") && stranger.stdout.is_empty(),
+        "{}",
+        text(&stranger.stderr)
+    );
+    drop(serve);
+    idp.shutdown().await;
+}
