@@ -14,9 +14,11 @@
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::os::unix::io::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::sys::socket::{Shutdown, getsockopt, sockopt::PeerCredentials};
 use oauthimap_types::Mechanism;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
@@ -251,7 +253,7 @@ impl Broker {
                 let _ = stop.wait_for(|s| *s).await;
                 stopping.store(true, std::sync::atomic::Ordering::SeqCst);
                 // A listening socket shut down makes the blocked accept() return (EINVAL).
-                let _ = rustix::net::shutdown(&waker, rustix::net::Shutdown::Both);
+                let _ = nix::sys::socket::shutdown(waker.as_raw_fd(), Shutdown::Both);
                 let _ = tokio::task::spawn_blocking(move || acceptor.join()).await;
             }
             (Err(e), _) | (_, Err(e)) => {
@@ -275,7 +277,7 @@ struct Door {
 enum Quick {
     Answered,
     /// Left to a task, with the bytes already read from it.
-    Pass(tokio::net::UnixStream, Vec<u8>),
+    Pass(Vec<u8>),
 }
 
 impl Door {
@@ -300,38 +302,36 @@ impl Door {
     }
 
     fn take(&self, stream: std::os::unix::net::UnixStream) {
-        let _entered = self.runtime.enter();
-        let taken = to_tokio(stream).and_then(|stream| {
-            // The peer's credentials through tokio, which reads them as plain numbers (a peer
-            // in another pid namespace, such as a host's client of a service in a container,
-            // has pid 0).
-            let admitted = stream
-                .peer_cred()
-                .is_ok_and(|c| self.allowed.admits(c.uid(), c.gid(), c.pid()));
-            if admitted {
-                self.quick(stream)
-            } else {
-                Ok(Quick::Pass(stream, Vec::new()))
-            }
+        let admitted = getsockopt(&stream, PeerCredentials)
+            .is_ok_and(|c| self.allowed.admits(c.uid(), c.gid(), Some(c.pid())));
+        let quick = if admitted {
+            self.quick(&stream)
+        } else {
+            Ok(Quick::Pass(Vec::new()))
+        };
+        let handed = quick.and_then(|quick| {
+            let Quick::Pass(read) = quick else {
+                return Ok(());
+            };
+            let _entered = self.runtime.enter();
+            stream.set_read_timeout(None)?;
+            stream.set_nonblocking(true)?;
+            let stream = tokio::net::UnixStream::from_std(stream)?;
+            let (app, allowed, memory) =
+                (self.app.clone(), self.allowed.clone(), self.memory.clone());
+            self.runtime.spawn(async move {
+                answer(&app, &allowed, &memory, stream, read).await;
+            });
+            Ok(())
         });
-        match taken {
-            Ok(Quick::Answered) => {}
-            Ok(Quick::Pass(stream, read)) => {
-                let (app, allowed, memory) =
-                    (self.app.clone(), self.allowed.clone(), self.memory.clone());
-                self.runtime.spawn(async move {
-                    answer(&app, &allowed, &memory, stream, read).await;
-                });
-            }
-            Err(e) => tracing::warn!(error = %e, "the token broker could not take a connection"),
+        if let Err(e) = handed {
+            tracing::warn!(error = %e, "the token broker could not take a connection");
         }
     }
 
     /// Answers, on this thread, an admitted peer whose request comes at once and whose answer
     /// is in memory; anything else is passed on with what was read of it.
-    fn quick(&self, stream: tokio::net::UnixStream) -> std::io::Result<Quick> {
-        let mut stream = stream.into_std()?;
-        stream.set_nonblocking(false)?;
+    fn quick(&self, mut stream: &std::os::unix::net::UnixStream) -> std::io::Result<Quick> {
         stream.set_read_timeout(Some(QUICK_READ))?;
         let mut read = Vec::new();
         let mut chunk = [0; 1024];
@@ -354,8 +354,7 @@ impl Door {
             self.app.recalled_token(&self.memory, &request)
         });
         let Some(value) = recalled else {
-            stream.set_read_timeout(None)?;
-            return Ok(Quick::Pass(to_tokio(stream)?, read));
+            return Ok(Quick::Pass(read));
         };
         let mut line = serde_json::to_vec(&TokenReply::Token(value.expose_secret().to_owned()))
             .unwrap_or_default();
@@ -365,12 +364,6 @@ impl Door {
         let _ = stream.shutdown(std::net::Shutdown::Write);
         Ok(Quick::Answered)
     }
-}
-
-/// A connection in the runtime's hands (which must be entered).
-fn to_tokio(stream: std::os::unix::net::UnixStream) -> std::io::Result<tokio::net::UnixStream> {
-    stream.set_nonblocking(true)?;
-    tokio::net::UnixStream::from_std(stream)
 }
 
 /// The answers the broker gave, kept until the database changes (pizauth answers from memory
@@ -437,6 +430,9 @@ struct Allowed {
 }
 
 impl Allowed {
+    /// `pid` reads the supplementary groups. The kernel gives 0 for a peer outside the
+    /// service's pid namespace (a host's client of a service in a container): its uid and
+    /// primary group alone count then.
     fn admits(&self, uid: u32, gid: u32, pid: Option<i32>) -> bool {
         if uid == 0 || uid == self.own_uid || self.uids.contains(&uid) {
             return true;
@@ -445,7 +441,9 @@ impl Allowed {
             return false;
         }
         self.gids.contains(&gid)
-            || pid.is_some_and(|p| groups_of(p).iter().any(|g| self.gids.contains(g)))
+            || pid
+                .filter(|p| *p > 0)
+                .is_some_and(|p| groups_of(p).iter().any(|g| self.gids.contains(g)))
     }
 }
 
