@@ -241,24 +241,25 @@ impl Broker {
             runtime: tokio::runtime::Handle::current(),
         };
         let stopping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let waker = listener.try_clone();
-        let acceptor = std::thread::Builder::new()
-            .name("token-broker".to_owned())
-            .spawn({
-                let stopping = stopping.clone();
-                move || door.accept(&listener, &stopping)
-            });
-        match (acceptor, waker) {
-            (Ok(acceptor), Ok(waker)) => {
+        let started = listener.try_clone().and_then(|waker| {
+            let acceptor = std::thread::Builder::new()
+                .name("token-broker".to_owned())
+                .spawn({
+                    let stopping = stopping.clone();
+                    move || door.accept(&listener, &stopping)
+                })?;
+            Ok((waker, acceptor))
+        });
+        match started {
+            Ok((waker, acceptor)) => {
                 let _ = stop.wait_for(|s| *s).await;
                 stopping.store(true, std::sync::atomic::Ordering::SeqCst);
                 // A listening socket shut down makes the blocked accept() return (EINVAL).
                 let _ = nix::sys::socket::shutdown(waker.as_raw_fd(), Shutdown::Both);
                 let _ = tokio::task::spawn_blocking(move || acceptor.join()).await;
             }
-            (Err(e), _) | (_, Err(e)) => {
+            Err(e) => {
                 tracing::error!(error = %e, "the token broker cannot start its thread: `oauthimap token` will open the database");
-                stopping.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         }
         let _ = std::fs::remove_file(&path);
