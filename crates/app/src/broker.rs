@@ -153,8 +153,10 @@ impl Core {
         if !request.force
             && let Some(value) = memory.recall(request, marker)
         {
+            count_answer("memory");
             return Ok(value);
         }
+        count_answer("database");
         let (value, expires_at) = self.token_answer(request).await?;
         if let Some(marker) = marker {
             memory.keep(
@@ -357,6 +359,7 @@ impl Door {
         let Some(value) = recalled else {
             return Ok(Quick::Pass(read));
         };
+        count_answer("memory");
         let mut line = serde_json::to_vec(&TokenReply::Token(value.expose_secret().to_owned()))
             .unwrap_or_default();
         line.push(b'\n');
@@ -367,12 +370,18 @@ impl Door {
     }
 }
 
-/// The answers the broker gave, kept until the database changes (pizauth answers from memory
-/// too). An answer is reused only while the database's [`ChangeMarker`] is the one taken before
-/// it was read (no commit since, from this process or any other: a refresh, a sign-in, a removal,
-/// a state change) and its access token is outside the refresh margin; `--force` never reuses
-/// one. On PostgreSQL there is no marker and every answer comes from the database. A service
-/// whose receivers write every few seconds thus answers from memory less often than a quiet one.
+/// `oauthimap_broker_answers_total{from="memory"|"database"}`: how often the memory served.
+fn count_answer(from: &'static str) {
+    metrics::counter!("oauthimap_broker_answers_total", "from" => from).increment(1);
+}
+
+/// The answers the broker gave, kept until an account or application is written (pizauth
+/// answers from memory too). An answer is reused only while the database's [`ChangeMarker`] is
+/// the one taken before it was read (no token write since, from this process or any other: a
+/// refresh, a sign-in, a removal, a state change, an application changed) and its access token
+/// is outside the refresh margin; `--force` never reuses one. Other commits (leases, collected
+/// mail, events) leave it in place. On PostgreSQL there is no marker and every answer comes from
+/// the database.
 #[derive(Debug, Clone, Default)]
 struct Memory {
     answers: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<TokenRequest, Kept>>>,

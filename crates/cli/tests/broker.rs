@@ -438,8 +438,29 @@ async fn token_server_asks_a_remote_service_over_rest() {
 /// The service answers a repeated question from memory, but never past a change to the
 /// database: a forced renewal, and an account removed by another process (the command line,
 /// while the service runs), are seen by the very next call.
+/// `oauthimap_broker_answers_total{from}` from the service's /metrics: (memory, database).
+async fn answered(site: &Site) -> (u64, u64) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let text = reqwest::get(format!("http://127.0.0.1:{}/metrics", site.port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |from: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "oauthimap_broker_answers_total{{from=\"{from}\"}} "
+                ))
+            })
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    (count("memory"), count("database"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn answers_from_memory_end_with_any_change_to_the_database() {
+async fn answers_from_memory_end_with_any_token_write_and_survive_other_commits() {
     let site = Site::new();
     let idp = FakeIdp::start().await.unwrap();
     authorized(&site, &idp).await;
@@ -455,6 +476,38 @@ async fn answers_from_memory_end_with_any_change_to_the_database() {
             "still valid: the same token"
         );
     }
+    assert_eq!(answered(&site).await, (3, 1), "one read, then memory");
+
+    // A commit that writes no token (as the service's own lease renewals do every few seconds,
+    // and collected mail does): the memory stays.
+    let wal = site.data.join("oauthimap.db-wal");
+    let wal_before = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    {
+        use sqlx::Connection as _;
+        let mut db = sqlx::SqliteConnection::connect(&format!(
+            "sqlite://{}",
+            site.data.join("oauthimap.db").display()
+        ))
+        .await
+        .unwrap();
+        sqlx::query("CREATE TABLE scratch (x INTEGER)")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO scratch VALUES (1)")
+            .execute(&mut db)
+            .await
+            .unwrap();
+        db.close().await.unwrap();
+    }
+    assert_ne!(
+        std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        wal_before,
+        "the commits reached the database's log"
+    );
+    let again = site.token(&[MAILBOX], None);
+    assert_eq!(text(&again.stdout).trim(), first);
+    assert_eq!(answered(&site).await, (4, 1), "still from memory");
 
     let before = refreshes(&idp);
     let forced = site.token(&[MAILBOX, "--force"], None);
@@ -468,6 +521,15 @@ async fn answers_from_memory_end_with_any_change_to_the_database() {
         forced,
         "the renewed token, not the one answered before"
     );
+    let (memory, database) = answered(&site).await;
+    assert_eq!(
+        (memory, database),
+        (4, 3),
+        "--force and the call after it read the database"
+    );
+    let again = site.token(&[MAILBOX], None);
+    assert_eq!(text(&again.stdout).trim(), forced);
+    assert_eq!(answered(&site).await, (5, 3), "then memory again");
 
     let removed = site
         .oauthimap()

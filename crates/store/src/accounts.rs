@@ -98,6 +98,7 @@ impl Store {
         grant: GrantKind,
         tokens: &TokenSet,
     ) -> Result<(Account, bool)> {
+        let _change = self.token_change();
         let now = now_millis();
         let (id, created) = on_db!(self.db(), |pool| {
             let mut tx = pool
@@ -254,6 +255,7 @@ impl Store {
         state: AccountState,
         last_error: Option<&str>,
     ) -> Result<()> {
+        let _change = self.token_change();
         let done = on_db!(self.db(), |pool| sqlx::query(
             "UPDATE accounts SET state = $1, last_error = $2, updated_at = $3 WHERE id = $4"
         )
@@ -277,6 +279,7 @@ impl Store {
     /// Deletes an account; its receivers stay, deactivated and detached, with `reason`.
     /// Returns how many receivers were deactivated.
     pub async fn delete_account(&self, id: AccountId, reason: &str) -> Result<u64> {
+        let _change = self.token_change();
         let now = now_millis();
         let deactivated = on_db!(self.db(), |pool| {
             let mut tx = pool
@@ -365,6 +368,7 @@ impl Store {
         tokens: &TokenSet,
         change: &StateChange,
     ) -> Result<bool> {
+        let _change = self.token_change();
         let now = now_millis();
         let access = self.seal("accounts", "access_token", id.0, &tokens.access_token)?;
         let refresh = tokens
@@ -417,6 +421,7 @@ impl Store {
         error: &str,
         next_attempt_at: i64,
     ) -> Result<Option<i64>> {
+        let _change = self.token_change();
         let sql = format!(
             "UPDATE accounts SET state = $5, failure_count = failure_count + 1, last_error = $1, \
              next_attempt_at = $2, updated_at = $3 WHERE id = $4 AND {} RETURNING failure_count",
@@ -454,6 +459,7 @@ impl Store {
         error: &str,
         reason: &str,
     ) -> Result<Option<u64>> {
+        let _change = self.token_change();
         let now = now_millis();
         let sql = format!(
             "UPDATE accounts SET state = $4, access_token = NULL, access_expires_at = NULL, \

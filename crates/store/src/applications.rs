@@ -176,6 +176,7 @@ impl Store {
         secret: &SecretChange,
         cascade: &ApplicationCascade,
     ) -> Result<(Application, CascadeReport)> {
+        let _change = self.token_change();
         let now = now_millis();
         let sealed = match secret {
             SecretChange::Set(value) => {
@@ -273,6 +274,7 @@ impl Store {
 
     /// Deletes an application with its accounts and receivers (the database cascades).
     pub async fn delete_application(&self, id: AppId) -> Result<()> {
+        let _change = self.token_change();
         let deleted = on_db!(self.db(), |pool| sqlx::query(
             "DELETE FROM applications WHERE id = $1"
         )
@@ -314,6 +316,7 @@ impl Store {
         secret: Option<&SecretString>,
         accounts: &[ImportedAccount],
     ) -> Result<(Application, Vec<oauthimap_types::AccountId>)> {
+        let _change = self.token_change();
         let now = now_millis();
         let (id, account_ids): (i64, Vec<i64>) = on_db!(self.db(), |pool| {
             let mut tx = pool

@@ -1,78 +1,108 @@
-//! Whether anything was committed to the database since a moment: a cheap test (two `stat`s, no
-//! query) for answers kept in memory, such as the token broker's.
+//! Whether the tokens an answer was made from may have changed since a moment: a cheap test (a
+//! `stat` and a 16-byte read, no query) for answers kept in memory, such as the token broker's.
 //!
-//! A SQLite database in WAL mode (ours always is) appends every commit, from any connection or
-//! process, to its `-wal` file, so the log grows. When the log restarts from its beginning after
-//! a checkpoint, its header gets new salts (and the checkpoint wrote the main file); when it is
-//! truncated or replaced, its size or inode changes. The marker holds the sizes, modification
-//! times and inodes of both files and the log header's checkpoint number and salts: equal markers
-//! mean no commit in between. PostgreSQL has no such files here, so it gets no marker, and
-//! answers must come from the database each time.
+//! Every store function that writes accounts or applications (a refresh, a sign-in, a state
+//! change, a removal, an application's change, a re-seal), in any process, writes 16 new random
+//! bytes to the database's `-tokens` file beside it once its transaction is over (a [`TokenChange`]
+//! guard, so early returns count too). The marker is that file's content and the database file's
+//! device and inode (a database restored over it is another file): equal markers mean no such
+//! write in between. Other commits (leases renewed every few seconds, mail collected, events)
+//! leave it alone, so a busy service still answers from memory. A change made to the database by
+//! other means (sqlite3 by hand) is seen when the token is next renewed or the service restarts.
+//! PostgreSQL gets no marker: answers come from the database each time.
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::{Db, Store};
 
-/// The state of a SQLite database's files; see the module header.
+/// The state of a SQLite database's token writes; see the module header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChangeMarker {
-    main: FileStamp,
-    wal: Option<(FileStamp, [u8; WAL_HEADER_SALTS])>,
+    /// The database file's device and inode.
+    database: (u64, u64),
+    /// The `-tokens` file's content; `None` before the first token write.
+    tokens: Option<[u8; TOKENS_MARK]>,
 }
 
-/// The WAL header's checkpoint sequence number and its two salts (bytes 12 to 24).
-const WAL_HEADER_SALTS: usize = 12;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<FileStamp> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(FileStamp {
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        })
-    }
-}
+/// The length of the `-tokens` file's content.
+const TOKENS_MARK: usize = 16;
 
 impl Store {
-    /// The database's [`ChangeMarker`] now: `None` on PostgreSQL, or when the files cannot be
-    /// read (then nothing may be taken from memory).
+    /// The database's [`ChangeMarker`] now: `None` on PostgreSQL, or when the database file
+    /// cannot be read (then nothing may be taken from memory).
     pub fn change_marker(&self) -> Option<ChangeMarker> {
+        marker_of(&self.sqlite_file()?)
+    }
+
+    /// A guard that marks a token write when dropped: taken at the start of every function that
+    /// writes accounts or applications.
+    pub(crate) fn token_change(&self) -> TokenChange {
+        TokenChange(self.sqlite_file())
+    }
+
+    fn sqlite_file(&self) -> Option<PathBuf> {
         let Db::Sqlite(pool) = self.db() else {
             return None;
         };
-        let main = pool.connect_options().get_filename().to_owned();
-        marker_of(&main)
+        Some(pool.connect_options().get_filename().to_owned())
+    }
+}
+
+/// Marks a token write when dropped (after the function's transaction is over, whatever its
+/// outcome: a mark too many costs one answer from the database, a mark too few a stale one).
+pub(crate) struct TokenChange(Option<PathBuf>);
+
+impl Drop for TokenChange {
+    fn drop(&mut self) {
+        if let Some(main) = &self.0 {
+            mark_tokens_changed(main);
+        }
+    }
+}
+
+fn tokens_file(main: &Path) -> PathBuf {
+    let mut path = PathBuf::from(main.as_os_str());
+    path.as_mut_os_string().push("-tokens");
+    path
+}
+
+fn mark_tokens_changed(main: &Path) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut mark = [0u8; TOKENS_MARK];
+    if getrandom::fill(&mut mark).is_err() {
+        // Without randomness, a different value still: the time in nanoseconds.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        mark = now.to_le_bytes();
+    }
+    let path = tokens_file(main);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .and_then(|mut file| file.write_all(&mark));
+    if let Err(e) = written {
+        // The broker then keeps answering what it remembers until the token is renewed: say so.
+        tracing::warn!(error = %e, file = %path.display(), "cannot mark a token change; the token broker may answer from memory until the token is next renewed");
     }
 }
 
 fn marker_of(main: &Path) -> Option<ChangeMarker> {
-    let mut wal = PathBuf::from(main.as_os_str());
-    wal.as_mut_os_string().push("-wal");
-    // The log first: a checkpoint that runs between the two reads changes the main file after
-    // the log was read, so the pair still differs from the one taken before the checkpoint.
-    let wal = FileStamp::of(&wal).map(|stamp| (stamp, wal_salts(&wal)));
+    let meta = std::fs::metadata(main).ok()?;
+    let mut tokens = [0u8; TOKENS_MARK];
+    let read = std::fs::File::open(tokens_file(main)).and_then(|file| {
+        use std::os::unix::fs::FileExt as _;
+        file.read_exact_at(&mut tokens, 0)
+    });
     Some(ChangeMarker {
-        main: FileStamp::of(main)?,
-        wal,
+        database: (meta.dev(), meta.ino()),
+        tokens: read.is_ok().then_some(tokens),
     })
-}
-
-/// The log header's checkpoint number and salts; zeros for a log too short to have a header.
-fn wal_salts(wal: &Path) -> [u8; WAL_HEADER_SALTS] {
-    use std::os::unix::fs::FileExt as _;
-    let mut salts = [0; WAL_HEADER_SALTS];
-    if let Ok(file) = std::fs::File::open(wal) {
-        let _ = file.read_exact_at(&mut salts, 12);
-    }
-    salts
 }
 
 #[cfg(test)]
@@ -80,7 +110,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_marker_changes_with_every_write_to_either_file() {
+    fn a_marker_changes_with_every_token_write_and_a_new_database_file() {
         let dir = tempfile::tempdir().unwrap();
         let main = dir.path().join("db.sqlite");
         assert_eq!(marker_of(&main), None, "no database file, no marker");
@@ -91,14 +121,22 @@ mod tests {
             Some(before),
             "nothing written, same marker"
         );
-        let wal = dir.path().join("db.sqlite-wal");
-        std::fs::write(&wal, [0u8; 32]).unwrap();
-        let with_log = marker_of(&main).unwrap();
-        assert_ne!(with_log, before);
-        // A log restarted from its beginning: same size, new salts.
-        let mut header = [0u8; 32];
-        header[16] = 7;
-        std::fs::write(&wal, header).unwrap();
-        assert_ne!(marker_of(&main).unwrap(), with_log);
+        // Other commits (the file grows, the log grows) change nothing.
+        std::fs::write(&main, b"main, longer").unwrap();
+        std::fs::write(dir.path().join("db.sqlite-wal"), [0u8; 32]).unwrap();
+        assert_eq!(marker_of(&main), Some(before));
+        let mut seen = vec![before];
+        for _ in 0..3 {
+            mark_tokens_changed(&main);
+            let now = marker_of(&main).unwrap();
+            assert!(!seen.contains(&now), "each token write gives a new marker");
+            seen.push(now);
+        }
+        // A database restored over the old one is another file.
+        let last = marker_of(&main).unwrap();
+        let restored = dir.path().join("restored");
+        std::fs::write(&restored, b"main").unwrap();
+        std::fs::rename(&restored, &main).unwrap();
+        assert_ne!(marker_of(&main).unwrap(), last);
     }
 }

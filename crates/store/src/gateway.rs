@@ -194,6 +194,7 @@ impl Store {
         account: AccountId,
         json: Option<&str>,
     ) -> Result<()> {
+        let _change = self.token_change();
         on_db!(self.db(), |pool| {
             sqlx::query("UPDATE accounts SET upstreams = $1 WHERE id = $2")
                 .bind(json)
@@ -206,6 +207,7 @@ impl Store {
     }
 
     pub async fn set_application_upstreams(&self, app: AppId, json: Option<&str>) -> Result<()> {
+        let _change = self.token_change();
         on_db!(self.db(), |pool| {
             sqlx::query("UPDATE applications SET upstreams = $1 WHERE id = $2")
                 .bind(json)

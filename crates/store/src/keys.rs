@@ -72,6 +72,7 @@ impl Store {
 
     /// Re-seals every value not under the primary key. Safe to run while the service works.
     pub async fn reseal_all(&self) -> Result<ResealReport> {
+        let _change = self.token_change();
         let mut report = ResealReport::default();
         let primary = self.keys().primary_id();
         // The key check first: it is what proves the key file fits.
