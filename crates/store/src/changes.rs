@@ -6,7 +6,8 @@
 //! bytes to the database's `-tokens` file beside it once its transaction is over (a [`TokenChange`]
 //! guard, so early returns count too). The marker is that file's content and the database file's
 //! device and inode (a database restored over it is another file): equal markers mean no such
-//! write in between. Other commits (leases renewed every few seconds, mail collected, events)
+//! write in between (the file is owned like the database, and one that cannot be read gives no
+//! marker, so nothing comes from memory). Other commits (leases renewed every few seconds, mail collected, events)
 //! leave it alone, so a busy service still answers from memory. A change made to the database by
 //! other means (sqlite3 by hand) is seen when the token is next renewed or the service restarts.
 //! PostgreSQL gets no marker: answers come from the database each time.
@@ -79,13 +80,24 @@ fn mark_tokens_changed(main: &Path) {
         mark = now.to_le_bytes();
     }
     let path = tokens_file(main);
+    let database = std::fs::metadata(main).ok();
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
         .open(&path)
-        .and_then(|mut file| file.write_all(&mark));
+        .and_then(|mut file| {
+            // Owned like the database whoever writes first: root running a CLI command on the
+            // service's folder must not leave a mark the service cannot read or rewrite.
+            if let Some(db) = &database {
+                let meta = file.metadata()?;
+                if (meta.uid(), meta.gid()) != (db.uid(), db.gid()) {
+                    std::os::unix::fs::fchown(&file, Some(db.uid()), Some(db.gid()))?;
+                }
+            }
+            file.write_all(&mark)
+        });
     if let Err(e) = written {
         // The broker then keeps answering what it remembers until the token is renewed: say so.
         tracing::warn!(error = %e, file = %path.display(), "cannot mark a token change; the token broker may answer from memory until the token is next renewed");
@@ -93,15 +105,22 @@ fn mark_tokens_changed(main: &Path) {
 }
 
 fn marker_of(main: &Path) -> Option<ChangeMarker> {
+    use std::os::unix::fs::FileExt as _;
     let meta = std::fs::metadata(main).ok()?;
-    let mut tokens = [0u8; TOKENS_MARK];
-    let read = std::fs::File::open(tokens_file(main)).and_then(|file| {
-        use std::os::unix::fs::FileExt as _;
-        file.read_exact_at(&mut tokens, 0)
-    });
+    let mut mark = [0u8; TOKENS_MARK];
+    // No mark yet is a state of its own; a mark that cannot be read gives no marker at all (a
+    // write could not be told), so nothing is taken from memory.
+    let tokens = match std::fs::File::open(tokens_file(main)) {
+        Ok(file) => {
+            file.read_exact_at(&mut mark, 0).ok()?;
+            Some(mark)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => return None,
+    };
     Some(ChangeMarker {
         database: (meta.dev(), meta.ino()),
-        tokens: read.is_ok().then_some(tokens),
+        tokens,
     })
 }
 
@@ -138,5 +157,34 @@ mod tests {
         std::fs::write(&restored, b"main").unwrap();
         std::fs::rename(&restored, &main).unwrap();
         assert_ne!(marker_of(&main).unwrap(), last);
+    }
+
+    #[test]
+    fn a_mark_that_cannot_be_read_gives_no_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("db.sqlite");
+        std::fs::write(&main, b"main").unwrap();
+        std::fs::create_dir(tokens_file(&main)).unwrap();
+        assert_eq!(marker_of(&main), None);
+    }
+
+    /// Root writing first (a CLI command run with sudo) leaves a mark the database's owner, the
+    /// service's user, can read and rewrite.
+    #[test]
+    fn the_mark_is_owned_like_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("db.sqlite");
+        std::fs::write(&main, b"main").unwrap();
+        let owner = if std::os::unix::fs::chown(&main, Some(4242), Some(4243)).is_ok() {
+            (4242, 4243)
+        } else {
+            // Not root: the database is ours, and so is the mark.
+            let meta = std::fs::metadata(&main).unwrap();
+            (meta.uid(), meta.gid())
+        };
+        mark_tokens_changed(&main);
+        let mark = std::fs::metadata(tokens_file(&main)).unwrap();
+        assert_eq!((mark.uid(), mark.gid()), owner);
+        assert!(marker_of(&main).unwrap().tokens.is_some());
     }
 }
