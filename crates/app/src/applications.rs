@@ -522,18 +522,7 @@ mod tests {
     use super::*;
 
     fn fields() -> ApplicationFields {
-        ApplicationFields {
-            name: "Helpdesk".into(),
-            active: true,
-            provider: Provider::Microsoft,
-            cloud: Cloud::Global,
-            client_id: "11111111-2222-3333-4444-555555555555".into(),
-            tenant: Some("contoso.onmicrosoft.com".into()),
-            endpoints: Endpoints::default(),
-            scopes: None,
-            secret_expires_at: None,
-            comment: String::new(),
-        }
+        oauthimap_testkit::fixtures::application_fields("Helpdesk")
     }
 
     #[test]

@@ -13,12 +13,9 @@ use oauthimap_imap::{
     FetchedMessage, IdleOutcome, ImapError, MailSession, Mailbox, MessageSize, UidRange,
 };
 use oauthimap_sinks::{Sink, SinkConfig};
-use oauthimap_store::{
-    ApplicationFields, Backend, Checkpoint, Db, Endpoints, LedgerStatus, Receiver, ReceiverFields,
-    Store,
-};
+use oauthimap_store::{Backend, Checkpoint, Db, LedgerStatus, Receiver, ReceiverFields, Store};
 use oauthimap_testkit::TestDb;
-use oauthimap_types::{AfterDelivery, Cloud, Mechanism, Provider, Security, SinkKind, Trigger};
+use oauthimap_types::{SinkKind, Trigger};
 
 use crate::pass::{Pass, PassSummary, SinkPolicy};
 
@@ -191,18 +188,7 @@ async fn setup(sink: SinkKind, target: Option<String>) -> Setup {
     let store = t.store().await;
     let app = store
         .insert_application(
-            &ApplicationFields {
-                name: "Contoso".into(),
-                active: true,
-                provider: Provider::Microsoft,
-                cloud: Cloud::Global,
-                client_id: "11111111-2222-3333-4444-555555555555".into(),
-                tenant: Some("contoso.onmicrosoft.com".into()),
-                endpoints: Endpoints::default(),
-                scopes: None,
-                secret_expires_at: None,
-                comment: String::new(),
-            },
+            &oauthimap_testkit::fixtures::application_fields("Contoso"),
             None,
         )
         .await
@@ -210,24 +196,11 @@ async fn setup(sink: SinkKind, target: Option<String>) -> Setup {
     let receiver = store
         .insert_receiver(
             &ReceiverFields {
-                name: "r".into(),
-                active: true,
-                application_id: app.id,
-                account_id: None,
                 host: "imap.example.com".into(),
-                port: 993,
-                security: Security::Tls,
-                mechanism: Mechanism::Auto,
-                folder: "INBOX".into(),
                 trigger: Trigger::Poll,
-                poll_interval_secs: 300,
-                after_delivery: AfterDelivery::MarkSeen,
-                accepted_folder: None,
-                refused_folder: None,
-                size_limit_bytes: 25 * 1024 * 1024,
                 sink,
                 sink_target: target.clone(),
-                ca_file: None,
+                ..oauthimap_testkit::fixtures::receiver_fields("r", app.id, None)
             },
             None,
         )
