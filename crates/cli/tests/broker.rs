@@ -69,8 +69,18 @@ impl Site {
 
     /// `oauthimap token …` as the same user, or as `uid`/`gid`.
     fn token(&self, args: &[&str], as_user: Option<(u32, u32)>) -> Output {
+        self.token_with(args, as_user, &[])
+    }
+
+    /// [`Site::token`] with more settings in the environment.
+    fn token_with(
+        &self,
+        args: &[&str],
+        as_user: Option<(u32, u32)>,
+        env: &[(&str, &str)],
+    ) -> Output {
         let mut cmd = self.oauthimap();
-        cmd.arg("token").args(args);
+        cmd.envs(env.iter().copied()).arg("token").args(args);
         if let Some((uid, gid)) = as_user {
             cmd.uid(uid).gid(gid);
             cmd.env("HOME", "/nonexistent");
@@ -80,14 +90,23 @@ impl Site {
 
     fn serve(&self, extra_env: &[(&str, &str)]) -> Serve {
         let mut cmd = self.oauthimap();
-        cmd.arg("serve")
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let serve = Serve(Some(cmd.spawn().unwrap()));
+        cmd.arg("serve").envs(extra_env.iter().copied());
+        self.start(cmd)
+    }
+
+    /// Starts `cmd` (`serve`, perhaps wrapped in another program) and waits for its socket.
+    fn start(&self, mut cmd: Command) -> Serve {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut serve = Serve(Some(cmd.spawn().unwrap()));
         for _ in 0..200 {
             if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return serve;
+            }
+            if let Some(status) = serve.0.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "{} ended ({status}) before it opened its socket",
+                    cmd.get_program().display()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -200,12 +219,11 @@ async fn token_comes_from_the_service_over_its_socket_and_from_the_database_with
 
     // Proof that the socket answered: with a data folder that does not exist, only the service
     // can know the token (the database path would exit 2 saying where it looked).
-    let out = site
-        .oauthimap()
-        .env("OAUTHIMAP_DATA_DIR", "/nonexistent/oauthimap")
-        .args(["token", MAILBOX])
-        .output()
-        .unwrap();
+    let out = site.token_with(
+        &[MAILBOX],
+        None,
+        &[("OAUTHIMAP_DATA_DIR", "/nonexistent/oauthimap")],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), token);
     assert!(
@@ -637,60 +655,28 @@ async fn a_service_in_its_own_pid_namespace_answers_callers_outside_it() {
         cmd.env("OAUTHIMAP_BROKER__ALLOWED_GIDS", "[4343]");
         cmd
     };
+    // unshare (util-linux) needs root, as this whole file does.
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .arg(inner.get_program())
         .arg("serve")
-        .current_dir("/")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .current_dir("/");
     for (key, value) in inner.get_envs() {
         match value {
             Some(value) => cmd.env(key, value),
             None => cmd.env_remove(key),
         };
     }
-    let mut serve = Serve(Some(cmd.spawn().expect("unshare (util-linux) runs")));
-    let mut up = false;
-    for _ in 0..200 {
-        if std::os::unix::net::UnixStream::connect(&site.socket).is_ok() {
-            up = true;
-            break;
-        }
-        if let Some(status) = serve.0.as_mut().unwrap().try_wait().unwrap() {
-            use std::io::Read as _;
-            let mut err = String::new();
-            serve
-                .0
-                .as_mut()
-                .unwrap()
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!(
-                "serve in a new pid namespace ended ({status}); this test needs root and unshare: {err}"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        up,
-        "serve did not open its socket at {}",
-        site.socket.display()
-    );
+    let serve = site.start(cmd);
     std::fs::set_permissions(&site.socket, std::fs::Permissions::from_mode(0o666)).unwrap();
 
     // Only the service can answer: the callers' own settings point at no data folder.
-    let ask = |as_user: Option<(u32, u32)>| {
-        let mut cmd = site.oauthimap();
-        cmd.env("OAUTHIMAP_DATA_DIR", "/nonexistent/oauthimap")
-            .args(["token", MAILBOX]);
-        if let Some((uid, gid)) = as_user {
-            cmd.uid(uid).gid(gid).env("HOME", "/nonexistent");
-        }
-        cmd.output().unwrap()
+    let ask = |as_user| {
+        site.token_with(
+            &[MAILBOX],
+            as_user,
+            &[("OAUTHIMAP_DATA_DIR", "/nonexistent/oauthimap")],
+        )
     };
     let root = ask(None);
     assert!(root.status.success(), "{}", text(&root.stderr));
